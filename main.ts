@@ -1,0 +1,29 @@
+/**
+ * The `taskrunner` program: parses the command line and turns errors into exit codes. Nothing
+ * below this file exits the process.
+ *
+ * @module
+ */
+import { CommanderError } from "@commander-js/extra-typings";
+import { buildCli } from "./src/cli.ts";
+import { ConfigError } from "./src/config.ts";
+import { errorMessage } from "./src/util/async.ts";
+
+async function main(args: string[]): Promise<number> {
+  try {
+    await buildCli().parseAsync(args, { from: "user" });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    if (error instanceof ConfigError) {
+      console.error(`taskrunner: ${error.message}`);
+      return error.exitCode;
+    }
+    console.error(`taskrunner: ${errorMessage(error)}`);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exitCode = await main(Deno.args);
+}

@@ -1,0 +1,159 @@
+import type { Channel, ConfirmChannel } from "amqplib";
+import type { Logger } from "../observability/log.ts";
+import { delay, errorMessage } from "../util/async.ts";
+import {
+  type Backoff,
+  backoffDelay,
+  type BrokerConnection,
+  DEFAULT_BACKOFF,
+} from "./connection.ts";
+
+/** What a {@linkcode ManagedChannel} does with each channel it opens. */
+export interface ChannelHandler<C extends Channel> {
+  /** Prepares a fresh channel (prefetch, consumers, ...); a throw closes it and retries later. */
+  setup(channel: C): Promise<void>;
+  /** The channel closed (error, broker close, connection loss); state tied to it is void. */
+  closed?(channel: C, error: unknown): void;
+}
+
+/**
+ * Keeps one channel open on a {@linkcode BrokerConnection}: a channel closed by an error (a
+ * missing exchange, a consumer timeout, ...) is reopened and set up again, with backoff.
+ */
+export class ManagedChannel<C extends Channel> implements AsyncDisposable {
+  readonly #broker: BrokerConnection;
+  readonly #name: string;
+  readonly #confirm: boolean;
+  readonly #handler: ChannelHandler<C>;
+  readonly #log: Logger;
+  readonly #backoff: Backoff;
+  readonly #closing = new AbortController();
+  #channel: C | undefined;
+  #failures = 0;
+  #opening = false;
+  #waiters: Array<(channel: C) => void> = [];
+
+  constructor(
+    broker: BrokerConnection,
+    options: {
+      name: string;
+      confirm: C extends ConfirmChannel ? true : false;
+      handler: ChannelHandler<C>;
+      logger: Logger;
+      backoff?: Backoff;
+    },
+  ) {
+    this.#broker = broker;
+    this.#name = options.name;
+    this.#confirm = options.confirm;
+    this.#handler = options.handler;
+    this.#log = options.logger;
+    this.#backoff = options.backoff ?? DEFAULT_BACKOFF;
+    broker.listen({ up: () => void this.#open() });
+  }
+
+  /** The open and set-up channel, if any. */
+  get current(): C | undefined {
+    return this.#channel;
+  }
+
+  /** Whether `channel` is this one's current, open channel. */
+  isCurrent(channel: Channel): boolean {
+    return this.#channel === channel;
+  }
+
+  /** Resolves with the channel once it is open and set up. */
+  ready(options: { signal?: AbortSignal } = {}): Promise<C> {
+    if (this.#channel) return Promise.resolve(this.#channel);
+    return new Promise((resolve, reject) => {
+      const waiter = (channel: C) => {
+        options.signal?.removeEventListener("abort", onAbort);
+        resolve(channel);
+      };
+      const onAbort = () => {
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
+        reject(options.signal?.reason);
+      };
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      this.#waiters.push(waiter);
+    });
+  }
+
+  async #open(): Promise<void> {
+    if (this.#opening || this.#channel || this.#closing.signal.aborted) return;
+    this.#opening = true;
+    try {
+      // Read the connection each round: it may have been replaced while this loop waited.
+      for (
+        let model = this.#broker.current;
+        model && !this.#closing.signal.aborted;
+        model = this.#broker.current
+      ) {
+        let channel: C | undefined;
+        try {
+          channel =
+            (this.#confirm ? await model.createConfirmChannel() : await model.createChannel()) as C;
+          const closed = this.#watch(channel);
+          await this.#handler.setup(channel);
+          if (closed.value) throw closed.value.error ?? new Error("Channel closed during setup");
+          this.#channel = channel;
+          this.#failures = 0;
+          for (const waiter of this.#waiters.splice(0)) waiter(channel);
+          return;
+        } catch (error) {
+          this.#log.warn("Cannot set up broker channel", {
+            channel: this.#name,
+            error: errorMessage(error),
+          });
+          await channel?.close().catch(() => {});
+          await delay(backoffDelay(this.#failures++, this.#backoff), {
+            signal: this.#closing.signal,
+          })
+            .catch(() => {});
+        }
+      }
+    } finally {
+      this.#opening = false;
+    }
+  }
+
+  #watch(channel: C): { value?: { error: unknown } } {
+    const state: { value?: { error: unknown } } = {};
+    let lastError: unknown;
+    channel.on("error", (error: Error) => {
+      lastError = error;
+    });
+    channel.on("close", () => {
+      state.value = { error: lastError };
+      if (this.#channel !== channel) return;
+      this.#channel = undefined;
+      if (lastError !== undefined) {
+        this.#log.warn("Broker channel closed", {
+          channel: this.#name,
+          error: errorMessage(lastError),
+        });
+      }
+      this.#handler.closed?.(channel, lastError);
+      if (this.#closing.signal.aborted) return;
+      // Reopen after a pause, so that a repeating error does not spin; after a connection loss
+      // there is no connection by then, and the next one reopens the channel.
+      delay(backoffDelay(this.#failures++, this.#backoff), { signal: this.#closing.signal }).then(
+        () => this.#open(),
+        () => {},
+      );
+    });
+    return state;
+  }
+
+  /** Closes the channel for good. */
+  async close(): Promise<void> {
+    this.#closing.abort();
+    const channel = this.#channel;
+    this.#channel = undefined;
+    if (channel) await channel.close().catch(() => {});
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

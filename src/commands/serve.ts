@@ -1,0 +1,141 @@
+import { buildAmqpUrl } from "../broker/amqp_url.ts";
+import { CancellationWatcher } from "../broker/cancellation_watcher.ts";
+import { BrokerConnection } from "../broker/connection.ts";
+import { ResponsePublisher } from "../broker/publisher.ts";
+import { RequestConsumer } from "../broker/request_consumer.ts";
+import { declareTopology } from "../broker/topology.ts";
+import {
+  type BrokerConfig,
+  childEnvironment,
+  type EngineConfig,
+  requestQueueName,
+  type RunnerConfig,
+} from "../config.ts";
+import type { Logger } from "../observability/log.ts";
+import { Runner } from "../runner.ts";
+import type { TaskEngineSettings } from "../task/mod.ts";
+import { settlesWithin } from "../util/async.ts";
+import { VERSION } from "../version.ts";
+
+/** Everything `serve` needs. */
+export interface ServeConfig {
+  broker: BrokerConfig;
+  engine: EngineConfig;
+  runner: RunnerConfig;
+}
+
+// After the drain, how long responses still queued may take to reach the broker.
+const FINAL_PUBLISH_MS = 5_000;
+
+/** The engine settings of a runner, from its configuration. */
+export function engineSettings(config: EngineConfig): TaskEngineSettings {
+  return {
+    workDir: config.workDir,
+    python: config.python,
+    pipeArgStyle: config.pipeArgStyle,
+    killGraceMs: config.killGraceSeconds * 1000,
+    logTailBytes: config.logTailBytes,
+    maxOutputBytes: config.maxOutputBytes,
+    allowedScripts: config.allowedScripts,
+    env: childEnvironment(Deno.env.toObject()),
+  };
+}
+
+/**
+ * Serves task requests from RabbitMQ until `signal` aborts (or SIGTERM/SIGINT arrives): then
+ * stops consuming, drains running tasks, and returns. A second signal skips the drain.
+ */
+export async function serve(
+  config: ServeConfig,
+  options: { logger: Logger; signal?: AbortSignal; onReady?: (info: ServeInfo) => void },
+): Promise<void> {
+  const log = options.logger;
+  const queue = requestQueueName(config.broker);
+  if (config.engine.allowedScripts.length === 0) {
+    log.warn("No script allow-list: any executable on PATH or .py file may be run by a request");
+  }
+  const broker = new BrokerConnection(
+    buildAmqpUrl(config.broker.amqpUrl, config.broker),
+    { logger: log, connectionName: `taskrunner ${VERSION} ${config.broker.requestType}` },
+  );
+  const publisher = new ResponsePublisher(broker, {
+    exchange: config.broker.responseExchange,
+    durable: config.broker.durableQueues,
+    logger: log,
+  });
+  const cancellations = new CancellationWatcher(broker, {
+    exchange: config.broker.cancellationExchange,
+    durable: config.broker.durableQueues,
+    logger: log,
+  });
+  const runner = new Runner({
+    publisher,
+    cancellations,
+    engine: engineSettings(config.engine),
+    maxInputBytes: config.engine.maxInputBytes,
+    logger: log,
+  });
+  const consumer = new RequestConsumer(broker, {
+    queue,
+    prefetch: config.runner.concurrency,
+    logger: log,
+    setup: async () => {
+      const model = broker.current;
+      if (!model) throw new Error("Not connected");
+      await declareTopology(model, {
+        requestQueue: queue,
+        responseExchange: config.broker.responseExchange,
+        cancellationExchange: config.broker.cancellationExchange,
+        durable: config.broker.durableQueues,
+        deadLetterExchange: config.runner.deadLetterExchange,
+        queueType: config.runner.queueType,
+      }, log);
+    },
+    onDelivery: (delivery) => runner.handle(delivery),
+    onConsuming: (consuming) => {
+      if (consuming) {
+        log.info("Consuming requests", { queue, concurrency: config.runner.concurrency });
+        options.onReady?.({ queue });
+      }
+    },
+  });
+
+  const stopping = new AbortController();
+  const forced = new AbortController();
+  const onSignal = () => {
+    if (stopping.signal.aborted) {
+      log.warn("Second signal: stopping running tasks now");
+      forced.abort();
+    } else {
+      log.info("Shutting down: no new requests");
+      stopping.abort();
+    }
+  };
+  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+  for (const name of signals) Deno.addSignalListener(name, onSignal);
+  options.signal?.addEventListener("abort", onSignal, { once: true });
+  if (options.signal?.aborted) onSignal();
+
+  try {
+    broker.start();
+    await new Promise<void>((resolve) => {
+      if (stopping.signal.aborted) resolve();
+      stopping.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    await consumer.pause();
+    await runner.drain(config.runner.drainSeconds * 1000, { force: forced.signal });
+    await settlesWithin(publisher.idle(), FINAL_PUBLISH_MS);
+  } finally {
+    for (const name of signals) Deno.removeSignalListener(name, onSignal);
+    await consumer.close();
+    await cancellations.close();
+    await publisher.close();
+    await broker.close();
+    log.info("Stopped");
+  }
+}
+
+/** What `serve` reports once it consumes. */
+export interface ServeInfo {
+  queue: string;
+}

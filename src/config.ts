@@ -1,0 +1,336 @@
+import { z } from "zod";
+import { LOG_LEVELS } from "./observability/log.ts";
+
+/** A setting with a wrong value: the program stops with exit code 2 and this message. */
+export class ConfigError extends Error {
+  readonly exitCode = 2;
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+/** Largest message RabbitMQ accepts by default (`max_message_size`). */
+export const BROKER_MAX_MESSAGE_BYTES = 128 * 1024 * 1024;
+// Room in a response for JSON fields and the stdout/stderr tails around the base64 output.
+const RESPONSE_OVERHEAD_BYTES = 8 * 1024 * 1024;
+/** Default output limit: what still fits a response once base64 has grown it by 4/3. */
+export const DEFAULT_MAX_OUTPUT_BYTES = Math.floor(
+  (BROKER_MAX_MESSAGE_BYTES - RESPONSE_OVERHEAD_BYTES) / 4,
+) * 3;
+/** Default input limit: what fits a request message once base64-encoded. */
+export const DEFAULT_MAX_INPUT_BYTES = DEFAULT_MAX_OUTPUT_BYTES;
+
+const positiveInt = z.coerce.number().int().positive();
+const nonNegativeNumber = z.coerce.number().nonnegative().finite();
+const bool = z.union([z.boolean(), z.string()]).transform((value, ctx) => {
+  if (typeof value === "boolean") return value;
+  const text = value.trim().toLowerCase();
+  if (["true", "1", "yes", "on"].includes(text)) return true;
+  if (["false", "0", "no", "off", ""].includes(text)) return false;
+  ctx.addIssue({ code: "custom", message: "must be true or false" });
+  return z.NEVER;
+});
+const list = z.union([z.array(z.string()), z.string()]).transform((value) =>
+  (typeof value === "string" ? value.split(",") : value).map((item) => item.trim()).filter((
+    item,
+  ) => item.length > 0)
+);
+const amqpAddress = z.string().refine((value) => {
+  try {
+    const url = new URL(value);
+    return url.protocol === "amqp:" || url.protocol === "amqps:";
+  } catch {
+    return false;
+  }
+}, "must be an amqp:// or amqps:// URL");
+
+/** One setting: its flag, its environment variable, its schema and its default. */
+export interface SettingSpec {
+  flag: string;
+  env: string;
+  description: string;
+  schema: z.ZodType;
+  default?: unknown;
+  /** Never shown: not in `--help`, not in errors, not in logs. */
+  secret?: boolean;
+  /** Boolean flag without a value. */
+  boolean?: boolean;
+  /** Can be given more than once. */
+  repeatable?: boolean;
+}
+
+// Keeps each schema's own type, so that resolved settings are typed.
+function setting<S extends z.ZodType>(
+  spec: SettingSpec & { schema: S },
+): SettingSpec & { schema: S } {
+  return spec;
+}
+
+/** Broker settings, shared by `serve`, `submit` and `cancel`. */
+export const BROKER_SETTINGS = {
+  amqpUrl: setting({
+    flag: "--amqp-url <url>",
+    env: "TERARIUM_MQ_ADDRESSES",
+    description: "broker address (may carry a vhost)",
+    schema: amqpAddress,
+    default: "amqp://localhost:5672",
+  }),
+  username: setting({
+    flag: "--mq-username <name>",
+    env: "TERARIUM_MQ_USERNAME",
+    description: "broker user",
+    schema: z.string(),
+    default: "guest",
+  }),
+  password: setting({
+    flag: "--mq-password <password>",
+    env: "TERARIUM_MQ_PASSWORD",
+    description: "broker password (prefer the environment variable)",
+    schema: z.string(),
+    default: "guest",
+    secret: true,
+  }),
+  requestType: setting({
+    flag: "--request-type <type>",
+    env: "TERARIUM_TASKRUNNER_REQUEST_TYPE",
+    description: "task family served: gollm, mira, funman, ...",
+    schema: z.string().min(1),
+    default: "terarium",
+  }),
+  requestQueue: setting({
+    flag: "--request-queue <name>",
+    env: "TERARIUM_TASKRUNNER_REQUEST_QUEUE",
+    description: "base name of the request queue (the type is appended)",
+    schema: z.string().min(1),
+    default: "terarium-request-queue",
+  }),
+  responseExchange: setting({
+    flag: "--response-exchange <name>",
+    env: "TERARIUM_TASKRUNNER_RESPONSE_EXCHANGE",
+    description: "exchange responses are published to",
+    schema: z.string().min(1),
+    default: "terarium-response-exchange",
+  }),
+  cancellationExchange: setting({
+    flag: "--cancellation-exchange <name>",
+    env: "TERARIUM_TASKRUNNER_CANCELLATION_EXCHANGE",
+    description: "exchange cancellations arrive on",
+    schema: z.string().min(1),
+    default: "terarium-cancellation-exchange",
+  }),
+  durableQueues: setting({
+    flag: "--durable-queues [bool]",
+    env: "TERARIUM_DURABLE_QUEUES",
+    description: "declare queues and exchanges durable",
+    schema: bool,
+    default: false,
+  }),
+};
+
+/** Settings of the task engine, shared by `serve` and `run`. */
+export const ENGINE_SETTINGS = {
+  workDir: setting({
+    flag: "--work-dir <dir>",
+    env: "TERARIUM_TASKRUNNER_WORK_DIR",
+    description: "where per-task FIFO directories are made",
+    schema: z.string().min(1),
+    default: "/tmp/taskrunner",
+  }),
+  python: setting({
+    flag: "--python <path>",
+    env: "TERARIUM_TASKRUNNER_PYTHON",
+    description: "interpreter for .py scripts",
+    schema: z.string().min(1),
+    default: "python3",
+  }),
+  pipeArgStyle: setting({
+    flag: "--pipe-args <style>",
+    env: "TERARIUM_TASKRUNNER_PIPE_ARGS",
+    description:
+      "spelling of the pipe arguments: underscore (--input_pipe) or hyphen (--input-pipe)",
+    schema: z.enum(["underscore", "hyphen"]),
+    default: "underscore",
+  }),
+  killGraceSeconds: setting({
+    flag: "--kill-grace <seconds>",
+    env: "TERARIUM_TASKRUNNER_KILL_GRACE_SECONDS",
+    description: "time between SIGTERM and SIGKILL on cancel and timeout",
+    schema: nonNegativeNumber,
+    default: 10,
+  }),
+  logTailBytes: setting({
+    flag: "--log-tail-bytes <bytes>",
+    env: "TERARIUM_TASKRUNNER_LOG_TAIL_BYTES",
+    description: "stdout and stderr kept per task (each) and sent in responses",
+    schema: positiveInt,
+    default: 1024 * 1024,
+  }),
+  maxInputBytes: setting({
+    flag: "--max-input-bytes <bytes>",
+    env: "TERARIUM_TASKRUNNER_MAX_INPUT_BYTES",
+    description: "largest task input accepted",
+    schema: positiveInt,
+    default: DEFAULT_MAX_INPUT_BYTES,
+  }),
+  maxOutputBytes: setting({
+    flag: "--max-output-bytes <bytes>",
+    env: "TERARIUM_TASKRUNNER_MAX_OUTPUT_BYTES",
+    description: "largest task output accepted (must fit a broker message once base64-encoded)",
+    schema: positiveInt,
+    default: DEFAULT_MAX_OUTPUT_BYTES,
+  }),
+  allowedScripts: setting({
+    flag: "--allow-script <pattern>",
+    env: "TERARIUM_TASKRUNNER_ALLOWED_SCRIPTS",
+    description: "script allowed to run (repeatable; * matches anything); unset allows any",
+    schema: list,
+    default: [],
+    repeatable: true,
+  }),
+};
+
+/** Settings of the broker-facing runner (`serve`). */
+export const RUNNER_SETTINGS = {
+  concurrency: setting({
+    flag: "--concurrency <n>",
+    env: "TERARIUM_TASKRUNNER_REQUEST_CONCURRENCY",
+    description: "tasks run at once (also the prefetch count)",
+    schema: positiveInt.max(65535),
+    default: 32,
+  }),
+  drainSeconds: setting({
+    flag: "--drain <seconds>",
+    env: "TERARIUM_TASKRUNNER_DRAIN_SECONDS",
+    description: "on SIGTERM, time running tasks get to finish before they are requeued",
+    schema: nonNegativeNumber,
+    default: 30,
+  }),
+  deadLetterExchange: setting({
+    flag: "--dead-letter-exchange <name>",
+    env: "TERARIUM_TASKRUNNER_DEAD_LETTER_EXCHANGE",
+    description: "declare the request queue with this dead-letter exchange for rejected messages",
+    schema: z.string(),
+    default: "",
+  }),
+  queueType: setting({
+    flag: "--queue-type <type>",
+    env: "TERARIUM_TASKRUNNER_QUEUE_TYPE",
+    description: "request queue type: classic, or quorum for HA (needs durable queues)",
+    schema: z.enum(["classic", "quorum"]),
+    default: "classic",
+  }),
+  httpPort: setting({
+    flag: "--http-port <port>",
+    env: "TERARIUM_TASKRUNNER_HTTP_PORT",
+    description: "port of /healthz, /readyz and /metrics; 0 = off",
+    schema: z.coerce.number().int().min(0).max(65535),
+    default: 0,
+  }),
+  httpHost: setting({
+    flag: "--http-host <host>",
+    env: "TERARIUM_TASKRUNNER_HTTP_HOST",
+    description: "address the HTTP endpoint listens on",
+    schema: z.string().min(1),
+    default: "0.0.0.0",
+  }),
+};
+
+/** Logging settings, shared by every command. */
+export const LOG_SETTINGS = {
+  logLevel: setting({
+    flag: "--log-level <level>",
+    env: "TERARIUM_TASKRUNNER_LOG_LEVEL",
+    description: "debug, info, warn or error",
+    schema: z.enum(LOG_LEVELS),
+    default: "info",
+  }),
+  logFormat: setting({
+    flag: "--log-format <format>",
+    env: "TERARIUM_TASKRUNNER_LOG_FORMAT",
+    description: "text or json (one object per line)",
+    schema: z.enum(["text", "json"]),
+    default: "text",
+  }),
+};
+
+/** A group of settings by key. */
+export type SettingGroup = Record<string, SettingSpec>;
+
+/** The resolved, typed values of a settings group. */
+export type SettingValues<G extends SettingGroup> = {
+  [K in keyof G]: z.output<G[K]["schema"]>;
+};
+
+/** Commander's option key for a flag: `--amqp-url <url>` becomes `amqpUrl`. */
+export function optionKey(flag: string): string {
+  const name = flag.split(/[ ,]/)[0]!.replace(/^--/, "");
+  return name.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
+}
+
+/**
+ * Resolves a settings group: a flag wins over the environment variable, which wins over the
+ * default; every value is validated.
+ *
+ * @param group the settings to resolve
+ * @param sources parsed command-line options (by commander key) and the environment
+ * @throws {ConfigError} naming the setting, its flag and variable, when a value is wrong
+ */
+export function resolveSettings<G extends SettingGroup>(
+  group: G,
+  sources: { options: Record<string, unknown>; env: Record<string, string | undefined> },
+): SettingValues<G> {
+  const out: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(group)) {
+    const fromFlag = sources.options[optionKey(spec.flag)];
+    const fromEnv = sources.env[spec.env];
+    const flagGiven = fromFlag !== undefined &&
+      !(Array.isArray(fromFlag) && fromFlag.length === 0);
+    const raw = flagGiven ? fromFlag : fromEnv !== undefined ? fromEnv : spec.default;
+    const parsed = spec.schema.safeParse(raw);
+    if (!parsed.success) {
+      const source = flagGiven
+        ? spec.flag.split(" ")[0]
+        : fromEnv !== undefined
+        ? spec.env
+        : "default";
+      const shown = spec.secret ? "" : ` ${JSON.stringify(raw)}`;
+      const reason = parsed.error.issues.map((issue) => issue.message).join("; ");
+      throw new ConfigError(
+        `Invalid setting ${
+          spec.flag.split(" ")[0]
+        } (${spec.env}) from ${source}:${shown} ${reason}`,
+      );
+    }
+    out[key] = parsed.data;
+  }
+  return out as SettingValues<G>;
+}
+
+/** Broker settings, resolved. */
+export type BrokerConfig = SettingValues<typeof BROKER_SETTINGS>;
+/** Engine settings, resolved. */
+export type EngineConfig = SettingValues<typeof ENGINE_SETTINGS>;
+/** Runner settings, resolved. */
+export type RunnerConfig = SettingValues<typeof RUNNER_SETTINGS>;
+/** Log settings, resolved. */
+export type LogConfig = SettingValues<typeof LOG_SETTINGS>;
+
+/** The request queue's full name: `<base>-<type>`, e.g. `terarium-request-queue-gollm`. */
+export function requestQueueName(
+  config: Pick<BrokerConfig, "requestQueue" | "requestType">,
+): string {
+  return `${config.requestQueue}-${config.requestType}`;
+}
+
+/**
+ * The task's environment: the runner's own, less the broker settings and credentials, which
+ * a task has no business reading.
+ */
+export function childEnvironment(env: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) {
+    if (!key.startsWith("TERARIUM_MQ_")) out[key] = value;
+  }
+  return out;
+}

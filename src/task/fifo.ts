@@ -1,0 +1,82 @@
+import { join } from "node:path";
+
+const FIFO_MODE = 0o600;
+
+// libc's mkfifo through FFI: a process per FIFO would cost more than the rest of a small task.
+let libc: { symbols: { mkfifo: (path: Uint8Array, mode: number) => number } } | null | undefined;
+
+function loadLibc() {
+  if (libc !== undefined) return libc;
+  try {
+    libc = Deno.dlopen("libc.so.6", {
+      mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
+    });
+  } catch {
+    libc = null; // no FFI permission or no glibc: fall back to the mkfifo command
+  }
+  return libc;
+}
+
+/**
+ * Creates a named pipe readable and writable by this user only.
+ *
+ * @param path where to create it; must not exist yet
+ */
+export async function makeFifo(path: string): Promise<void> {
+  const lib = loadLibc();
+  if (lib) {
+    if (lib.symbols.mkfifo(new TextEncoder().encode(`${path}\0`), FIFO_MODE) === 0) return;
+    // errno is not reachable through FFI; the command below reports the reason
+  }
+  const { success, stderr } = await new Deno.Command("mkfifo", {
+    args: ["-m", "600", path],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!success) {
+    throw new Error(
+      `Cannot create named pipe "${path}": ${new TextDecoder().decode(stderr).trim()}`,
+    );
+  }
+}
+
+/** The three FIFOs of one task, in a private directory removed on dispose. */
+export class TaskPipes implements AsyncDisposable {
+  readonly dir: string;
+  readonly input: string;
+  readonly output: string;
+  readonly progress: string;
+
+  private constructor(dir: string) {
+    this.dir = dir;
+    this.input = join(dir, "input");
+    this.output = join(dir, "output");
+    this.progress = join(dir, "progress");
+  }
+
+  /**
+   * Makes a fresh directory (mode 0700) under `workDir` holding the three FIFOs.
+   *
+   * @param workDir parent directory, created if missing
+   * @param taskId used in the directory name so that an operator can tell whose it is
+   */
+  static async create(workDir: string, taskId: string): Promise<TaskPipes> {
+    await Deno.mkdir(workDir, { recursive: true });
+    const dir = await Deno.makeTempDir({ dir: workDir, prefix: `task-${taskId}-` });
+    const pipes = new TaskPipes(dir);
+    try {
+      await Deno.chmod(dir, 0o700);
+      await makeFifo(pipes.input);
+      await makeFifo(pipes.output);
+      await makeFifo(pipes.progress);
+    } catch (error) {
+      await pipes[Symbol.asyncDispose]();
+      throw error;
+    }
+    return pipes;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+}

@@ -1,0 +1,4 @@
+export * from "./errors.ts";
+export * from "./run_task.ts";
+export { isScriptAllowed, type PipeArgStyle } from "./script_command.ts";
+export type { StopReason } from "./process_group.ts";

@@ -1,0 +1,106 @@
+import { settlesWithin } from "../util/async.ts";
+import { TaskStartError } from "./errors.ts";
+import type { ScriptCommand } from "./script_command.ts";
+
+/** Why a task process was stopped before it exited on its own. */
+export type StopReason = "cancelled" | "timeout" | "shutdown";
+
+/**
+ * A task's child process, leader of its own session and process group, so that a signal
+ * reaches every process it started (grandchildren included).
+ */
+export class ProcessGroup implements AsyncDisposable {
+  readonly #child: Deno.ChildProcess;
+  readonly pid: number;
+  /** Resolves with the leader's exit status. */
+  readonly status: Promise<Deno.CommandStatus>;
+  #exited = false;
+
+  private constructor(child: Deno.ChildProcess) {
+    this.#child = child;
+    this.pid = child.pid;
+    this.status = child.status.finally(() => {
+      this.#exited = true;
+    });
+  }
+
+  /**
+   * Spawns the command in a new session with stdout and stderr piped, stdin closed.
+   *
+   * @param command program and arguments
+   * @param options the child's whole environment, and its working directory
+   * @throws {TaskStartError} when the program cannot be executed
+   */
+  static spawn(
+    command: ScriptCommand,
+    options: { env: Record<string, string>; cwd?: string },
+  ): ProcessGroup {
+    try {
+      const child = new Deno.Command(command.program, {
+        args: command.args,
+        env: options.env,
+        clearEnv: true,
+        ...(options.cwd ? { cwd: options.cwd } : {}),
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+        detached: true,
+      }).spawn();
+      return new ProcessGroup(child);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new TaskStartError(`Cannot start task "${command.program}": ${reason}`, {
+        cause: error,
+      });
+    }
+  }
+
+  /** The child's stdout. */
+  get stdout(): ReadableStream<Uint8Array> {
+    return this.#child.stdout;
+  }
+
+  /** The child's stderr. */
+  get stderr(): ReadableStream<Uint8Array> {
+    return this.#child.stderr;
+  }
+
+  /** Whether the leader has exited (and been reaped). */
+  get exited(): boolean {
+    return this.#exited;
+  }
+
+  /**
+   * Sends a signal to every process of the group.
+   *
+   * @returns false when no process of the group is left
+   */
+  signal(signal: Deno.Signal): boolean {
+    try {
+      Deno.kill(-this.pid, signal);
+      return true;
+    } catch {
+      return false; // ESRCH: the group is gone
+    }
+  }
+
+  /**
+   * Asks the group to stop (SIGTERM), then kills it (SIGKILL) after `graceMs`.
+   *
+   * @returns the leader's exit status
+   */
+  async terminate(graceMs: number): Promise<Deno.CommandStatus> {
+    this.signal("SIGTERM");
+    if (!await settlesWithin(this.status, graceMs)) this.signal("SIGKILL");
+    const status = await this.status;
+    // Whatever of the group survived the leader goes too.
+    this.signal("SIGKILL");
+    return status;
+  }
+
+  /** Kills whatever is left of the group and waits for the leader. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.signal("SIGKILL");
+    await this.status;
+  }
+}

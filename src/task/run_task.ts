@@ -1,0 +1,245 @@
+import { settlesWithin } from "../util/async.ts";
+import { FifoReader, FifoWriter } from "./fifo_io.ts";
+import { TaskPipes } from "./fifo.ts";
+import { forEachLine } from "./lines.ts";
+import { OutputTail } from "./output_tail.ts";
+import { ProcessGroup, type StopReason } from "./process_group.ts";
+import { concat, isDoneMessage, ProgressFramer } from "./progress_framer.ts";
+import { pipeArgs, type PipeArgStyle, resolveScriptCommand } from "./script_command.ts";
+
+/** What to run. */
+export interface TaskSpec {
+  id: string;
+  script: string;
+  input: Uint8Array;
+  /** Wall-clock limit for the whole task, in milliseconds. */
+  timeoutMs: number;
+}
+
+/** How tasks are run; the same for every task of a runner. */
+export interface TaskEngineSettings {
+  /** Parent of the per-task FIFO directories. */
+  workDir: string;
+  /** Interpreter for `.py` scripts. */
+  python: string;
+  pipeArgStyle: PipeArgStyle;
+  /** Time between SIGTERM and SIGKILL on cancel and timeout. */
+  killGraceMs: number;
+  /** Bound on the stdout and stderr text kept (each). */
+  logTailBytes: number;
+  /** Bound on the output a task may write. */
+  maxOutputBytes: number;
+  /** Script patterns allowed to run; empty allows any. */
+  allowedScripts: readonly string[];
+  /** The child's whole environment. */
+  env: Record<string, string>;
+}
+
+/** A task while it runs, as the hooks see it. */
+export interface RunningTask {
+  readonly id: string;
+  readonly pid: number;
+  /** The stdout lines kept so far. */
+  readonly stdout: string;
+  /** The stderr lines kept so far. */
+  readonly stderr: string;
+}
+
+/** Callbacks through which a caller follows a task. */
+export interface TaskHooks {
+  /** The process has started. */
+  onStart?(task: RunningTask): void;
+  /** A progress message (the `done` sentinel is not passed on). */
+  onProgress?(message: Uint8Array, task: RunningTask): void;
+  /** A line the task printed. */
+  onLog?(stream: "stdout" | "stderr", line: string, task: RunningTask): void;
+}
+
+/** How a started task ended. */
+export type TaskResult =
+  & { stdout: string; stderr: string; durationMs: number }
+  & (
+    | { outcome: "success"; output: Uint8Array }
+    | { outcome: "failure"; message: string; exitCode: number | null }
+    | { outcome: "timeout"; message: string }
+    | { outcome: "cancelled" | "shutdown" }
+  );
+
+/** Options of {@linkcode runTask}. */
+export interface RunTaskOptions extends TaskHooks {
+  /** Aborting it stops the task; its reason, if a {@linkcode StopReason}, names the outcome. */
+  signal?: AbortSignal;
+}
+
+// Bounded wait for stdout/stderr to close once the group is gone (a detached grandchild may keep them).
+const LOG_DRAIN_MS = 1_000;
+
+/**
+ * Runs one task to its end: FIFOs, child process, input, progress and output concurrently,
+ * timeout and cancel. Knows nothing of any broker.
+ *
+ * @param spec what to run
+ * @param settings how tasks run here
+ * @param options cancel signal and progress hooks
+ * @throws {TaskStartError} when the task cannot be started (nothing was run)
+ */
+export async function runTask(
+  spec: TaskSpec,
+  settings: TaskEngineSettings,
+  options: RunTaskOptions = {},
+): Promise<TaskResult> {
+  const command = await resolveScriptCommand(spec.script, {
+    python: settings.python,
+    allowedScripts: settings.allowedScripts,
+    path: settings.env.PATH ?? "",
+  });
+  await using pipes = await TaskPipes.create(settings.workDir, spec.id);
+  const startedAt = performance.now();
+
+  const stdout = new OutputTail(settings.logTailBytes);
+  const stderr = new OutputTail(settings.logTailBytes);
+  let pid = 0;
+  const running: RunningTask = {
+    id: spec.id,
+    get pid() {
+      return pid;
+    },
+    get stdout() {
+      return stdout.text;
+    },
+    get stderr() {
+      return stderr.text;
+    },
+  };
+
+  let progressDone = false;
+  const framer = new ProgressFramer((message) => {
+    if (progressDone) return;
+    if (isDoneMessage(message)) progressDone = true;
+    else options.onProgress?.(message, running);
+  });
+  const progressReader = new FifoReader(pipes.progress, {
+    data: (chunk) => framer.push(chunk),
+    end: () => framer.end(),
+  });
+
+  const outputParts: Uint8Array[] = [];
+  let outputSize = 0;
+  let outputTooLarge = false;
+  const outputReader = new FifoReader(pipes.output, {
+    data: (chunk) => {
+      outputSize += chunk.length;
+      if (outputSize > settings.maxOutputBytes) outputTooLarge = true;
+      else outputParts.push(chunk);
+    },
+    end: () => {},
+  });
+  const inputWriter = new FifoWriter(pipes.input);
+
+  if (options.signal?.aborted) {
+    // Cancelled while the pipes were being made: nothing was started.
+    return {
+      stdout: "",
+      stderr: "",
+      durationMs: performance.now() - startedAt,
+      outcome: reasonOf(options.signal.reason),
+    };
+  }
+  const group = ProcessGroup.spawn(
+    {
+      program: command.program,
+      args: [...command.args, ...pipeArgs(spec.id, pipes, settings.pipeArgStyle)],
+    },
+    { env: settings.env },
+  );
+  await using _group = group;
+  pid = group.pid;
+  progressReader.start();
+  outputReader.start();
+  inputWriter.start(spec.input);
+  const logsDone = Promise.all([
+    forEachLine(group.stdout, (line) => {
+      stdout.append(line);
+      options.onLog?.("stdout", line, running);
+    }),
+    forEachLine(group.stderr, (line) => {
+      stderr.append(line);
+      options.onLog?.("stderr", line, running);
+    }),
+  ]).catch(() => {});
+  options.onStart?.(running);
+
+  const timeout = AbortSignal.timeout(spec.timeoutMs);
+  const stop = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+  let stopReason: StopReason | undefined;
+  const stopped = new Promise<StopReason>((resolve) => {
+    const onStop = () => resolve(timeout.aborted ? "timeout" : reasonOf(options.signal?.reason));
+    if (stop.aborted) onStop();
+    else stop.addEventListener("abort", onStop, { once: true });
+  });
+  const first = await Promise.race([group.status, stopped]);
+  let status: Deno.CommandStatus;
+  if (typeof first === "string") {
+    stopReason = first;
+    status = await group.terminate(settings.killGraceMs);
+  } else {
+    status = first;
+    group.signal("SIGKILL"); // leftovers of a finished task
+  }
+
+  await Promise.all([progressReader.stop(), outputReader.stop(), inputWriter.stop()]);
+  await settlesWithin(logsDone, LOG_DRAIN_MS);
+  const common = {
+    stdout: stdout.text,
+    stderr: stderr.text,
+    durationMs: performance.now() - startedAt,
+  };
+
+  if (stopReason === "timeout") {
+    return {
+      ...common,
+      outcome: "timeout",
+      message: `Task "${spec.script}" timed out after ${formatDuration(spec.timeoutMs)}`,
+    };
+  }
+  if (stopReason !== undefined) return { ...common, outcome: stopReason };
+  if (!status.success) {
+    const how = status.signal
+      ? `was killed by ${status.signal}`
+      : `exited with code ${status.code}`;
+    const lastError = lastLine(common.stderr);
+    return {
+      ...common,
+      outcome: "failure",
+      exitCode: status.signal ? null : status.code,
+      message: `Task "${spec.script}" ${how}${lastError ? `: ${lastError}` : ""}`,
+    };
+  }
+  if (outputTooLarge) {
+    return {
+      ...common,
+      outcome: "failure",
+      exitCode: 0,
+      message:
+        `Task "${spec.script}" wrote more output than the limit of ${settings.maxOutputBytes} bytes`,
+    };
+  }
+  return { ...common, outcome: "success", output: concat(outputParts, outputSize) };
+}
+
+function reasonOf(reason: unknown): "cancelled" | "shutdown" {
+  return reason === "shutdown" ? "shutdown" : "cancelled";
+}
+
+function lastLine(text: string): string {
+  const lines = text.trimEnd().split("\n");
+  const line = lines[lines.length - 1] ?? "";
+  return line.length > 500 ? `${line.slice(0, 500)}…` : line;
+}
+
+/** Formats milliseconds the way a person says them: `90 s`, `1.5 min`. */
+export function formatDuration(ms: number): string {
+  if (ms < 1_000) return `${ms} ms`;
+  if (ms < 120_000) return `${Number((ms / 1_000).toFixed(1))} s`;
+  return `${Number((ms / 60_000).toFixed(2))} min`;
+}
