@@ -10,6 +10,8 @@ export type LogFields = Record<string, unknown>;
 
 const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 const encoder = new TextEncoder();
+// Shorter "secrets" would mask ordinary words and numbers all over the log.
+const MIN_SECRET_LENGTH = 4;
 
 /** Where log lines go; stderr by default, replaceable in tests. */
 export type LogSink = (line: string) => void;
@@ -29,14 +31,23 @@ export class Logger {
   readonly #format: LogFormat;
   readonly #fields: LogFields;
   readonly #sink: LogSink;
+  readonly #secrets: readonly string[];
 
   constructor(
-    options: { level?: LogLevel; format?: LogFormat; fields?: LogFields; sink?: LogSink } = {},
+    options: {
+      level?: LogLevel;
+      format?: LogFormat;
+      fields?: LogFields;
+      sink?: LogSink;
+      /** Strings replaced by `***` wherever they appear in a line. */
+      secrets?: readonly string[];
+    } = {},
   ) {
     this.#level = options.level ?? "info";
     this.#format = options.format ?? "text";
     this.#fields = options.fields ?? {};
     this.#sink = options.sink ?? writeStderr;
+    this.#secrets = (options.secrets ?? []).filter((secret) => secret.length >= MIN_SECRET_LENGTH);
   }
 
   /** A logger that adds `fields` to every line. */
@@ -46,6 +57,21 @@ export class Logger {
       format: this.#format,
       fields: { ...this.#fields, ...fields },
       sink: this.#sink,
+      secrets: this.#secrets,
+    });
+  }
+
+  /**
+   * A logger that masks `secrets` in every line, whatever writes them (an error message of a
+   * library, a task's output): a last line of defence behind never logging them at all.
+   */
+  redacting(secrets: readonly string[]): Logger {
+    return new Logger({
+      level: this.#level,
+      format: this.#format,
+      fields: this.#fields,
+      sink: this.#sink,
+      secrets: [...this.#secrets, ...secrets],
     });
   }
 
@@ -75,11 +101,36 @@ export class Logger {
     if (!this.enabled(level)) return;
     const all = { ...this.#fields, ...fields };
     const time = new Date().toISOString();
+    const msg = this.#redact(message);
+    const shown = this.#redactFields(plain(all));
     this.#sink(
       this.#format === "json"
-        ? `${JSON.stringify({ time, level, msg: message, ...plain(all) })}\n`
-        : `${time} ${level.toUpperCase().padEnd(5)} ${message}${formatFields(all)}\n`,
+        ? `${JSON.stringify({ time, level, msg, ...shown })}\n`
+        : `${time} ${level.toUpperCase().padEnd(5)} ${msg}${formatFields(shown)}\n`,
     );
+  }
+
+  #redact(text: string): string {
+    for (const secret of this.#secrets) text = text.replaceAll(secret, "***");
+    return text;
+  }
+
+  // Field by field, so that a JSON line stays valid JSON whatever the secret looks like.
+  #redactFields(fields: LogFields): LogFields {
+    if (this.#secrets.length === 0) return fields;
+    const out: LogFields = {};
+    for (const [key, value] of Object.entries(fields)) {
+      if (typeof value === "string") {
+        out[key] = this.#redact(value);
+      } else if (typeof value === "object" && value !== null) {
+        const text = JSON.stringify(value);
+        const redacted = this.#redact(text);
+        out[key] = redacted === text ? value : redacted;
+      } else {
+        out[key] = value;
+      }
+    }
+    return out;
   }
 }
 

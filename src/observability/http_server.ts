@@ -1,0 +1,91 @@
+import type { Logger } from "./log.ts";
+
+/** Whether the runner can take work now; when not, why. */
+export type Readiness = { ready: true } | { ready: false; reason: string };
+
+/** What the endpoint reports. */
+export interface Probes {
+  /** Decides `GET /readyz`. */
+  readiness(): Readiness;
+  /** The body of `GET /metrics`. */
+  metrics(): Promise<string>;
+  /** Its content type. */
+  metricsContentType: string;
+}
+
+/** The running endpoint; closing it stops listening. */
+export interface HttpEndpoint extends AsyncDisposable {
+  readonly hostname: string;
+  readonly port: number;
+  /** Stops listening and waits for requests in progress. */
+  close(): Promise<void>;
+}
+
+const JSON_TYPE = "application/json; charset=utf-8";
+
+/**
+ * Serves `GET /healthz` (200 while the process runs), `GET /readyz` (200 when ready, 503 with
+ * a JSON reason otherwise) and `GET /metrics` (Prometheus text format), for probes and
+ * scrapers.
+ *
+ * @param probes where readiness and metrics come from
+ * @param options where to listen
+ * @throws {Error} when the address cannot be listened on
+ */
+export function startHttpEndpoint(
+  probes: Probes,
+  options: { port: number; hostname: string; logger: Logger },
+): HttpEndpoint {
+  const log = options.logger;
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      port: options.port,
+      hostname: options.hostname,
+      onListen: () => {},
+      onError: (error) => {
+        log.warn("HTTP endpoint request failed", { error: String(error) });
+        return new Response("Internal Server Error\n", { status: 500 });
+      },
+    }, (request) => handle(request, probes));
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new Error(
+      `Cannot listen on ${options.hostname}:${options.port} for the HTTP endpoint: ${reason}`,
+      { cause: error },
+    );
+  }
+  const { hostname, port } = server.addr;
+  log.info("HTTP endpoint listening", { hostname, port });
+  const close = async () => {
+    await server.shutdown();
+  };
+  return { hostname, port, close, [Symbol.asyncDispose]: close };
+}
+
+async function handle(request: Request, probes: Probes): Promise<Response> {
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    return new Response("Method Not Allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
+  }
+  switch (new URL(request.url).pathname) {
+    case "/healthz":
+      return json(200, { alive: true });
+    case "/readyz": {
+      const readiness = probes.readiness();
+      return json(readiness.ready ? 200 : 503, readiness);
+    }
+    case "/metrics":
+      return new Response(await probes.metrics(), {
+        headers: { "content-type": probes.metricsContentType },
+      });
+    default:
+      return new Response("Not Found\n", { status: 404 });
+  }
+}
+
+function json(status: number, body: unknown): Response {
+  return new Response(`${JSON.stringify(body)}\n`, {
+    status,
+    headers: { "content-type": JSON_TYPE, "cache-control": "no-store" },
+  });
+}

@@ -1,0 +1,325 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { cpuUsage } from "node:process";
+import type { PublisherObserver } from "../broker/publisher.ts";
+import type { TaskStatus } from "../protocol/status.ts";
+import type { RunnerObserver } from "../runner.ts";
+import { VERSION } from "../version.ts";
+
+/** Task duration buckets, in seconds: from 10 ms (a trivial task) to 2 h (the longest Terarium tasks). */
+export const TASK_DURATION_BUCKETS: readonly number[] = [
+  0.01,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+  30,
+  60,
+  120,
+  300,
+  600,
+  1200,
+  1800,
+  3600,
+  7200,
+];
+
+/** Response publish latency buckets (enqueued to confirmed by the broker), in seconds. */
+export const PUBLISH_LATENCY_BUCKETS: readonly number[] = [
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+  30,
+];
+
+const TERMINAL: readonly TaskStatus[] = ["SUCCESS", "FAILED", "CANCELLED"];
+const REJECT_REASONS = ["invalid", "too_large"] as const;
+
+/** Live values the metrics read when scraped, from the parts `serve` wires together. */
+export interface MetricSources {
+  /** Requests being worked on now. */
+  running?: () => number;
+  /** Connection re-established after a loss, so far. */
+  reconnects?: () => number;
+  /** Whether the broker connection is up. */
+  connected?: () => boolean;
+  /** Whether the request queue is being consumed. */
+  consuming?: () => boolean;
+  /** Responses not yet confirmed by the broker. */
+  pendingResponses?: () => number;
+}
+
+/**
+ * The runner's Prometheus metrics: fed by the runner and the publisher as their observer,
+ * read from live sources at scrape time, plus the process metrics.
+ *
+ * Built on prom-client with a private registry; its `collectDefaultMetrics()` is not used
+ * because under Deno several of its Node-specific series are wrong (event-loop lag is
+ * reported as 9.2e9 s or `Nan`), so the process metrics are collected here from Deno's own
+ * APIs and `/proc`.
+ */
+export class RunnerMetrics implements RunnerObserver, PublisherObserver {
+  /** The registry holding every series, for {@linkcode RunnerMetrics.text}. */
+  readonly registry: Registry = new Registry();
+  #sources: MetricSources = {};
+  readonly #started: Counter;
+  readonly #finished: Counter<"status">;
+  readonly #duration: Histogram<"status">;
+  readonly #progress: Counter;
+  readonly #inputBytes: Counter;
+  readonly #outputBytes: Counter;
+  readonly #rejected: Counter<"reason">;
+  readonly #publishLatency: Histogram;
+  readonly #responseBytes: Counter;
+
+  constructor() {
+    const registers = [this.registry];
+    const sources = () => this.#sources;
+    this.#started = new Counter({
+      name: "taskrunner_tasks_started_total",
+      help: "Task processes started.",
+      registers,
+    });
+    this.#finished = new Counter({
+      name: "taskrunner_tasks_finished_total",
+      help: "Requests ended with a confirmed terminal response, by status.",
+      labelNames: ["status"],
+      registers,
+    });
+    for (const status of TERMINAL) this.#finished.inc({ status }, 0);
+    new Gauge({
+      name: "taskrunner_tasks_running",
+      help: "Requests being worked on now.",
+      registers,
+      collect() {
+        this.set(sources().running?.() ?? 0);
+      },
+    });
+    this.#duration = new Histogram({
+      name: "taskrunner_task_duration_seconds",
+      help: "Run time of task processes, by terminal status.",
+      labelNames: ["status"],
+      buckets: [...TASK_DURATION_BUCKETS],
+      registers,
+    });
+    this.#progress = new Counter({
+      name: "taskrunner_progress_messages_total",
+      help: "Progress messages forwarded as RUNNING responses.",
+      registers,
+    });
+    this.#inputBytes = new Counter({
+      name: "taskrunner_input_bytes_total",
+      help: "Task input bytes received in requests.",
+      registers,
+    });
+    this.#outputBytes = new Counter({
+      name: "taskrunner_output_bytes_total",
+      help: "Task output bytes of successful tasks.",
+      registers,
+    });
+    this.#rejected = new Counter({
+      name: "taskrunner_requests_rejected_total",
+      help: "Request messages rejected before a task could run, by reason.",
+      labelNames: ["reason"],
+      registers,
+    });
+    for (const reason of REJECT_REASONS) this.#rejected.inc({ reason }, 0);
+    this.#publishLatency = new Histogram({
+      name: "taskrunner_response_publish_seconds",
+      help: "Time from queueing a response to the broker's confirm.",
+      buckets: [...PUBLISH_LATENCY_BUCKETS],
+      registers,
+    });
+    this.#responseBytes = new Counter({
+      name: "taskrunner_response_bytes_total",
+      help: "Bytes of responses confirmed by the broker.",
+      registers,
+    });
+    new Gauge({
+      name: "taskrunner_responses_pending",
+      help: "Responses not yet confirmed by the broker.",
+      registers,
+      collect() {
+        this.set(sources().pendingResponses?.() ?? 0);
+      },
+    });
+    let reconnectsSeen = 0;
+    new Counter({
+      name: "taskrunner_broker_reconnects_total",
+      help: "Broker connections re-established after a loss.",
+      registers,
+      collect() {
+        const now = sources().reconnects?.() ?? 0;
+        if (now > reconnectsSeen) this.inc(now - reconnectsSeen);
+        reconnectsSeen = Math.max(reconnectsSeen, now);
+      },
+    });
+    new Gauge({
+      name: "taskrunner_broker_connected",
+      help: "1 while connected to the broker.",
+      registers,
+      collect() {
+        this.set(sources().connected?.() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "taskrunner_consuming",
+      help: "1 while consuming the request queue.",
+      registers,
+      collect() {
+        this.set(sources().consuming?.() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "taskrunner_build_info",
+      help: "Always 1; the version is in the label.",
+      labelNames: ["version"],
+      registers,
+    }).set({ version: VERSION }, 1);
+    registerProcessMetrics(this.registry);
+  }
+
+  /** Connects the live values read at scrape time (they exist only once `serve` built them). */
+  bind(sources: MetricSources): void {
+    this.#sources = sources;
+  }
+
+  /** The exposition text, for `GET /metrics`. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** The content type of {@linkcode RunnerMetrics.text}. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  taskStarted(): void {
+    this.#started.inc();
+  }
+
+  taskFinished(status: TaskStatus, durationMs: number): void {
+    this.#finished.inc({ status });
+    // The runner reports 0 for a request whose task never started: no run time to record.
+    if (durationMs > 0) this.#duration.observe({ status }, durationMs / 1000);
+  }
+
+  progressForwarded(): void {
+    this.#progress.inc();
+  }
+
+  inputBytes(bytes: number): void {
+    this.#inputBytes.inc(bytes);
+  }
+
+  outputBytes(bytes: number): void {
+    this.#outputBytes.inc(bytes);
+  }
+
+  requestRejected(reason: "invalid" | "too_large"): void {
+    this.#rejected.inc({ reason });
+  }
+
+  confirmed(latencyMs: number, bytes: number): void {
+    this.#publishLatency.observe(latencyMs / 1000);
+    this.#responseBytes.inc(bytes);
+  }
+}
+
+// Conventional process_* names, so that standard dashboards and alerts work unchanged.
+function registerProcessMetrics(registry: Registry): void {
+  const registers = [registry];
+  new Gauge({
+    name: "process_resident_memory_bytes",
+    help: "Resident memory size in bytes.",
+    registers,
+    collect() {
+      this.set(Deno.memoryUsage().rss);
+    },
+  });
+  new Gauge({
+    name: "process_heap_bytes",
+    help: "JavaScript heap in use, in bytes.",
+    registers,
+    collect() {
+      this.set(Deno.memoryUsage().heapUsed);
+    },
+  });
+  new Gauge({
+    name: "process_heap_total_bytes",
+    help: "JavaScript heap allocated, in bytes.",
+    registers,
+    collect() {
+      this.set(Deno.memoryUsage().heapTotal);
+    },
+  });
+  let cpuSeen = 0;
+  new Counter({
+    name: "process_cpu_seconds_total",
+    help: "User and system CPU time spent, in seconds.",
+    registers,
+    collect() {
+      const usage = cpuUsage();
+      const now = (usage.user + usage.system) / 1e6;
+      if (now > cpuSeen) this.inc(now - cpuSeen);
+      cpuSeen = Math.max(cpuSeen, now);
+    },
+  });
+  if (openFds() !== undefined) {
+    new Gauge({
+      name: "process_open_fds",
+      help: "Open file descriptors.",
+      registers,
+      collect() {
+        this.set(openFds() ?? 0);
+      },
+    });
+  }
+  const maxFds = maxOpenFds();
+  if (maxFds !== undefined) {
+    new Gauge({
+      name: "process_max_fds",
+      help: "Limit of open file descriptors.",
+      registers,
+    }).set(maxFds);
+  }
+  new Gauge({
+    name: "process_start_time_seconds",
+    help: "Start time of the process since the Unix epoch, in seconds.",
+    registers,
+  }).set(Math.round(performance.timeOrigin) / 1000);
+}
+
+/** Open file descriptors, from `/proc/self/fd` (Linux); undefined where it cannot be read. */
+function openFds(): number | undefined {
+  try {
+    let count = 0;
+    for (const _ of Deno.readDirSync("/proc/self/fd")) count++;
+    return count - 1; // the descriptor of the directory being read
+  } catch {
+    return undefined;
+  }
+}
+
+function maxOpenFds(): number | undefined {
+  try {
+    const limits = Deno.readTextFileSync("/proc/self/limits");
+    const match = /^Max open files\s+(\d+)/m.exec(limits);
+    return match ? Number(match[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
