@@ -36,6 +36,11 @@ const list = z.union([z.array(z.string()), z.string()]).transform((value) =>
     item,
   ) => item.length > 0)
 );
+// A user or group id; an empty value means unset (and never root by accident).
+const optionalId = z.preprocess(
+  (value) => value === "" ? undefined : value,
+  z.coerce.number().int().min(0).max(4_294_967_294).optional(),
+);
 const amqpAddress = z.string().refine((value) => {
   try {
     const url = new URL(value);
@@ -188,6 +193,18 @@ export const ENGINE_SETTINGS = {
     default: [],
     repeatable: true,
   }),
+  uid: setting({
+    flag: "--uid <uid>",
+    env: "TERARIUM_TASKRUNNER_UID",
+    description: "run tasks as this user id (the runner must run as root; needs --gid)",
+    schema: optionalId,
+  }),
+  gid: setting({
+    flag: "--gid <gid>",
+    env: "TERARIUM_TASKRUNNER_GID",
+    description: "run tasks with this group id (with --uid)",
+    schema: optionalId,
+  }),
 };
 
 /** Settings of the broker-facing runner (`serve`). */
@@ -294,7 +311,10 @@ export function resolveSettings<G extends SettingGroup>(
         : fromEnv !== undefined
         ? spec.env
         : "default";
-      const shown = spec.secret ? "" : ` ${JSON.stringify(raw)}`;
+      // A URL may carry credentials (`amqp://user:password@host`): never shown.
+      const shown = spec.secret
+        ? ""
+        : ` ${JSON.stringify(raw).replace(/\/\/[^/@\s"]*@/g, "//***@")}`;
       const reason = parsed.error.issues.map((issue) => issue.message).join("; ");
       throw new ConfigError(
         `Invalid setting ${

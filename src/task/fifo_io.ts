@@ -2,9 +2,9 @@ import { settlesWithin } from "../util/async.ts";
 
 /** Receives what a {@linkcode FifoReader} reads. */
 export interface FifoSink {
-  /** Bytes read; the chunk is owned by the sink. */
+  /** Bytes read, in order; the chunk is owned by the sink. */
   data(chunk: Uint8Array): void;
-  /** The writer closed the pipe: the end of one open/write/close cycle. */
+  /** Everything written before `stop()` has been read. */
   end(): void;
 }
 
@@ -12,17 +12,20 @@ export interface FifoSink {
 export const FIFO_DRAIN_MS = 2_000;
 
 /**
- * Reads a FIFO over and over: the task may open, write and close it any number of times.
+ * Reads a FIFO for as long as the task runs, however often the task opens, writes and
+ * closes it.
  *
- * Opening a FIFO for reading blocks a thread until a writer arrives, so `stop()` releases a
- * pending open by briefly becoming a writer itself, and never leaves a thread blocked.
+ * The reader holds the FIFO open read-write: its open never blocks, the task's opens never
+ * block, and no write is lost between one writer's close and the next one's open (with a
+ * read-only reader, the kernel drops what a writer leaves in the pipe if the reader closes
+ * after its end of file). The price is that the pipe never reports end of file, so `stop()`
+ * writes a random marker after the last byte and reading ends when the marker comes out.
  */
 export class FifoReader {
   readonly #path: string;
   readonly #sink: FifoSink;
-  #stopped = false;
-  #discard = false;
-  #pendingOpen: Promise<Deno.FsFile> | undefined;
+  #marker: Uint8Array | undefined;
+  #opened: Promise<void> | undefined;
   #loop: Promise<void> | undefined;
   #error: unknown;
 
@@ -31,55 +34,67 @@ export class FifoReader {
     this.#sink = sink;
   }
 
-  /** Starts reading in the background. */
-  start(): void {
-    this.#loop ??= this.#run().catch((error) => {
-      this.#error = error;
-    });
+  /**
+   * Opens the FIFO and reads it in the background.
+   *
+   * @returns once the FIFO is open, so that a writer's open cannot block
+   */
+  start(): Promise<void> {
+    if (!this.#opened) {
+      const opening = Deno.open(this.#path, { read: true, write: true });
+      this.#opened = opening.then(() => {}, () => {});
+      this.#loop = opening.then((file) => this.#run(file)).catch((error) => {
+        this.#error = error;
+      });
+    }
+    return this.#opened;
   }
 
-  async #run(): Promise<void> {
-    while (!this.#stopped) {
-      const opening = Deno.open(this.#path, { read: true });
-      this.#pendingOpen = opening;
-      let file: Deno.FsFile;
-      try {
-        file = await opening;
-      } finally {
-        this.#pendingOpen = undefined;
-      }
-      const reader = file.readable.getReader();
+  async #run(file: Deno.FsFile): Promise<void> {
+    const reader = file.readable.getReader();
+    let held: Uint8Array = new Uint8Array(0);
+    try {
       while (true) {
         const { done, value } = await reader.read();
-        if (done) break;
-        if (this.#discard) {
-          await reader.cancel();
+        if (done) return;
+        const marker = this.#marker;
+        if (!marker) {
+          this.#sink.data(value);
+          continue;
+        }
+        // Stopping: look for the marker, which may straddle two reads.
+        const data = held.length > 0 ? concatBytes(held, value) : value;
+        const at = indexOfBytes(data, marker);
+        if (at >= 0) {
+          if (at > 0) this.#sink.data(data.subarray(0, at));
+          this.#sink.end();
           return;
         }
-        this.#sink.data(value);
+        const keep = Math.min(marker.length - 1, data.length);
+        if (data.length > keep) this.#sink.data(data.subarray(0, data.length - keep));
+        held = data.slice(data.length - keep);
       }
-      this.#sink.end();
+    } finally {
+      await reader.cancel().catch(() => {});
     }
   }
 
   /**
-   * Stops once the pipe has been drained; call it when no writer is left (the task's process
-   * group has exited).
+   * Reads what the pipe still holds, then stops; call it when the task's process group has
+   * exited, so that nothing but the marker is written any more.
    *
    * @throws the error that ended reading early, if any
    */
   async stop(): Promise<void> {
-    this.#stopped = true;
     if (!this.#loop) return;
-    await releasePendingOpen(this.#path, this.#pendingOpen);
-    if (!await settlesWithin(this.#loop, FIFO_DRAIN_MS)) {
-      // A process outside the task's group still holds the pipe open: wake the blocked read.
-      this.#discard = true;
-      using keeper = await Deno.open(this.#path, { read: true, write: true });
-      await keeper.write(new Uint8Array([0x0a]));
-      await releasePendingOpen(this.#path, this.#pendingOpen);
-      await this.#loop;
+    await this.#opened;
+    if (this.#error === undefined && !this.#marker) {
+      this.#marker = new TextEncoder().encode(`\n\0taskrunner-end-${crypto.randomUUID()}\0\n`);
+      // A write-only open does not block: this reader holds the read side.
+      using writer = await Deno.open(this.#path, { write: true });
+      await writer.write(this.#marker);
     }
+    await this.#loop;
     if (this.#error !== undefined) throw this.#error;
   }
 }
@@ -156,4 +171,25 @@ async function releasePendingOpen(
   // A read-write open of a FIFO never blocks, and it satisfies the other side's pending open.
   using _keeper = await Deno.open(path, { read: true, write: true });
   await pending.catch(() => {});
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+function indexOfBytes(haystack: Uint8Array, needle: Uint8Array): number {
+  const first = needle[0];
+  for (
+    let i = haystack.indexOf(first!);
+    i >= 0 && i <= haystack.length - needle.length;
+    i = haystack.indexOf(first!, i + 1)
+  ) {
+    let j = 1;
+    while (j < needle.length && haystack[i + j] === needle[j]) j++;
+    if (j === needle.length) return i;
+  }
+  return -1;
 }

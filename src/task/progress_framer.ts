@@ -12,9 +12,9 @@ export const MAX_PROGRESS_MESSAGE_BYTES = 16 * 1024 * 1024;
 /**
  * Splits the bytes written to the progress pipe into messages: one per JSON document, even
  * when several writes arrive in one read (`{...}{...}` or one per line), and one per line
- * (or per open/write/close cycle) of anything that is not a JSON object or array.
+ * (or per read) of anything that is not a JSON object or array.
  *
- * Feed it with `push()`, and call `end()` when the writer closes the pipe.
+ * Feed it with `push()`, and call `end()` when the pipe is done.
  */
 export class ProgressFramer {
   readonly #emit: (message: Uint8Array) => void;
@@ -70,10 +70,11 @@ export class ProgressFramer {
       }
     }
     if (this.#mode !== "idle" && start < chunk.length) this.#take(chunk.subarray(start));
-    if (this.#size > this.#maxBytes) this.#flush();
+    // Text that is not JSON has no structure to wait for: a read ends it, as a newline does.
+    if (this.#mode === "raw" || this.#size > this.#maxBytes) this.#flush();
   }
 
-  /** The writer closed the pipe: whatever is pending is a message of its own. */
+  /** The pipe is done: whatever is pending is a message of its own. */
   end(): void {
     this.#flush();
   }

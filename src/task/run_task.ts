@@ -145,6 +145,8 @@ export async function runTask(
       outcome: reasonOf(options.signal.reason),
     };
   }
+  // Open the readers first: the task's opens then never wait, and nothing it writes is lost.
+  await Promise.all([progressReader.start(), outputReader.start()]);
   const group = ProcessGroup.spawn(
     {
       program: command.program,
@@ -154,8 +156,6 @@ export async function runTask(
   );
   await using _group = group;
   pid = group.pid;
-  progressReader.start();
-  outputReader.start();
   inputWriter.start(spec.input);
   const logsDone = Promise.all([
     forEachLine(group.stdout, (line) => {

@@ -50,7 +50,7 @@ export function startRunner(names: TestNames, options: Record<string, unknown> =
     runner: resolveSettings(RUNNER_SETTINGS, sources),
   };
   const logs: string[] = [];
-  const level = (Deno.env.get("TEST_LOG_LEVEL") ?? "warn") as LogLevel;
+  const level = (Deno.env.get("TEST_LOG_LEVEL") ?? "error") as LogLevel;
   const logger = new Logger({
     level: "debug",
     sink: (line) => {

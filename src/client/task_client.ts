@@ -1,0 +1,252 @@
+import amqp from "amqplib";
+import type { Channel, ChannelModel, ConfirmChannel } from "amqplib";
+import { Buffer } from "node:buffer";
+import { buildAmqpUrl, redactAmqpUrl } from "../broker/amqp_url.ts";
+import { declareTopology, ensureResponseExchange, replyCode } from "../broker/topology.ts";
+import { type BrokerConfig, requestQueueName } from "../config.ts";
+import type { Logger } from "../observability/log.ts";
+import { isTerminalStatus, type TaskResponse } from "../protocol/mod.ts";
+import { errorMessage } from "../util/async.ts";
+import { VERSION } from "../version.ts";
+
+/** A request as the hmi-server publishes it: every field it sends, in its order. */
+export interface ClientRequest {
+  id: string;
+  script: string;
+  /** Base64 of the input bytes. */
+  input: string;
+  timeoutMinutes: number;
+  routingKey: string;
+  additionalProperties: null;
+  userId: null;
+  projectId: null;
+  requestSHA256: null;
+  useCache: boolean;
+  /** The request type (task family), as the server sets it; the runner ignores it. */
+  type: string;
+}
+
+/**
+ * Builds a request the way the hmi-server does.
+ *
+ * @param task what to run, its input, its time limit and where responses go
+ * @param requestType the task family, e.g. `gollm`
+ */
+export function buildClientRequest(
+  task: { script: string; input: Uint8Array; timeoutMs: number; routingKey: string; id?: string },
+  requestType: string,
+): ClientRequest {
+  return {
+    id: task.id ?? crypto.randomUUID(),
+    script: task.script,
+    input: task.input.toBase64(),
+    timeoutMinutes: task.timeoutMs / 60_000,
+    routingKey: task.routingKey,
+    additionalProperties: null,
+    userId: null,
+    projectId: null,
+    requestSHA256: null,
+    useCache: true,
+    type: requestType,
+  };
+}
+
+const NOT_FOUND = 404;
+const PRECONDITION_FAILED = 406;
+
+/**
+ * The hmi-server's side of the broker, for operators and tests: submits requests, follows
+ * their responses, and cancels tasks. One connection, no reconnects: a command-line client
+ * reports a lost connection and stops.
+ */
+export class TaskClient implements AsyncDisposable {
+  readonly #model: ChannelModel;
+  readonly #config: BrokerConfig;
+  readonly #log: Logger;
+  readonly #lost: Promise<Error>;
+  #closing = false;
+
+  private constructor(model: ChannelModel, config: BrokerConfig, log: Logger) {
+    this.#model = model;
+    this.#config = config;
+    this.#log = log;
+    this.#lost = new Promise((resolve) => {
+      model.on("error", () => {}); // the close event follows and carries the reason
+      model.on("close", (error?: Error) => {
+        if (!this.#closing) {
+          resolve(new Error(`Broker connection lost: ${errorMessage(error ?? "closed")}`));
+        }
+      });
+    });
+  }
+
+  /**
+   * Connects to the broker of `config`.
+   *
+   * @throws {Error} naming the address (without password) when the broker cannot be reached
+   */
+  static async connect(config: BrokerConfig, options: { logger: Logger }): Promise<TaskClient> {
+    const url = buildAmqpUrl(config.amqpUrl, config);
+    try {
+      const model = await amqp.connect(url, {
+        clientProperties: { connection_name: `taskrunner ${VERSION} client` },
+      });
+      return new TaskClient(model, config, options.logger);
+    } catch (error) {
+      throw new Error(`Cannot connect to broker ${redactAmqpUrl(url)}: ${errorMessage(error)}`, {
+        cause: error,
+      });
+    }
+  }
+
+  /**
+   * Declares the request queue as the server does and publishes `request` on it through the
+   * default exchange; resolves once the broker has confirmed it.
+   */
+  async submit(request: ClientRequest): Promise<void> {
+    const queue = requestQueueName(this.#config);
+    await declareTopology(this.#model, {
+      requestQueue: queue,
+      responseExchange: this.#config.responseExchange,
+      cancellationExchange: this.#config.cancellationExchange,
+      durable: this.#config.durableQueues,
+      deadLetterExchange: "",
+      queueType: "classic",
+    }, this.#log);
+    await this.#confirmed((channel) =>
+      channel.sendToQueue(queue, Buffer.from(JSON.stringify(request)), {
+        contentType: "application/json",
+        persistent: true,
+      })
+    );
+    this.#log.debug("Request published", { taskId: request.id, queue });
+  }
+
+  /**
+   * Starts collecting the responses published with `routingKey`: a private queue (exclusive,
+   * auto-delete) bound to the response exchange, which is declared first if missing. Call it
+   * before {@linkcode TaskClient.submit}, so that no response is missed.
+   */
+  async follow(routingKey: string): Promise<ResponseStream> {
+    await ensureResponseExchange(this.#model, {
+      responseExchange: this.#config.responseExchange,
+      durable: this.#config.durableQueues,
+    }, this.#log);
+    const channel = await this.#model.createChannel();
+    channel.on("error", () => {}); // reported through the connection or the calls
+    const { queue } = await channel.assertQueue("", { exclusive: true, autoDelete: true });
+    await channel.bindQueue(queue, this.#config.responseExchange, routingKey);
+    const stream = new ResponseStream(channel, this.#lost);
+    await channel.consume(queue, (message) => {
+      if (message) stream.push(message.content);
+    }, { noAck: true });
+    return stream;
+  }
+
+  /**
+   * Publishes a cancellation for a task: an empty message on the cancellation exchange with
+   * the task id as routing key. The exchange is declared (direct) only when missing.
+   */
+  async cancel(taskId: string): Promise<void> {
+    const exchange = this.#config.cancellationExchange;
+    try {
+      await this.#onFreshChannel((channel) => channel.checkExchange(exchange));
+    } catch (error) {
+      if (replyCode(error) !== NOT_FOUND) throw error;
+      try {
+        await this.#onFreshChannel((channel) =>
+          channel.assertExchange(exchange, "direct", {
+            durable: this.#config.durableQueues,
+            autoDelete: false,
+          })
+        );
+      } catch (declareError) {
+        // Declared meanwhile by someone else with other flags: use it as it is.
+        if (replyCode(declareError) !== PRECONDITION_FAILED) throw declareError;
+      }
+    }
+    await this.#confirmed((channel) => channel.publish(exchange, taskId, Buffer.alloc(0)));
+    this.#log.debug("Cancellation published", { taskId, exchange });
+  }
+
+  async #confirmed(publish: (channel: ConfirmChannel) => void): Promise<void> {
+    const channel = await this.#model.createConfirmChannel();
+    channel.on("error", () => {});
+    try {
+      publish(channel);
+      await channel.waitForConfirms();
+    } finally {
+      await channel.close().catch(() => {});
+    }
+  }
+
+  // A failed passive check closes its channel, so each gets a channel of its own.
+  async #onFreshChannel<T>(work: (channel: Channel) => Promise<T>): Promise<T> {
+    const channel = await this.#model.createChannel();
+    channel.on("error", () => {});
+    try {
+      return await work(channel);
+    } finally {
+      await channel.close().catch(() => {});
+    }
+  }
+
+  /** Closes the connection (and with it any private response queue). */
+  async close(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    await this.#model.close().catch(() => {});
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/**
+ * The responses arriving on a private queue, in order, as an async iterable that ends after
+ * the first terminal response. Iteration throws when the connection is lost.
+ */
+export class ResponseStream implements AsyncIterable<TaskResponse> {
+  readonly #channel: Channel;
+  readonly #lost: Promise<Error>;
+  readonly #pending: TaskResponse[] = [];
+  #wake: (() => void) | undefined;
+
+  /** @internal made by {@linkcode TaskClient.follow} */
+  constructor(channel: Channel, lost: Promise<Error>) {
+    this.#channel = channel;
+    this.#lost = lost;
+  }
+
+  /** @internal takes one message off the queue; one that is not a response is skipped */
+  push(body: Uint8Array): void {
+    try {
+      this.#pending.push(JSON.parse(new TextDecoder().decode(body)) as TaskResponse);
+    } catch {
+      return;
+    }
+    this.#wake?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<TaskResponse> {
+    const lost = this.#lost.then((error) => {
+      throw error;
+    });
+    lost.catch(() => {}); // awaited below, when it matters
+    try {
+      while (true) {
+        const next = this.#pending.shift();
+        if (next) {
+          yield next;
+          if (isTerminalStatus(next.status)) return;
+          continue;
+        }
+        await Promise.race([new Promise<void>((resolve) => this.#wake = resolve), lost]);
+        this.#wake = undefined;
+      }
+    } finally {
+      await this.#channel.close().catch(() => {});
+    }
+  }
+}

@@ -1,0 +1,51 @@
+import { childEnvironment } from "../../src/config.ts";
+import type { TaskEngineSettings } from "../../src/task/mod.ts";
+
+/** Engine settings for tests: a private work dir, a short kill grace. */
+export function testEngineSettings(
+  overrides: Partial<TaskEngineSettings> = {},
+): TaskEngineSettings {
+  return {
+    workDir: `${Deno.env.get("TMPDIR") ?? "/tmp"}/taskrunner-test-${Deno.pid}`,
+    python: "python3",
+    pipeArgStyle: "underscore",
+    killGraceMs: 1_000,
+    logTailBytes: 64 * 1024,
+    maxOutputBytes: 256 * 1024 * 1024,
+    allowedScripts: [],
+    env: childEnvironment(Deno.env.toObject()),
+    ...overrides,
+  };
+}
+
+/** The behaviour of tests/fixtures/behave.py, as its JSON input. */
+export function behave(options: Record<string, unknown>): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify({ behave: options }));
+}
+
+/** Whether a process is alive (a zombie counts as dead: this sandbox's PID 1 does not reap). */
+export function isAlive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Waits until `check` holds, polling every 10 ms, for at most `timeoutMs`: for states that
+ * send no event (a process gone, a queue deleted).
+ */
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 5_000,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return await check();
+}
