@@ -314,7 +314,7 @@ export function resolveSettings<G extends SettingGroup>(
       // A URL may carry credentials (`amqp://user:password@host`): never shown.
       const shown = spec.secret
         ? ""
-        : ` ${JSON.stringify(raw).replace(/\/\/[^/@\s"]*@/g, "//***@")}`;
+        : ` ${JSON.stringify(raw).replace(/\/\/[^@\s"]*@/g, "//***@")}`;
       const reason = parsed.error.issues.map((issue) => issue.message).join("; ");
       throw new ConfigError(
         `Invalid setting ${

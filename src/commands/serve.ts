@@ -7,11 +7,14 @@ import { declareTopology } from "../broker/topology.ts";
 import {
   type BrokerConfig,
   childEnvironment,
+  ConfigError,
   type EngineConfig,
   requestQueueName,
   type RunnerConfig,
 } from "../config.ts";
+import { type HttpEndpoint, startHttpEndpoint } from "../observability/http_server.ts";
 import type { Logger } from "../observability/log.ts";
+import { RunnerMetrics } from "../observability/metrics.ts";
 import { Runner } from "../runner.ts";
 import type { TaskEngineSettings } from "../task/mod.ts";
 import { settlesWithin } from "../util/async.ts";
@@ -38,7 +41,22 @@ export function engineSettings(config: EngineConfig): TaskEngineSettings {
     maxOutputBytes: config.maxOutputBytes,
     allowedScripts: config.allowedScripts,
     env: childEnvironment(Deno.env.toObject()),
+    ...(config.uid !== undefined ? { uid: config.uid } : {}),
+    ...(config.gid !== undefined ? { gid: config.gid } : {}),
   };
+}
+
+/** Rejects a task user that cannot work: half given, or asked of a runner that is not root. */
+function checkTaskUser(config: EngineConfig): void {
+  if (config.uid === undefined && config.gid === undefined) return;
+  if (config.uid === undefined || config.gid === undefined) {
+    throw new ConfigError("Invalid settings --uid and --gid: give both or neither");
+  }
+  if (Deno.uid() !== 0) {
+    throw new ConfigError(
+      `Invalid settings --uid and --gid: running tasks as ${config.uid}:${config.gid} needs the runner to run as root`,
+    );
+  }
 }
 
 /**
@@ -49,7 +67,9 @@ export async function serve(
   config: ServeConfig,
   options: { logger: Logger; signal?: AbortSignal; onReady?: (info: ServeInfo) => void },
 ): Promise<void> {
-  const log = options.logger;
+  const { password } = config.broker;
+  const log = options.logger.redacting([password, encodeURIComponent(password)]);
+  checkTaskUser(config.engine);
   const queue = requestQueueName(config.broker);
   if (config.engine.allowedScripts.length === 0) {
     log.warn("No script allow-list: any executable on PATH or .py file may be run by a request");
@@ -58,10 +78,12 @@ export async function serve(
     buildAmqpUrl(config.broker.amqpUrl, config.broker),
     { logger: log, connectionName: `taskrunner ${VERSION} ${config.broker.requestType}` },
   );
+  const metrics = new RunnerMetrics();
   const publisher = new ResponsePublisher(broker, {
     exchange: config.broker.responseExchange,
     durable: config.broker.durableQueues,
     logger: log,
+    observer: metrics,
   });
   const cancellations = new CancellationWatcher(broker, {
     exchange: config.broker.cancellationExchange,
@@ -74,6 +96,7 @@ export async function serve(
     engine: engineSettings(config.engine),
     maxInputBytes: config.engine.maxInputBytes,
     logger: log,
+    observer: metrics,
   });
   const consumer = new RequestConsumer(broker, {
     queue,
@@ -102,6 +125,28 @@ export async function serve(
 
   const stopping = new AbortController();
   const forced = new AbortController();
+  metrics.bind({
+    running: () => runner.activeCount,
+    reconnects: () => broker.reconnects,
+    connected: () => broker.current !== undefined,
+    consuming: () => consumer.consuming,
+    pendingResponses: () => publisher.pending,
+  });
+  let http: HttpEndpoint | undefined;
+  if (config.runner.httpPort > 0) {
+    http = startHttpEndpoint({
+      readiness: () => {
+        if (stopping.signal.aborted) return { ready: false, reason: "shutting down" };
+        if (!broker.current) return { ready: false, reason: "not connected to the broker" };
+        if (!consumer.consuming) {
+          return { ready: false, reason: "not consuming the request queue" };
+        }
+        return { ready: true };
+      },
+      metrics: () => metrics.text(),
+      metricsContentType: metrics.contentType,
+    }, { port: config.runner.httpPort, hostname: config.runner.httpHost, logger: log });
+  }
   const onSignal = () => {
     if (stopping.signal.aborted) {
       log.warn("Second signal: stopping running tasks now");
@@ -131,6 +176,7 @@ export async function serve(
     await cancellations.close();
     await publisher.close();
     await broker.close();
+    await http?.close();
     log.info("Stopped");
   }
 }

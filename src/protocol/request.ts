@@ -72,9 +72,9 @@ export function parseTaskRequest(body: Uint8Array): TaskRequest {
   try {
     json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
   } catch (error) {
-    throw new InvalidRequestError(`Request is not valid JSON: ${errorMessage(error)}`, {
-      cause: error,
-    });
+    // V8 quotes the start of the text in its message: that is the request body, never logged.
+    const reason = errorMessage(error).replace(/, (?:\.\.\.)?".*$/s, "");
+    throw new InvalidRequestError(`Request is not valid JSON: ${reason}`, { cause: error });
   }
   const fields = typeof json === "object" && json !== null && !Array.isArray(json)
     ? json as Record<string, unknown>

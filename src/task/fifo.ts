@@ -59,8 +59,13 @@ export class TaskPipes implements AsyncDisposable {
    *
    * @param workDir parent directory, created if missing
    * @param taskId used in the directory name so that an operator can tell whose it is
+   * @param options `owner`: the user and group the task runs as, who get the directory and FIFOs
    */
-  static async create(workDir: string, taskId: string): Promise<TaskPipes> {
+  static async create(
+    workDir: string,
+    taskId: string,
+    options: { owner?: { uid: number; gid: number } } = {},
+  ): Promise<TaskPipes> {
     await Deno.mkdir(workDir, { recursive: true });
     const dir = await Deno.makeTempDir({ dir: workDir, prefix: `task-${taskId}-` });
     const pipes = new TaskPipes(dir);
@@ -69,6 +74,12 @@ export class TaskPipes implements AsyncDisposable {
       await makeFifo(pipes.input);
       await makeFifo(pipes.output);
       await makeFifo(pipes.progress);
+      const { owner } = options;
+      if (owner) {
+        for (const path of [dir, pipes.input, pipes.output, pipes.progress]) {
+          await Deno.chown(path, owner.uid, owner.gid);
+        }
+      }
     } catch (error) {
       await pipes[Symbol.asyncDispose]();
       throw error;

@@ -28,12 +28,13 @@ export class ProcessGroup implements AsyncDisposable {
    * Spawns the command in a new session with stdout and stderr piped, stdin closed.
    *
    * @param command program and arguments
-   * @param options the child's whole environment, and its working directory
+   * @param options the child's whole environment, its working directory, and the user and
+   * group it runs as (root only; supplementary groups are dropped)
    * @throws {TaskStartError} when the program cannot be executed
    */
   static spawn(
     command: ScriptCommand,
-    options: { env: Record<string, string>; cwd?: string },
+    options: { env: Record<string, string>; cwd?: string; uid?: number; gid?: number },
   ): ProcessGroup {
     try {
       const child = new Deno.Command(command.program, {
@@ -41,6 +42,8 @@ export class ProcessGroup implements AsyncDisposable {
         env: options.env,
         clearEnv: true,
         ...(options.cwd ? { cwd: options.cwd } : {}),
+        ...(options.uid !== undefined ? { uid: options.uid } : {}),
+        ...(options.gid !== undefined ? { gid: options.gid } : {}),
         stdin: "null",
         stdout: "piped",
         stderr: "piped",

@@ -33,6 +33,9 @@ export interface TaskEngineSettings {
   allowedScripts: readonly string[];
   /** The child's whole environment. */
   env: Record<string, string>;
+  /** Run tasks as this user and group (the runner must be root); the FIFOs are theirs too. */
+  uid?: number;
+  gid?: number;
 }
 
 /** A task while it runs, as the hooks see it. */
@@ -93,7 +96,10 @@ export async function runTask(
     allowedScripts: settings.allowedScripts,
     path: settings.env.PATH ?? "",
   });
-  await using pipes = await TaskPipes.create(settings.workDir, spec.id);
+  const owner = settings.uid !== undefined && settings.gid !== undefined
+    ? { uid: settings.uid, gid: settings.gid }
+    : undefined;
+  await using pipes = await TaskPipes.create(settings.workDir, spec.id, owner ? { owner } : {});
   const startedAt = performance.now();
 
   const stdout = new OutputTail(settings.logTailBytes);
@@ -152,7 +158,7 @@ export async function runTask(
       program: command.program,
       args: [...command.args, ...pipeArgs(spec.id, pipes, settings.pipeArgStyle)],
     },
-    { env: settings.env },
+    { env: settings.env, ...owner },
   );
   await using _group = group;
   pid = group.pid;
