@@ -1,0 +1,86 @@
+import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { makeRequest, outputText, ServerSide, testNames } from "./helpers/broker_harness.ts";
+import { fixture, startRunner } from "./helpers/serve_harness.ts";
+
+const NO_ALLOW_LIST_WARNING = "No script allow-list";
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+Deno.test("allow-list: an allowed script runs, another gets FAILED and is never spawned", async () => {
+  const names = testNames("allow");
+  await using server = await ServerSide.open(names);
+  const workDir = await Deno.makeTempDir({ prefix: "taskrunner-allow-" });
+  try {
+    await using runner = startRunner(names, {
+      allowScript: [fixture("echo.sh"), fixture("beh*.py")],
+      workDir,
+    });
+    await runner.ready;
+    assert(
+      !runner.logs.some((line) => line.includes(NO_ALLOW_LIST_WARNING)),
+      "no warning with an allow-list",
+    );
+
+    const allowed = makeRequest({ script: fixture("echo.sh"), input: "ok" }, names.routingKey);
+    server.publishRequest(allowed);
+    const allowedResponses = await server.terminal(allowed.id);
+    assertEquals(allowedResponses.map((r) => r.status), ["RUNNING", "SUCCESS"]);
+    assertEquals(outputText(allowedResponses.at(-1)), "ok");
+
+    const denied = makeRequest({ script: fixture("marker.sh"), input: "x" }, names.routingKey);
+    server.publishRequest(denied);
+    const deniedResponses = await server.terminal(denied.id);
+    assertEquals(deniedResponses.map((r) => r.status), ["FAILED"]);
+    assertMatch(outputText(deniedResponses[0]), /script not allowed/);
+    assertEquals(await server.queueDepth(), 0, "the denied request is acknowledged");
+
+    assert(!await exists(`${workDir}/spawned-${denied.id}`), "the denied script never ran");
+    const left = [];
+    for await (const entry of Deno.readDir(workDir)) left.push(entry.name);
+    assertEquals(left, [], "no FIFO directory was even made for it");
+  } finally {
+    await Deno.remove(workDir, { recursive: true });
+  }
+});
+
+Deno.test("allow-list: unset, any script runs and serve warns at start-up", async () => {
+  const names = testNames("noallow");
+  await using server = await ServerSide.open(names);
+  const workDir = await Deno.makeTempDir({ prefix: "taskrunner-allow-" });
+  try {
+    await using runner = startRunner(names, { workDir });
+    await runner.ready;
+    assert(
+      runner.logs.some((line) => line.includes(NO_ALLOW_LIST_WARNING) && line.includes("WARN")),
+      "warned",
+    );
+    // The same fixture as above, to show that it leaves its marker when it does run.
+    const request = makeRequest({ script: fixture("marker.sh"), input: "x" }, names.routingKey);
+    server.publishRequest(request);
+    const responses = await server.terminal(request.id);
+    assertEquals(responses.at(-1)?.status, "SUCCESS");
+    assert(await exists(`${workDir}/spawned-${request.id}`), "the script ran");
+  } finally {
+    await Deno.remove(workDir, { recursive: true });
+  }
+});
+
+Deno.test("allow-list: patterns match whole names, * matches any run of characters", async () => {
+  const names = testNames("pattern");
+  await using server = await ServerSide.open(names);
+  await using runner = startRunner(names, { allowScript: ["*/fixtures/e*o.sh"] });
+  await runner.ready;
+  const ok = makeRequest({ script: fixture("echo.sh"), input: "" }, names.routingKey);
+  // The pattern is anchored at both ends: a longer name does not match.
+  const partial = makeRequest({ script: fixture("echo.sh") + ".bak" }, names.routingKey);
+  const other = makeRequest({ script: "sh" }, names.routingKey);
+  for (const request of [ok, partial, other]) server.publishRequest(request);
+  assertEquals((await server.terminal(ok.id)).at(-1)?.status, "SUCCESS");
+  for (const request of [partial, other]) {
+    const responses = await server.terminal(request.id);
+    assertEquals(responses.map((r) => r.status), ["FAILED"]);
+    assertMatch(outputText(responses[0]), /script not allowed/);
+  }
+});
