@@ -1,0 +1,132 @@
+import { assert, assertEquals, assertMatch, assertNotIncludes } from "./helpers/assert.ts";
+import { VERSION } from "../src/version.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const PERMISSIONS = [
+  "--allow-read",
+  "--allow-write",
+  "--allow-run",
+  "--allow-net",
+  "--allow-env",
+  "--allow-ffi",
+  "--allow-sys",
+];
+
+interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** The runner's environment without any TERARIUM_* setting, plus `env`. */
+function cleanEnv(env: Record<string, string>): Record<string, string> {
+  const base = Object.fromEntries(
+    Object.entries(Deno.env.toObject()).filter(([key]) => !key.startsWith("TERARIUM_")),
+  );
+  return { ...base, NO_COLOR: "1", ...env };
+}
+
+/** Runs `main.ts` with `args` in a subprocess and collects its exit code and output. */
+async function cli(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...PERMISSIONS, "main.ts", ...args],
+    cwd: ROOT,
+    env: cleanEnv(env),
+    clearEnv: true,
+    stdin: "null",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+function lines(text: string): string[] {
+  return text.split("\n").filter((line) => line.trim().length > 0);
+}
+
+Deno.test("taskrunner --version, --help and serve --help exit 0 and print what they say", async (t) => {
+  // Started together: each run costs a Deno start-up.
+  const [version, help, serveHelp, helpWithSecret] = await Promise.all([
+    cli(["--version"]),
+    cli(["--help"]),
+    cli(["serve", "--help"]),
+    cli(["serve", "--help"], { TERARIUM_MQ_PASSWORD: "Sup3rS3cret" }),
+  ]);
+  await t.step("--version prints the version", () => {
+    assertEquals([version.code, version.stdout, version.stderr], [0, `${VERSION}\n`, ""]);
+  });
+  await t.step("--help lists the commands", () => {
+    assertEquals(help.code, 0, help.stderr);
+    assertMatch(help.stdout, /^Usage: taskrunner /);
+    for (const command of ["serve", "run", "submit", "cancel"]) {
+      assertMatch(help.stdout, new RegExp(`^  ${command} `, "m"), command);
+    }
+  });
+  await t.step("serve --help lists the options with their variables", () => {
+    assertEquals(serveHelp.code, 0, serveHelp.stderr);
+    assertMatch(serveHelp.stdout, /^Usage: taskrunner serve /);
+    for (
+      const option of [
+        "--amqp-url",
+        "--mq-password",
+        "--concurrency",
+        "--durable-queues",
+        "--allow-script",
+        "--log-level",
+        "--http-port",
+      ]
+    ) {
+      assertMatch(serveHelp.stdout, new RegExp(`^  ${option} `, "m"), option);
+    }
+    const flat = serveHelp.stdout.replace(/\s+/g, " ");
+    assertMatch(flat, /env TERARIUM_TASKRUNNER_REQUEST_CONCURRENCY, default 32/);
+    assertMatch(flat, /env TERARIUM_MQ_PASSWORD\)/);
+  });
+  await t.step("serve --help never shows the broker password", () => {
+    assertEquals(helpWithSecret.code, 0);
+    assertNotIncludes(helpWithSecret.stdout + helpWithSecret.stderr, "Sup3rS3cret");
+    const passwordHelp = serveHelp.stdout.slice(serveHelp.stdout.indexOf("--mq-password"));
+    assertMatch(passwordHelp, /^[^]*?\(env TERARIUM_MQ_PASSWORD\)/, "no default shown");
+  });
+});
+
+Deno.test("taskrunner serve exits 2 with one line naming a wrong setting", async (t) => {
+  const secret = { TERARIUM_MQ_PASSWORD: "Sup3rS3cret" };
+  const [byFlag, byEnv, badAddress, unknownOption] = await Promise.all([
+    cli(["serve", "--concurrency", "zero"], secret),
+    cli(["serve"], { ...secret, TERARIUM_TASKRUNNER_REQUEST_CONCURRENCY: "-1" }),
+    cli(["serve"], { ...secret, TERARIUM_MQ_ADDRESSES: "http://x" }),
+    cli(["serve", "--no-such-option"]),
+  ]);
+  await t.step("--concurrency zero", () => {
+    assertEquals(byFlag.code, 2, byFlag.stderr);
+    assertEquals(byFlag.stdout, "");
+    const [line, ...rest] = lines(byFlag.stderr);
+    assertEquals(rest, []);
+    assertMatch(line!, /^taskrunner: Invalid setting --concurrency /);
+    assertMatch(line!, /TERARIUM_TASKRUNNER_REQUEST_CONCURRENCY/);
+    assertMatch(line!, /"zero"/);
+    assertNotIncludes(byFlag.stderr, "Sup3rS3cret");
+  });
+  await t.step("TERARIUM_TASKRUNNER_REQUEST_CONCURRENCY=-1", () => {
+    assertEquals(byEnv.code, 2, byEnv.stderr);
+    assertEquals(lines(byEnv.stderr).length, 1, byEnv.stderr);
+    assertMatch(byEnv.stderr, /from TERARIUM_TASKRUNNER_REQUEST_CONCURRENCY: "-1"/);
+    assertNotIncludes(byEnv.stderr, "Sup3rS3cret");
+  });
+  await t.step("TERARIUM_MQ_ADDRESSES=http://x", () => {
+    assertEquals(badAddress.code, 2, badAddress.stderr);
+    assertEquals(lines(badAddress.stderr).length, 1, badAddress.stderr);
+    assertMatch(badAddress.stderr, /--amqp-url \(TERARIUM_MQ_ADDRESSES\)/);
+    assertMatch(badAddress.stderr, /amqp:\/\/ or amqps:\/\//);
+    assertNotIncludes(badAddress.stderr, "Sup3rS3cret");
+  });
+  await t.step("an unknown option", () => {
+    assertEquals(unknownOption.code, 2, unknownOption.stderr);
+    assertMatch(unknownOption.stderr, /unknown option '--no-such-option'/);
+    assert(!unknownOption.stderr.includes("    at "), "no stack trace");
+  });
+});

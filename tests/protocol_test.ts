@@ -1,0 +1,246 @@
+import { assert, assertEquals, assertMatch, assertThrows } from "./helpers/assert.ts";
+import {
+  buildTaskResponse,
+  DEFAULT_TIMEOUT_MINUTES,
+  encodeTaskResponse,
+  InvalidRequestError,
+  parseTaskRequest,
+} from "../src/protocol/mod.ts";
+import { isTerminalStatus, TASK_STATUSES } from "../src/protocol/status.ts";
+
+const ID = "0b6f2c1e-4d3a-4f5b-9c8d-7e6f5a4b3c2d";
+const PROJECT_ID = "11111111-2222-4333-8444-555555555555";
+
+function body(value: unknown): Uint8Array {
+  return new TextEncoder().encode(typeof value === "string" ? value : JSON.stringify(value));
+}
+
+function invalid(value: unknown): InvalidRequestError {
+  return assertThrows(() => parseTaskRequest(body(value)), InvalidRequestError);
+}
+
+Deno.test("parseTaskRequest() applies the protocol defaults", () => {
+  const request = parseTaskRequest(body({ id: ID, script: "gollm:embedding" }));
+  assertEquals(request, {
+    id: ID,
+    script: "gollm:embedding",
+    input: new Uint8Array(),
+    timeoutMinutes: DEFAULT_TIMEOUT_MINUTES,
+    additionalProperties: null,
+    userId: null,
+    projectId: null,
+    requestSHA256: null,
+    routingKey: "",
+    useCache: true,
+  });
+  assertEquals(DEFAULT_TIMEOUT_MINUTES, 5);
+});
+
+Deno.test("parseTaskRequest() treats explicit nulls as absent", () => {
+  const request = parseTaskRequest(body({
+    id: ID,
+    script: "s",
+    input: null,
+    timeoutMinutes: null,
+    additionalProperties: null,
+    userId: null,
+    projectId: null,
+    requestSHA256: null,
+    routingKey: null,
+    useCache: null,
+  }));
+  assertEquals(request.input, new Uint8Array());
+  assertEquals(request.timeoutMinutes, 5);
+  assertEquals(request.routingKey, "");
+  assertEquals(request.useCache, true);
+  assertEquals(request.userId, null);
+});
+
+Deno.test("parseTaskRequest() keeps every given field", () => {
+  const request = parseTaskRequest(body({
+    id: ID,
+    script: "mira:x",
+    input: "aGk=",
+    timeoutMinutes: 0.5,
+    additionalProperties: { nested: { a: [1, 2] } },
+    userId: "adam",
+    projectId: PROJECT_ID,
+    requestSHA256: "abc",
+    routingKey: "rk-1",
+    useCache: false,
+    type: "gollm",
+  }));
+  assertEquals(request, {
+    id: ID,
+    script: "mira:x",
+    input: new TextEncoder().encode("hi"),
+    timeoutMinutes: 0.5,
+    additionalProperties: { nested: { a: [1, 2] } },
+    userId: "adam",
+    projectId: PROJECT_ID,
+    requestSHA256: "abc",
+    routingKey: "rk-1",
+    useCache: false,
+  });
+  assert(!("type" in request), "unknown field `type` is not passed on");
+});
+
+Deno.test("parseTaskRequest() decodes the base64 input to the exact bytes", async (t) => {
+  await t.step("every byte value", () => {
+    const bytes = new Uint8Array(256).map((_, i) => i);
+    const request = parseTaskRequest(body({ id: ID, script: "s", input: bytes.toBase64() }));
+    assertEquals(request.input, bytes);
+  });
+  await t.step("an empty string is empty input", () => {
+    assertEquals(
+      parseTaskRequest(body({ id: ID, script: "s", input: "" })).input,
+      new Uint8Array(),
+    );
+  });
+  await t.step("absent input is empty input", () => {
+    assertEquals(parseTaskRequest(body({ id: ID, script: "s" })).input.length, 0);
+  });
+});
+
+Deno.test("parseTaskRequest() rejects malformed messages with a clear InvalidRequestError", async (t) => {
+  await t.step("invalid JSON", () => {
+    const error = invalid("{not json");
+    assertMatch(error.message, /^Request is not valid JSON: /);
+    assertEquals(error.id, undefined);
+    assertEquals(error.routingKey, undefined);
+  });
+  await t.step("invalid UTF-8", () => {
+    const bytes = new Uint8Array([...body(`{"id":"${ID}","script":"`), 0xff, 0xfe, ...body(`"}`)]);
+    const error = assertThrows(() => parseTaskRequest(bytes), InvalidRequestError);
+    assertMatch(error.message, /^Request is not valid JSON/);
+  });
+  await t.step("a JSON array, string or null instead of an object", () => {
+    for (const value of ["[]", '"text"', "null", "42"]) {
+      const error = invalid(value);
+      assertMatch(error.message, /^Invalid request: request: /, value);
+      assertEquals(error.fields, {});
+    }
+  });
+  await t.step("an id that is not a UUID", () => {
+    const error = invalid({ id: "not-a-uuid", script: "s", routingKey: "rk" });
+    assertMatch(error.message, /^Invalid request: id: must be a UUID$/);
+    assertEquals(error.id, undefined);
+    assertEquals(error.routingKey, "rk");
+  });
+  await t.step("an empty script, with a usable id and routing key", () => {
+    const error = invalid({ id: ID, script: "", routingKey: "rk" });
+    assertMatch(error.message, /^Invalid request: script: must not be empty$/);
+    assertEquals(error.id, ID);
+    assertEquals(error.routingKey, "rk");
+  });
+  await t.step("a missing script", () => {
+    assertMatch(invalid({ id: ID }).message, /script/);
+  });
+  await t.step("a negative or zero timeout", () => {
+    for (const timeoutMinutes of [-1, 0]) {
+      const error = invalid({ id: ID, script: "s", timeoutMinutes });
+      assertMatch(error.message, /^Invalid request: timeoutMinutes: /);
+      assertEquals(error.id, ID);
+    }
+  });
+  await t.step("a timeout given as a string", () => {
+    assertMatch(invalid({ id: ID, script: "s", timeoutMinutes: "5" }).message, /timeoutMinutes/);
+  });
+  await t.step("a routing key that is not a string is not echoed", () => {
+    const error = invalid({ id: ID, script: "", routingKey: 42 });
+    assertEquals(error.routingKey, undefined);
+    assertEquals(error.id, ID);
+  });
+  await t.step("input that is not base64", () => {
+    const error = invalid({ id: ID, script: "s", input: "not base64!", routingKey: "rk" });
+    assertMatch(error.message, /^Invalid request: input: must be base64/);
+    assertEquals(error.id, ID);
+    assertEquals(error.routingKey, "rk");
+  });
+  await t.step("several problems are all named", () => {
+    const error = invalid({ id: "x", script: "" });
+    assertMatch(error.message, /id: must be a UUID; script: must not be empty/);
+  });
+});
+
+Deno.test("buildTaskResponse() has every protocol field, null when absent", () => {
+  const response = buildTaskResponse({}, { status: "RUNNING" });
+  assertEquals(response, {
+    id: null,
+    script: null,
+    status: "RUNNING",
+    output: null,
+    additionalProperties: null,
+    projectId: null,
+    userId: null,
+    stdout: null,
+    stderr: null,
+    requestSHA256: null,
+    routingKey: null,
+    useCache: true,
+  });
+  assertEquals(Object.keys(response).length, 12);
+});
+
+Deno.test("buildTaskResponse() echoes the request fields and encodes the output", async (t) => {
+  const echo = {
+    id: ID,
+    script: "gollm:embedding",
+    additionalProperties: { deep: { list: [1, { x: null }], s: "é" } },
+    projectId: PROJECT_ID,
+    userId: "adam",
+    requestSHA256: "sha",
+    routingKey: "rk",
+    useCache: false,
+  };
+  await t.step("output bytes as base64", () => {
+    const bytes = new Uint8Array([0, 1, 254, 255]);
+    const response = buildTaskResponse(echo, {
+      status: "SUCCESS",
+      output: bytes,
+      stdout: "out\n",
+      stderr: "err\n",
+    });
+    assertEquals(response, {
+      ...echo,
+      status: "SUCCESS",
+      output: bytes.toBase64(),
+      stdout: "out\n",
+      stderr: "err\n",
+    });
+    assert(response.additionalProperties === echo.additionalProperties, "passed through as is");
+  });
+  await t.step("output text as base64 of its UTF-8 bytes", () => {
+    const response = buildTaskResponse(echo, { status: "FAILED", output: "Bad: é" });
+    assertEquals(Uint8Array.fromBase64(response.output!), new TextEncoder().encode("Bad: é"));
+  });
+  await t.step("an empty output is an empty string, not null", () => {
+    assertEquals(buildTaskResponse(echo, { status: "SUCCESS", output: "" }).output, "");
+  });
+  await t.step("fields of the wrong type become null, useCache true", () => {
+    const response = buildTaskResponse(
+      { id: 1, script: {}, routingKey: [], useCache: "false" },
+      { status: "FAILED" },
+    );
+    assertEquals(
+      [response.id, response.script, response.routingKey, response.useCache],
+      [null, null, null, true],
+    );
+  });
+});
+
+Deno.test("encodeTaskResponse() gives the UTF-8 JSON of the response", () => {
+  const response = buildTaskResponse(
+    { id: ID, script: "s", additionalProperties: { name: "naïve ✓" } },
+    { status: "SUCCESS", output: "x" },
+  );
+  const bytes = encodeTaskResponse(response);
+  const text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  assertEquals(JSON.parse(text), response);
+  assert(text.includes("naïve ✓"), "non-ASCII written as UTF-8");
+});
+
+Deno.test("isTerminalStatus() is true only for SUCCESS, FAILED and CANCELLED", () => {
+  const terminal = TASK_STATUSES.filter((status) => isTerminalStatus(status));
+  assertEquals(terminal, ["SUCCESS", "FAILED", "CANCELLED"]);
+});
