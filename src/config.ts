@@ -124,6 +124,13 @@ export const BROKER_SETTINGS = {
     schema: z.string().min(1),
     default: "terarium-cancellation-exchange",
   }),
+  heartbeatSeconds: setting({
+    flag: "--heartbeat <seconds>",
+    env: "TERARIUM_MQ_HEARTBEAT_SECONDS",
+    description: "AMQP heartbeat: a silent network is detected after about twice this; 0 = off",
+    schema: z.coerce.number().int().min(0).max(3600),
+    default: 30,
+  }),
   durableQueues: setting({
     flag: "--durable-queues [bool]",
     env: "TERARIUM_DURABLE_QUEUES",
@@ -300,7 +307,8 @@ export function resolveSettings<G extends SettingGroup>(
   const out: Record<string, unknown> = {};
   for (const [key, spec] of Object.entries(group)) {
     const fromFlag = sources.options[optionKey(spec.flag)];
-    const fromEnv = sources.env[spec.env];
+    // An empty variable (`VAR=` in a compose file) means unset, not zero or an empty name.
+    const fromEnv = sources.env[spec.env] === "" ? undefined : sources.env[spec.env];
     const flagGiven = fromFlag !== undefined &&
       !(Array.isArray(fromFlag) && fromFlag.length === 0);
     const raw = flagGiven ? fromFlag : fromEnv !== undefined ? fromEnv : spec.default;
@@ -312,9 +320,8 @@ export function resolveSettings<G extends SettingGroup>(
         ? spec.env
         : "default";
       // A URL may carry credentials (`amqp://user:password@host`): never shown.
-      const shown = spec.secret
-        ? ""
-        : ` ${JSON.stringify(raw).replace(/\/\/[^@\s"]*@/g, "//***@")}`;
+      const text = typeof raw === "string" ? raw.replace(/\/\/.*@/s, "//***@") : raw;
+      const shown = spec.secret ? "" : ` ${JSON.stringify(text)}`;
       const reason = parsed.error.issues.map((issue) => issue.message).join("; ");
       throw new ConfigError(
         `Invalid setting ${

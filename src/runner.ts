@@ -258,12 +258,13 @@ export class Runner {
     for (const delivery of active.deliveries) delivery.ack();
   }
 
-  #publish(
+  async #publish(
     echo: ResponseEcho & { routingKey?: unknown },
     update: Parameters<typeof buildTaskResponse>[1],
   ): Promise<void> {
+    // Async, so that a response that cannot be encoded rejects instead of throwing.
     const response = buildTaskResponse(echo, update);
-    return this.#options.publisher.publish(response.routingKey ?? "", encodeTaskResponse(response));
+    await this.#options.publisher.publish(response.routingKey ?? "", encodeTaskResponse(response));
   }
 
   /**

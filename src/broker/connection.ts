@@ -41,11 +41,19 @@ export class BrokerConnection implements AsyncDisposable {
   #model: ChannelModel | undefined;
   #loop: Promise<void> | undefined;
   #reconnects = 0;
+  readonly #prepare: ((model: ChannelModel) => Promise<void>) | undefined;
 
   constructor(
     url: string,
-    options: { logger: Logger; backoff?: Backoff; connectionName?: string },
+    options: {
+      logger: Logger;
+      backoff?: Backoff;
+      connectionName?: string;
+      /** Runs on each new connection before listeners hear of it (e.g. declare the topology). */
+      prepare?: (model: ChannelModel) => Promise<void>;
+    },
   ) {
+    this.#prepare = options.prepare;
     this.#url = url;
     this.#log = options.logger;
     this.#backoff = options.backoff ?? DEFAULT_BACKOFF;
@@ -114,6 +122,12 @@ export class BrokerConnection implements AsyncDisposable {
           );
           model.on("unblocked", () => this.#log.info("Broker unblocked publishing"));
         });
+        try {
+          await this.#prepare?.(model);
+        } catch (error) {
+          await model.close().catch(() => {});
+          throw error;
+        }
         if (everConnected) this.#reconnects++;
         everConnected = true;
         attempt = 0;
@@ -127,7 +141,7 @@ export class BrokerConnection implements AsyncDisposable {
         this.#log.warn("Broker connection lost", { error: errorMessage(error ?? "closed") });
       } catch (error) {
         if (this.#closing.signal.aborted) return;
-        this.#log.warn("Cannot connect to broker", {
+        this.#log.warn("Cannot connect to broker or prepare the connection", {
           url: redactAmqpUrl(this.#url),
           attempt: attempt + 1,
           error: errorMessage(error),

@@ -12,6 +12,8 @@ import {
 export interface ChannelHandler<C extends Channel> {
   /** Prepares a fresh channel (prefetch, consumers, ...); a throw closes it and retries later. */
   setup(channel: C): Promise<void>;
+  /** The channel is set up and is now `current`. */
+  opened?(channel: C): void;
   /** The channel closed (error, broker close, connection loss); state tied to it is void. */
   closed?(channel: C, error: unknown): void;
 }
@@ -31,6 +33,8 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
   #channel: C | undefined;
   #failures = 0;
   #opening = false;
+  // Deliveries may arrive while setup still runs: they belong to this channel already.
+  #settingUp: C | undefined;
   #waiters: Array<(channel: C) => void> = [];
 
   constructor(
@@ -57,9 +61,9 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
     return this.#channel;
   }
 
-  /** Whether `channel` is this one's current, open channel. */
+  /** Whether `channel` is this one's open channel (or the one being set up). */
   isCurrent(channel: Channel): boolean {
-    return this.#channel === channel;
+    return this.#channel === channel || this.#settingUp === channel;
   }
 
   /** Resolves with the channel once it is open and set up. */
@@ -94,10 +98,12 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
           channel =
             (this.#confirm ? await model.createConfirmChannel() : await model.createChannel()) as C;
           const closed = this.#watch(channel);
-          await this.#handler.setup(channel);
+          this.#settingUp = channel;
+          await this.#handler.setup(channel).finally(() => this.#settingUp = undefined);
           if (closed.value) throw closed.value.error ?? new Error("Channel closed during setup");
           this.#channel = channel;
           this.#failures = 0;
+          this.#handler.opened?.(channel);
           for (const waiter of this.#waiters.splice(0)) waiter(channel);
           return;
         } catch (error) {

@@ -4,7 +4,7 @@ import type { Logger } from "../observability/log.ts";
 import { errorMessage } from "../util/async.ts";
 import type { BrokerConnection } from "./connection.ts";
 import { ManagedChannel } from "./managed_channel.ts";
-import { ensureResponseExchange } from "./topology.ts";
+import { exchangeExists } from "./topology.ts";
 
 interface Outgoing {
   routingKey: string;
@@ -50,16 +50,17 @@ export class ResponsePublisher implements AsyncDisposable {
       logger: options.logger,
       handler: {
         setup: async (channel) => {
-          const model = broker.current;
-          if (model) {
-            await ensureResponseExchange(model, {
-              responseExchange: this.#exchange,
-              durable: options.durable,
-            }, this.#log);
+          // Only checked here: the exchange belongs to the server, and a response published
+          // to one re-created by the runner would reach no queue. The topology declares it
+          // when missing at connection time.
+          if (!await exchangeExists(broker, this.#exchange)) {
+            throw new Error(
+              `Response exchange "${this.#exchange}" does not exist; ${this.pending} responses kept until it does`,
+            );
           }
           channel.on("drain", () => void this.#pump());
-          queueMicrotask(() => void this.#pump());
         },
+        opened: () => this.#pump(),
         closed: (channel) => this.#requeueSentOn(channel),
       },
     });

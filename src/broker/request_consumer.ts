@@ -96,8 +96,8 @@ export class RequestConsumer implements AsyncDisposable {
             options.onDelivery(new RequestDelivery(channel, message, isCurrent));
           }, { noAck: false });
           this.#consumerTag = consumerTag;
-          queueMicrotask(() => options.onConsuming?.(true));
         },
+        opened: () => options.onConsuming?.(true),
         closed: () => {
           this.#consumerTag = undefined;
           options.onConsuming?.(false);

@@ -92,6 +92,22 @@ export async function declareTopology(
   await ensureResponseExchange(model, topology, log);
 }
 
+/** Whether an exchange exists (a passive check on a channel of its own). */
+export async function exchangeExists(
+  broker: { current: ChannelModel | undefined },
+  name: string,
+): Promise<boolean> {
+  const model = broker.current;
+  if (!model) throw new Error("Not connected to the broker");
+  try {
+    await onFreshChannel(model, (channel) => channel.checkExchange(name));
+    return true;
+  } catch (error) {
+    if (replyCode(error) === NOT_FOUND) return false;
+    throw error;
+  }
+}
+
 /** Checks the response exchange, and declares it (direct) only when it is missing. */
 export async function ensureResponseExchange(
   model: ChannelModel,

@@ -16,6 +16,7 @@ import { type HttpEndpoint, startHttpEndpoint } from "../observability/http_serv
 import type { Logger } from "../observability/log.ts";
 import { RunnerMetrics } from "../observability/metrics.ts";
 import { Runner } from "../runner.ts";
+import { reapStaleTasks } from "../task/stale_tasks.ts";
 import type { TaskEngineSettings } from "../task/mod.ts";
 import { settlesWithin } from "../util/async.ts";
 import { VERSION } from "../version.ts";
@@ -41,6 +42,7 @@ export function engineSettings(config: EngineConfig): TaskEngineSettings {
     maxOutputBytes: config.maxOutputBytes,
     allowedScripts: config.allowedScripts,
     env: childEnvironment(Deno.env.toObject()),
+    dieWithRunner: true,
     ...(config.uid !== undefined ? { uid: config.uid } : {}),
     ...(config.gid !== undefined ? { gid: config.gid } : {}),
   };
@@ -71,12 +73,29 @@ export async function serve(
   const log = options.logger.redacting([password, encodeURIComponent(password)]);
   checkTaskUser(config.engine);
   const queue = requestQueueName(config.broker);
+  const reaped = await reapStaleTasks(config.engine.workDir);
+  if (reaped > 0) log.warn("Cleaned up tasks left by a runner that died", { count: reaped });
   if (config.engine.allowedScripts.length === 0) {
     log.warn("No script allow-list: any executable on PATH or .py file may be run by a request");
   }
   const broker = new BrokerConnection(
-    buildAmqpUrl(config.broker.amqpUrl, config.broker),
-    { logger: log, connectionName: `taskrunner ${VERSION} ${config.broker.requestType}` },
+    buildAmqpUrl(config.broker.amqpUrl, config.broker, {
+      heartbeatSeconds: config.broker.heartbeatSeconds,
+    }),
+    {
+      logger: log,
+      connectionName: `taskrunner ${VERSION} ${config.broker.requestType}`,
+      // Declared on every connection: after a broker restart, non-durable objects are gone.
+      prepare: (model) =>
+        declareTopology(model, {
+          requestQueue: queue,
+          responseExchange: config.broker.responseExchange,
+          cancellationExchange: config.broker.cancellationExchange,
+          durable: config.broker.durableQueues,
+          deadLetterExchange: config.runner.deadLetterExchange,
+          queueType: config.runner.queueType,
+        }, log),
+    },
   );
   const metrics = new RunnerMetrics();
   const publisher = new ResponsePublisher(broker, {
@@ -102,18 +121,6 @@ export async function serve(
     queue,
     prefetch: config.runner.concurrency,
     logger: log,
-    setup: async () => {
-      const model = broker.current;
-      if (!model) throw new Error("Not connected");
-      await declareTopology(model, {
-        requestQueue: queue,
-        responseExchange: config.broker.responseExchange,
-        cancellationExchange: config.broker.cancellationExchange,
-        durable: config.broker.durableQueues,
-        deadLetterExchange: config.runner.deadLetterExchange,
-        queueType: config.runner.queueType,
-      }, log);
-    },
     onDelivery: (delivery) => runner.handle(delivery),
     onConsuming: (consuming) => {
       if (consuming) {

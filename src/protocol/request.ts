@@ -102,6 +102,18 @@ export function parseTaskRequest(body: Uint8Array): TaskRequest {
       },
     );
   }
+  try {
+    JSON.stringify(request.additionalProperties ?? null);
+  } catch (error) {
+    // Nested deeper than the serialiser's stack: it could not be passed back in responses.
+    throw new InvalidRequestError(
+      `Invalid request: additionalProperties: cannot be passed back: ${errorMessage(error)}`,
+      {
+        fields: { id: request.id, routingKey: request.routingKey, script: request.script },
+        cause: error,
+      },
+    );
+  }
   return {
     id: request.id,
     script: request.script,

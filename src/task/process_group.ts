@@ -34,11 +34,24 @@ export class ProcessGroup implements AsyncDisposable {
    */
   static spawn(
     command: ScriptCommand,
-    options: { env: Record<string, string>; cwd?: string; uid?: number; gid?: number },
+    options: {
+      env: Record<string, string>;
+      cwd?: string;
+      uid?: number;
+      gid?: number;
+      dieWithParent?: boolean;
+    },
   ): ProcessGroup {
+    // A detached task outlives a runner killed with SIGKILL unless the kernel is told to
+    // kill it: setpriv sets the parent-death signal, then execs the task.
+    const setpriv = options.dieWithParent ? findSetpriv() : undefined;
+    const program = setpriv ?? command.program;
+    const args = setpriv
+      ? ["--pdeathsig", "SIGKILL", "--", command.program, ...command.args]
+      : command.args;
     try {
-      const child = new Deno.Command(command.program, {
-        args: command.args,
+      const child = new Deno.Command(program, {
+        args,
         env: options.env,
         clearEnv: true,
         ...(options.cwd ? { cwd: options.cwd } : {}),
@@ -106,4 +119,20 @@ export class ProcessGroup implements AsyncDisposable {
     this.signal("SIGKILL");
     await this.status;
   }
+}
+
+let setprivPath: string | null | undefined;
+
+/** Where `setpriv` (util-linux) is, if anywhere. */
+function findSetpriv(): string | undefined {
+  if (setprivPath === undefined) {
+    setprivPath = ["/usr/bin/setpriv", "/bin/setpriv", "/usr/sbin/setpriv"].find((path) => {
+      try {
+        return Deno.statSync(path).isFile;
+      } catch {
+        return false;
+      }
+    }) ?? null;
+  }
+  return setprivPath ?? undefined;
 }

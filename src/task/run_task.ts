@@ -1,6 +1,7 @@
 import { settlesWithin } from "../util/async.ts";
 import { FifoReader, FifoWriter } from "./fifo_io.ts";
 import { TaskPipes } from "./fifo.ts";
+import { writeTaskOwner } from "./stale_tasks.ts";
 import { forEachLine } from "./lines.ts";
 import { OutputTail } from "./output_tail.ts";
 import { ProcessGroup, type StopReason } from "./process_group.ts";
@@ -36,6 +37,8 @@ export interface TaskEngineSettings {
   /** Run tasks as this user and group (the runner must be root); the FIFOs are theirs too. */
   uid?: number;
   gid?: number;
+  /** Have the task killed when the runner dies (through `setpriv --pdeathsig`, when present). */
+  dieWithRunner?: boolean;
 }
 
 /** A task while it runs, as the hooks see it. */
@@ -153,15 +156,23 @@ export async function runTask(
   }
   // Open the readers first: the task's opens then never wait, and nothing it writes is lost.
   await Promise.all([progressReader.start(), outputReader.start()]);
-  const group = ProcessGroup.spawn(
-    {
-      program: command.program,
-      args: [...command.args, ...pipeArgs(spec.id, pipes, settings.pipeArgStyle)],
-    },
-    { env: settings.env, ...owner },
-  );
+  let group: ProcessGroup;
+  try {
+    group = ProcessGroup.spawn(
+      {
+        program: command.program,
+        args: [...command.args, ...pipeArgs(spec.id, pipes, settings.pipeArgStyle)],
+      },
+      { env: settings.env, ...owner, dieWithParent: settings.dieWithRunner ?? false },
+    );
+  } catch (error) {
+    await Promise.all([progressReader.stop(), outputReader.stop()]);
+    throw error;
+  }
   await using _group = group;
   pid = group.pid;
+  // Lets a runner restarted after a crash find this task's group and stop it.
+  await writeTaskOwner(pipes.dir, group.pid);
   inputWriter.start(spec.input);
   const logsDone = Promise.all([
     forEachLine(group.stdout, (line) => {

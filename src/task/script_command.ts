@@ -53,7 +53,12 @@ export async function resolveScriptCommand(
     if (!await isFile(file)) {
       throw new TaskStartError(`Cannot start task "${script}": script file not found`);
     }
-    return { program: options.python, args: [file] };
+    const python = await findExecutable(options.python, options.path).catch(() => {
+      throw new TaskStartError(
+        `Cannot start task "${script}": interpreter "${options.python}" not found or not executable`,
+      );
+    });
+    return { program: python, args: [file] };
   }
   return { program: await findExecutable(script, options.path), args: [] };
 }
