@@ -116,6 +116,28 @@ export class ServerSide implements AsyncDisposable {
     for (const waiter of this.#waiters) waiter();
   }
 
+  /** Deletes the response exchange, as an operator's mistake or a broker reset would. */
+  async deleteResponseExchange(): Promise<void> {
+    await this.#channel.deleteExchange(this.names.responseExchange);
+  }
+
+  /** Deletes any exchange (for test clean-up). */
+  async deleteExchange(name: string): Promise<void> {
+    const channel = await this.#model.createChannel();
+    channel.on("error", () => {});
+    await channel.deleteExchange(name).catch(() => {});
+    await channel.close().catch(() => {});
+  }
+
+  /** Declares the response exchange again and binds the response queue to it. */
+  async restoreResponseExchange(): Promise<void> {
+    await this.#channel.assertExchange(this.names.responseExchange, "direct", {
+      durable: false,
+      autoDelete: false,
+    });
+    await this.bindResponses();
+  }
+
   /** Declares the request queue the way the server does (not durable, not auto-delete). */
   async declareRequestQueue(): Promise<void> {
     await this.#channel.assertQueue(this.names.fullRequestQueue, {

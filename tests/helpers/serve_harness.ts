@@ -32,6 +32,7 @@ export function startRunner(names: TestNames, options: Record<string, unknown> =
   const sources = {
     options: {
       amqpUrl: `${url.protocol}//${url.host}`,
+      heartbeat: "2",
       mqUsername: decodeURIComponent(url.username),
       mqPassword: decodeURIComponent(url.password),
       requestType: names.requestType,
