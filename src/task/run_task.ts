@@ -189,12 +189,16 @@ export async function runTask(
   const timeout = AbortSignal.timeout(spec.timeoutMs);
   const stop = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
   let stopReason: StopReason | undefined;
+  let onStop = () => {};
   const stopped = new Promise<StopReason>((resolve) => {
-    const onStop = () => resolve(timeout.aborted ? "timeout" : reasonOf(options.signal?.reason));
+    onStop = () => resolve(timeout.aborted ? "timeout" : reasonOf(options.signal?.reason));
     if (stop.aborted) onStop();
     else stop.addEventListener("abort", onStop, { once: true });
   });
   const first = await Promise.race([group.status, stopped]);
+  // While it has a listener, Deno keeps the timeout's timer referenced: the process could not
+  // exit before the task's full timeout, long after the task ended.
+  stop.removeEventListener("abort", onStop);
   let status: Deno.CommandStatus;
   if (typeof first === "string") {
     stopReason = first;
