@@ -11,8 +11,9 @@ import { errorMessage } from "./src/util/async.ts";
 
 async function main(args: string[]): Promise<number> {
   try {
-    await buildCli().parseAsync(args, { from: "user" });
-    return 0;
+    const cli = buildCli();
+    await cli.program.parseAsync(args, { from: "user" });
+    return cli.exitCode;
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
     if (error instanceof ConfigError) {
