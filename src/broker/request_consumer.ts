@@ -93,6 +93,11 @@ export class RequestConsumer implements AsyncDisposable {
               channel.close().catch(() => {});
               return;
             }
+            if (this.#paused) {
+              // Delivered before the broker saw our cancel: leave it to another runner.
+              channel.reject(message, true);
+              return;
+            }
             options.onDelivery(new RequestDelivery(channel, message, isCurrent));
           }, { noAck: false });
           this.#consumerTag = consumerTag;

@@ -1,0 +1,153 @@
+import { assert, assertEquals } from "./helpers/assert.ts";
+import { makeRequest, outputText, ServerSide } from "./helpers/broker_harness.ts";
+import { CliProcess, serveArgs } from "./helpers/cli_process.ts";
+import { behave, eventually, isAlive } from "./helpers/engine.ts";
+import { uniqueNames } from "./helpers/ops_harness.ts";
+import { fixture } from "./helpers/serve_harness.ts";
+
+async function readPid(path: string): Promise<number> {
+  let pid = 0;
+  await eventually(async () => (pid = Number(await Deno.readTextFile(path).catch(() => "0"))) > 0);
+  return pid;
+}
+
+async function tempWorkDir(): Promise<string> {
+  return await Deno.makeTempDir({ prefix: "taskrunner-work-" });
+}
+
+async function entries(dir: string): Promise<string[]> {
+  return (await Array.fromAsync(Deno.readDir(dir))).map((entry) => entry.name);
+}
+
+Deno.test("SIGTERM: no new requests, a running task finishes within the drain, exit 0", async () => {
+  const names = uniqueNames("drain");
+  await using server = await ServerSide.open(names);
+  const workDir = await tempWorkDir();
+  await using runner = new CliProcess(serveArgs(names, ["--drain", "20", "--work-dir", workDir]));
+  await runner.ready();
+  const running = makeRequest({
+    script: fixture("behave.py"),
+    input: behave({ progress: 1, sleep: 1 }),
+  }, names.routingKey);
+  server.publishRequest(running);
+  await server.waitFor(() => server.statuses(running.id).length >= 2, 20_000, "progress");
+  runner.signal("SIGTERM");
+  await runner.waitForLines((line) => line.includes("Shutting down"));
+  const late = makeRequest({ script: fixture("echo.sh"), input: "late" }, names.routingKey);
+  server.publishRequest(late);
+  const { code } = await runner.finished();
+  assertEquals(code, 0);
+  assertEquals(server.statuses(running.id).at(-1), "SUCCESS");
+  assertEquals(server.statuses(late.id), [], "nothing new was taken after SIGTERM");
+  assertEquals(await server.queueDepth(), 1, "the late request waits for another runner");
+  assertEquals(await entries(workDir), [], "no FIFO directory left");
+  await Deno.remove(workDir, { recursive: true });
+});
+
+Deno.test("SIGTERM: tasks still running after the drain are stopped and their requests requeued", async (t) => {
+  for (
+    const [name, extra, second] of [
+      ["after the drain period", ["--drain", "0.5"], undefined],
+      ["at once on a second signal", ["--drain", "60"], "SIGINT"],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const names = uniqueNames("requeue");
+      await using server = await ServerSide.open(names);
+      const workDir = await tempWorkDir();
+      const pidFile = `${workDir}.pid`;
+      await using runner = new CliProcess(
+        serveArgs(names, [...extra, "--kill-grace", "1", "--work-dir", workDir]),
+      );
+      await runner.ready();
+      const request = makeRequest({
+        script: fixture("behave.py"),
+        input: behave({ progress: 1, sleep: 60, self_pid_file: pidFile }),
+      }, names.routingKey);
+      server.publishRequest(request);
+      await server.waitFor(() => server.statuses(request.id).length >= 2, 20_000, "progress");
+      const taskPid = await readPid(pidFile);
+      const started = performance.now();
+      runner.signal("SIGTERM");
+      if (second) {
+        await runner.waitForLines((line) => line.includes("Waiting for running tasks"));
+        runner.signal(second);
+      }
+      const { code } = await runner.finished();
+      assertEquals(code, 0);
+      assert(
+        performance.now() - started < 10_000,
+        `it did not wait for the task:\n${runner.lines.join("\n")}`,
+      );
+      assertEquals(server.statuses(request.id), ["RUNNING", "RUNNING"], "no terminal response");
+      assert(
+        await eventually(async () => await server.queueDepth() === 1),
+        "the request is back in the queue",
+      );
+      assert(!isAlive(taskPid), "the task was stopped");
+      assertEquals(await entries(workDir), []);
+      await Deno.remove(workDir, { recursive: true });
+      await Deno.remove(pidFile);
+    });
+  }
+});
+
+Deno.test("a runner killed with SIGKILL: its task dies, another runner completes the request", async () => {
+  const names = uniqueNames("sigkill");
+  await using server = await ServerSide.open(names);
+  const [workA, workB] = [await tempWorkDir(), await tempWorkDir()];
+  const pidFile = `${workA}.pid`;
+  const runLog = `${workA}.runs`;
+  try {
+    const first = new CliProcess(serveArgs(names, ["--work-dir", workA]));
+    await first.ready();
+    const request = makeRequest({
+      script: fixture("behave.py"),
+      input: behave({ progress: 1, sleep: 1, self_pid_file: pidFile, run_log: runLog }),
+    }, names.routingKey);
+    server.publishRequest(request);
+    await server.waitFor(() => server.statuses(request.id).length >= 2, 20_000, "progress");
+    const firstTask = await readPid(pidFile);
+    await using second = new CliProcess(serveArgs(names, ["--work-dir", workB]));
+    await second.ready();
+
+    first.signal("SIGKILL");
+    assertEquals((await first.finished()).code, 137);
+    assert(await eventually(() => !isAlive(firstTask)), "the task died with its runner");
+
+    const responses = await server.terminal(request.id, 30_000);
+    const statuses = responses.map((response) => response.status);
+    assertEquals(
+      statuses,
+      ["RUNNING", "RUNNING", "RUNNING", "RUNNING", "SUCCESS"],
+      "run again from the start",
+    );
+    assertEquals(
+      outputText(responses.at(-1)),
+      new TextDecoder().decode(behave({
+        progress: 1,
+        sleep: 1,
+        self_pid_file: pidFile,
+        run_log: runLog,
+      })),
+    );
+    assert(
+      await eventually(async () => await server.queueDepth() === 0),
+      "acknowledged by the second runner",
+    );
+    assertEquals(await entries(workB), []);
+
+    // The dead runner left its task directory; the next runner on that work dir removes it.
+    assertEquals((await entries(workA)).length, 1);
+    await using third = new CliProcess(serveArgs(names, ["--work-dir", workA]));
+    await third.ready();
+    assertEquals(await entries(workA), [], "stale task directory removed at start-up");
+    assert(
+      third.lines.some((line) => line.includes("Cleaned up tasks left by a runner that died")),
+    );
+  } finally {
+    for (const path of [workA, workB, pidFile, runLog]) {
+      await Deno.remove(path, { recursive: true }).catch(() => {});
+    }
+  }
+});
