@@ -63,6 +63,7 @@ export async function run(
   const cancel = new AbortController();
   let pid = 0;
   let started = false;
+  let tails = { stdout: "", stderr: "" };
   const onSignal = () => {
     if (!cancel.signal.aborted) {
       display.line("Cancelling: stopping the task (again to kill it now)");
@@ -82,7 +83,6 @@ export async function run(
   options.signal?.addEventListener("abort", onSignal, { once: true });
   if (options.signal?.aborted) onSignal();
 
-  let tails = { stdout: "", stderr: "" };
   let result: TaskResult;
   try {
     result = await runTask(
