@@ -20,12 +20,13 @@ Deno.test("HTTP endpoint: /readyz follows the broker connection, /metrics counts
   const base = `http://127.0.0.1:${port}`;
   await using runner = startRunner(names, { httpPort: String(port), httpHost: "127.0.0.1" });
 
-  await t.step("/healthz answers 200 from the start", async () => {
+  await runner.ready;
+
+  await t.step("/healthz answers 200", async () => {
     const health = await get(`${base}/healthz`);
     assertEquals(health.status, 200);
+    assertEquals(JSON.parse(health.body), { alive: true });
   });
-
-  await runner.ready;
 
   await t.step("/readyz answers 200 while connected and consuming", async () => {
     assert(

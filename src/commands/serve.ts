@@ -14,7 +14,7 @@ import {
 } from "../config.ts";
 import { type HttpEndpoint, startHttpEndpoint } from "../observability/http_server.ts";
 import type { Logger } from "../observability/log.ts";
-import { RunnerMetrics } from "../observability/metrics.ts";
+import type { RunnerMetrics } from "../observability/metrics.ts";
 import { Runner } from "../runner.ts";
 import { reapStaleTasks } from "../task/stale_tasks.ts";
 import type { TaskEngineSettings } from "../task/mod.ts";
@@ -97,12 +97,15 @@ export async function serve(
         }, log),
     },
   );
-  const metrics = new RunnerMetrics();
+  // Loaded only when served: prom-client adds 50-100 ms to every start of the program.
+  const metrics: RunnerMetrics | undefined = config.runner.httpPort > 0
+    ? new (await import("../observability/metrics.ts")).RunnerMetrics()
+    : undefined;
   const publisher = new ResponsePublisher(broker, {
     exchange: config.broker.responseExchange,
     durable: config.broker.durableQueues,
     logger: log,
-    observer: metrics,
+    ...(metrics ? { observer: metrics } : {}),
   });
   const cancellations = new CancellationWatcher(broker, {
     exchange: config.broker.cancellationExchange,
@@ -115,7 +118,7 @@ export async function serve(
     engine: engineSettings(config.engine),
     maxInputBytes: config.engine.maxInputBytes,
     logger: log,
-    observer: metrics,
+    ...(metrics ? { observer: metrics } : {}),
   });
   const consumer = new RequestConsumer(broker, {
     queue,
@@ -132,7 +135,7 @@ export async function serve(
 
   const stopping = new AbortController();
   const forced = new AbortController();
-  metrics.bind({
+  metrics?.bind({
     running: () => runner.activeCount,
     reconnects: () => broker.reconnects,
     connected: () => broker.current !== undefined,
@@ -140,7 +143,7 @@ export async function serve(
     pendingResponses: () => publisher.pending,
   });
   let http: HttpEndpoint | undefined;
-  if (config.runner.httpPort > 0) {
+  if (metrics) {
     http = startHttpEndpoint({
       readiness: () => {
         if (stopping.signal.aborted) return { ready: false, reason: "shutting down" };
