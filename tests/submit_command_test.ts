@@ -1,0 +1,205 @@
+import amqp from "amqplib";
+import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { AMQP_URL, outputText, ServerSide, testNames } from "./helpers/broker_harness.ts";
+import { brokerFlags, CliChild, jsonLines, runCli } from "./helpers/cli_run.ts";
+import { fixture, startRunner } from "./helpers/serve_harness.ts";
+
+const ECHO_PY = new URL("../examples/tasks/echo_progress.py", import.meta.url).pathname;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** A runner on fresh names, with the server side to clean the names up afterwards. */
+async function withRunner(
+  label: string,
+  test: (flags: string[], server: ServerSide) => Promise<void>,
+): Promise<void> {
+  const names = testNames(label);
+  await using server = await ServerSide.open(names);
+  await using runner = startRunner(names, { killGrace: "1" });
+  await runner.ready;
+  await test(brokerFlags(names), server);
+}
+
+function behaveJson(options: Record<string, unknown>): string {
+  return JSON.stringify({ behave: options });
+}
+
+Deno.test("submit --follow prints the full status sequence and the output", async (t) => {
+  await withRunner("follow", async (flags) => {
+    const input = JSON.stringify({ progress_steps: 2, x: 1 });
+    await t.step("as text: status and progress on stderr, output on stdout", async () => {
+      const result = await runCli(["submit", ECHO_PY, ...flags, "--follow", "--input-json", input]);
+      assertEquals(result.code, 0, result.stderr);
+      assertEquals(result.text, input);
+      const lines = result.stderr.split("\n").filter((line) => !line.startsWith("[stdout]"));
+      assertMatch(lines[0]!, /^QUEUED .*echo_progress\.py \(id [0-9a-f-]{36}, type fixture\)$/);
+      assertEquals(lines.slice(1), [
+        `RUNNING ${ECHO_PY}`,
+        "[progress] 1/2 50% step 1 of 2",
+        "[progress] 2/2 100% step 2 of 2",
+        "SUCCESS, 26 bytes of output",
+        "",
+      ]);
+      assertMatch(result.stderr, /^\[stdout\] Reading input from input pipe$/m);
+    });
+    await t.step("as JSON: one response per line", async () => {
+      const result = await runCli([
+        "submit",
+        ECHO_PY,
+        ...flags,
+        "--follow",
+        "--json",
+        "--timeout",
+        "1.5m",
+        "--input-json",
+        input,
+      ]);
+      assertEquals(result.code, 0, result.stderr);
+      const responses = jsonLines(result.text);
+      assertEquals(responses.map((response) => response.status), [
+        "RUNNING",
+        "RUNNING",
+        "RUNNING",
+        "SUCCESS",
+      ]);
+      const id = responses[0]!.id;
+      assertMatch(String(id), UUID);
+      assert(responses.every((response) => response.id === id));
+      assertMatch(String(responses[0]!.routingKey), /^taskrunner-submit\./);
+      assertEquals(atob(String(responses[3]!.output)), input);
+    });
+  });
+});
+
+Deno.test("submit publishes the request the way the hmi-server does", async () => {
+  const names = testNames("shape");
+  await using server = await ServerSide.open(names);
+  const result = await runCli([
+    "submit",
+    "gollm:embedding",
+    ...brokerFlags(names),
+    "--type",
+    names.requestType,
+    "--timeout",
+    "90s",
+    "--routing-key",
+    names.routingKey,
+    "--input-json",
+    '{"a":1}',
+  ]);
+  assertEquals(result.code, 0, result.stderr);
+  const id = result.text.trim();
+  assertMatch(id, UUID);
+  assertEquals(await server.queueDepth(), 1);
+  // Read the request back as the runner would get it.
+  const model = await amqp.connect(AMQP_URL);
+  try {
+    const channel = await model.createChannel();
+    const message = await channel.get(names.fullRequestQueue, { noAck: true });
+    assert(message, "a request on the queue");
+    assertEquals(message.properties.contentType, "application/json");
+    assertEquals(JSON.parse(message.content.toString("utf8")), {
+      id,
+      script: "gollm:embedding",
+      input: btoa('{"a":1}'),
+      timeoutMinutes: 1.5,
+      routingKey: names.routingKey,
+      additionalProperties: null,
+      userId: null,
+      projectId: null,
+      requestSHA256: null,
+      useCache: true,
+      type: names.requestType,
+    });
+    await channel.close();
+  } finally {
+    await model.close();
+  }
+});
+
+Deno.test("submit without --follow prints the id; the runner answers on the routing key", async () => {
+  await withRunner("nofollow", async (flags, server) => {
+    const result = await runCli([
+      "submit",
+      fixture("echo.sh"),
+      ...flags,
+      "--routing-key",
+      server.names.routingKey,
+      "--input-json",
+      '"hello"',
+    ]);
+    assertEquals(result.code, 0, result.stderr);
+    const id = result.text.trim();
+    const responses = await server.terminal(id);
+    assertEquals(responses.map((response) => response.status), ["RUNNING", "SUCCESS"]);
+    assertEquals(outputText(responses[1]), '"hello"');
+  });
+});
+
+Deno.test("submit --follow exits 1 when the task fails", async () => {
+  await withRunner("fail", async (flags) => {
+    const result = await runCli([
+      "submit",
+      fixture("behave.py"),
+      ...flags,
+      "--follow",
+      "--input-json",
+      behaveJson({ exit: 4, stderr: ["broken"] }),
+    ]);
+    assertEquals(result.code, 1, result.stderr);
+    assertEquals(result.text, "");
+    assertMatch(result.stderr, /^\[stderr\] broken$/m);
+    assertMatch(result.stderr, /^FAILED: Task ".*behave\.py" exited with code 4: broken$/m);
+  });
+});
+
+Deno.test("cancel cancels a running task", async (t) => {
+  await withRunner("cancel", async (flags) => {
+    await t.step("through taskrunner cancel <id>", async () => {
+      await using follow = new CliChild([
+        "submit",
+        fixture("behave.py"),
+        ...flags,
+        "--follow",
+        "--json",
+        "--input-json",
+        behaveJson({ sleep: 60 }),
+      ]);
+      await follow.waitFor(({ stdout }) => stdout.includes('"status":"RUNNING"'), "RUNNING");
+      const id = String(jsonLines(follow.stdout)[0]!.id);
+      const cancel = await runCli(["cancel", id, ...flags]);
+      assertEquals(cancel.code, 0, cancel.stderr);
+      const result = await follow.finished();
+      assertEquals(result.code, 130, result.stderr);
+      assertEquals(jsonLines(result.text).map((response) => response.status), [
+        "RUNNING",
+        "CANCELLING",
+        "CANCELLED",
+      ]);
+    });
+    await t.step("through Ctrl-C on submit --follow", async () => {
+      await using follow = new CliChild([
+        "submit",
+        fixture("behave.py"),
+        ...flags,
+        "--follow",
+        "--input-json",
+        behaveJson({ sleep: 60 }),
+      ]);
+      await follow.waitFor(({ stderr }) => /^RUNNING /m.test(stderr), "RUNNING");
+      follow.kill("SIGINT");
+      const result = await follow.finished();
+      assertEquals(result.code, 130, result.stderr);
+      assertMatch(result.stderr, /^CANCELLING$/m);
+      assertMatch(result.stderr, /^CANCELLED$/m);
+    });
+  });
+});
+
+Deno.test("submit fails with exit code 1 when the broker cannot be reached", async () => {
+  const names = testNames("down");
+  const flags = brokerFlags(names);
+  flags[1] = "amqp://127.0.0.1:1";
+  const result = await runCli(["submit", "x.py", ...flags]);
+  assertEquals(result.code, 1);
+  assertMatch(result.stderr, /Cannot connect to broker amqp:\/\/guest:\*\*\*@127\.0\.0\.1:1/);
+});
