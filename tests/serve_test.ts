@@ -20,7 +20,12 @@ const RESPONSE_FIELDS = [
 ];
 
 function assertSequence(responses: TaskResponse[], expected: string[]): void {
-  assertEquals(responses.map((response) => response.status), expected);
+  const failure = responses.find((response) => response.status === "FAILED");
+  assertEquals(
+    responses.map((response) => response.status),
+    expected,
+    failure ? `FAILED with ${JSON.stringify(outputText(failure))}` : undefined,
+  );
   for (const response of responses) assertEquals(Object.keys(response).sort(), RESPONSE_FIELDS);
 }
 
