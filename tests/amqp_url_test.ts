@@ -1,3 +1,4 @@
+import { isConsumerTimeout } from "../src/broker/request_consumer.ts";
 import { assert, assertEquals, assertNotIncludes } from "./helpers/assert.ts";
 import { buildAmqpUrl, redactAmqpUrl } from "../src/broker/amqp_url.ts";
 import { backoffDelay, DEFAULT_BACKOFF } from "../src/broker/connection.ts";
@@ -109,4 +110,13 @@ Deno.test("backoffDelay() grows exponentially within its jitter bounds", async (
     assert(backoffDelay(0, DEFAULT_BACKOFF) <= 100);
     assert(backoffDelay(50, DEFAULT_BACKOFF) >= 7_500);
   });
+});
+
+Deno.test("isConsumerTimeout() recognises RabbitMQ's delivery acknowledgement timeout", () => {
+  const timeout = new Error(
+    'Channel closed by server: 406 (PRECONDITION-FAILED) with message "PRECONDITION_FAILED - delivery acknowledgement on channel 1 timed out. Timeout value used: 1800000 ms. This timeout value can be configured, see consumers doc guide to learn more"',
+  );
+  assertEquals(isConsumerTimeout(timeout), true);
+  assertEquals(isConsumerTimeout(new Error("Channel closed by server: 404 (NOT-FOUND)")), false);
+  assertEquals(isConsumerTimeout(undefined), false);
 });

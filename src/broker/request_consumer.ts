@@ -103,9 +103,16 @@ export class RequestConsumer implements AsyncDisposable {
           this.#consumerTag = consumerTag;
         },
         opened: () => options.onConsuming?.(true),
-        closed: () => {
+        closed: (_channel, error) => {
           this.#consumerTag = undefined;
           options.onConsuming?.(false);
+          if (isConsumerTimeout(error)) {
+            options.logger.warn(
+              "The broker closed the consumer channel: a task ran longer than its consumer_timeout. " +
+                "Running tasks go on and their requests are taken back when redelivered; raise " +
+                "consumer_timeout above the longest task (see README, Delivery guarantees)",
+            );
+          }
         },
       },
     });
@@ -133,4 +140,10 @@ export class RequestConsumer implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** Whether a channel error is RabbitMQ's delivery acknowledgement timeout. */
+export function isConsumerTimeout(error: unknown): boolean {
+  const message = error instanceof Error ? error.message : String(error ?? "");
+  return /PRECONDITION_FAILED/.test(message) && /acknowledgement.*timed out/i.test(message);
 }
