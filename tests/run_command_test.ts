@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
-import { CliChild, jsonLines, runCli } from "./helpers/cli_run.ts";
+import { CliChild, jsonLines, outputOf, runCli } from "./helpers/cli_run.ts";
 import { isAlive } from "./helpers/engine.ts";
 import { fixture } from "./helpers/serve_harness.ts";
 
@@ -181,9 +181,9 @@ Deno.test("run --json prints the responses serve would publish", async (t) => {
       assertEquals(response.script, ECHO_PY);
       assertEquals(Object.keys(response).length, 12);
     }
-    const progress = JSON.parse(atob(String(responses[1]!.output)));
+    const progress = JSON.parse(outputOf(responses[1]!));
     assertEquals(progress, { progress: 1, total: 2, message: "step 1 of 2" });
-    assertEquals(atob(String(responses[3]!.output)), input);
+    assertEquals(outputOf(responses[3]!), input);
   });
   await t.step("failure", async () => {
     const result = await runCli([
@@ -196,7 +196,7 @@ Deno.test("run --json prints the responses serve would publish", async (t) => {
     assertEquals(result.code, 1);
     const responses = jsonLines(result.text);
     assertEquals(responses.map((response) => response.status), ["RUNNING", "FAILED"]);
-    assertMatch(atob(String(responses[1]!.output)), /exited with code 2/);
+    assertMatch(outputOf(responses[1]!), /exited with code 2/);
   });
   await t.step("cannot start", async () => {
     const result = await runCli(["run", "missing.py", "--json"]);

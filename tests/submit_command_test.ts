@@ -1,7 +1,7 @@
 import amqp from "amqplib";
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { AMQP_URL, outputText, ServerSide, testNames } from "./helpers/broker_harness.ts";
-import { brokerFlags, CliChild, jsonLines, runCli } from "./helpers/cli_run.ts";
+import { brokerFlags, CliChild, jsonLines, outputOf, runCli } from "./helpers/cli_run.ts";
 import { fixture, startRunner } from "./helpers/serve_harness.ts";
 
 const ECHO_PY = new URL("../examples/tasks/echo_progress.py", import.meta.url).pathname;
@@ -65,7 +65,7 @@ Deno.test("submit --follow prints the full status sequence and the output", asyn
       assertMatch(String(id), UUID);
       assert(responses.every((response) => response.id === id));
       assertMatch(String(responses[0]!.routingKey), /^taskrunner-submit\./);
-      assertEquals(atob(String(responses[3]!.output)), input);
+      assertEquals(outputOf(responses[3]!), input);
     });
   });
 });

@@ -213,3 +213,9 @@ function concat(parts: Uint8Array[]): Uint8Array {
   }
   return out;
 }
+
+/** A response's base64 `output`, decoded as UTF-8 text. */
+export function outputOf(response: Record<string, unknown> | undefined): string {
+  const output = response?.output;
+  return typeof output === "string" ? new TextDecoder().decode(Uint8Array.fromBase64(output)) : "";
+}
