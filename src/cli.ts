@@ -91,7 +91,7 @@ export function buildCli(context: CliContext = { env: Deno.env.toObject() }): Cl
       script,
       id: typeof options.id === "string" ? options.id : crypto.randomUUID(),
       input,
-      timeoutMs: options.timeout as number,
+      timeoutMs: timeoutOf(options),
       outputFile: options.output as string | undefined,
       json: options.json === true,
       engine,
@@ -124,7 +124,7 @@ export function buildCli(context: CliContext = { env: Deno.env.toObject() }): Cl
     exitCode = await submit({
       script,
       input,
-      timeoutMs: options.timeout as number,
+      timeoutMs: timeoutOf(options),
       routingKey: options.routingKey as string | undefined,
       follow: options.follow === true,
       json: options.json === true,
@@ -163,12 +163,15 @@ function addTaskOptions(command: Command<[string], Record<string, unknown>>): vo
     .option("--input-json <json>", "give the input inline, as JSON text")
     .option(
       "--timeout <duration>",
-      "time limit of the task: 90s, 5m, 1.5m, 2h, or a number of minutes",
+      `time limit of the task: 90s, 5m, 1.5m, 2h, or a number of minutes (default ${DEFAULT_TIMEOUT_MINUTES}m)`,
       parseDuration,
-      DEFAULT_TIMEOUT_MINUTES * 60_000,
     )
     .option("--output <file>", "write the output to a file instead of stdout")
     .option("--json", "print every response, one JSON object per line, on stdout");
+}
+
+function timeoutOf(options: Record<string, unknown>): number {
+  return typeof options.timeout === "number" ? options.timeout : DEFAULT_TIMEOUT_MINUTES * 60_000;
 }
 
 function inputSource(options: Record<string, unknown>): { file?: string; json?: string } {

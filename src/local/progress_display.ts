@@ -133,7 +133,8 @@ function fit(text: string, columns: number): string {
 
 function terminalColumns(): number {
   try {
-    return Deno.consoleSize().columns;
+    const { columns } = Deno.consoleSize();
+    return columns > 0 ? columns : 80;
   } catch {
     return 80;
   }
