@@ -1,0 +1,721 @@
+/**
+ * The taskrunner benchmark (`deno task bench`): starts its own runner (`main.ts serve`) on
+ * private queue names against the local RabbitMQ, plays the hmi-server, and prints one line
+ * per figure with the machine's core count and, where a floor exists, the ratio to it; then
+ * a summary table with the targets of issue 6.
+ *
+ * Figures:
+ *
+ * 1. throughput: 1,000 echo requests, concurrency 16, first publish to last terminal
+ *    response; floor: the same tasks through `runTask` in this process, 16 at once.
+ * 2. latency: 100 sequential echo requests, publish to terminal response; floor: sequential
+ *    `runTask`.
+ * 3. large payload: 64 MiB echoed back, end to end, and the runner's peak RSS.
+ * 4. progress: one task writing 20,000 progress messages; each must arrive once, in order.
+ * 5. start-up: spawn to consuming (a consumer on the request queue), and idle RSS.
+ *
+ * Usage:
+ *
+ *     deno task bench [--quick] [--json] [--only startup,throughput,latency,payload,progress]
+ *                     [--strace <file>]
+ *
+ * `--quick` runs fewer iterations (a smoke run); `--json` prints one JSON object instead of
+ * the lines and the table; `--only` runs some figures (start-up is always measured);
+ * `--strace <file>` attaches `strace -c -f` to the runner for the figures run, and writes its
+ * syscall counts to the file. `BENCH_CPU_PROF=<dir>` runs the runner with `--cpu-prof` and
+ * writes its profile to that directory when it stops. `BENCH_AMQP_URL` overrides the broker
+ * (default `amqp://guest:guest@127.0.0.1:5672`).
+ *
+ * The runner is stopped and the queues and exchanges deleted at the end, even on error.
+ *
+ * @module
+ */
+import { type BenchResponse, makeRequest, ServerSide } from "./bench_broker.ts";
+import {
+  benchNames,
+  readMemory,
+  resetPeakRss,
+  RUNNER_PERMISSIONS,
+  RunnerProcess,
+  type RunnerSpawnOptions,
+} from "./bench_runner.ts";
+
+const AMQP_URL = Deno.env.get("BENCH_AMQP_URL") ?? "amqp://guest:guest@127.0.0.1:5672";
+const ECHO = new URL("../tests/fixtures/echo.sh", import.meta.url).pathname;
+const PROGRESS_FLOOD = new URL("./fixtures/progress_flood.sh", import.meta.url).pathname;
+const CORES = navigator.hardwareConcurrency;
+const CONCURRENCY = 16;
+const MIB = 1024 * 1024;
+const MB = 1_000_000;
+const FIGURES = ["startup", "throughput", "latency", "payload", "progress"] as const;
+type FigureName = typeof FIGURES[number];
+
+/** How much of each figure to run. */
+interface Plan {
+  startups: number;
+  warmup: number;
+  throughputTasks: number;
+  latencyTasks: number;
+  payloadBytes: number;
+  progressMessages: number;
+}
+
+const FULL: Plan = {
+  startups: 5,
+  warmup: 50,
+  throughputTasks: 1_000,
+  latencyTasks: 100,
+  payloadBytes: 64 * MIB,
+  progressMessages: 20_000,
+};
+
+const QUICK: Plan = {
+  startups: 1,
+  warmup: 16,
+  throughputTasks: 200,
+  latencyTasks: 30,
+  payloadBytes: 64 * MIB,
+  progressMessages: 5_000,
+};
+
+/** One measured figure, as printed and as in `--json`. */
+interface Figure {
+  name: FigureName;
+  line: string;
+  values: Record<string, number | string | boolean>;
+}
+
+/** One target of the summary table. */
+interface Target {
+  figure: FigureName;
+  what: string;
+  target: string;
+  measured: string;
+  met: boolean;
+}
+
+async function main(args: string[]): Promise<number> {
+  const flags = parseFlags(args);
+  if (flags.help) {
+    console.log(
+      "Usage: deno task bench [--quick] [--json] [--only <figures>] [--strace <file>]",
+    );
+    return 0;
+  }
+  const plan = flags.quick ? QUICK : FULL;
+  const only = new Set<FigureName>(
+    flags.only
+      ? flags.only.split(",").map((name) => {
+        if (!(FIGURES as readonly string[]).includes(name)) {
+          throw new TypeError(`Unknown figure "${name}": expected one of ${FIGURES.join(", ")}`);
+        }
+        return name as FigureName;
+      })
+      : FIGURES,
+  );
+  only.add("startup");
+  const say = (line: string) => {
+    if (!flags.json) console.log(line);
+  };
+  // What runs now, on stderr, so that a slow figure is not mistaken for a hung one.
+  const note = (what: string) => console.error(`bench: ${what}`);
+
+  const workDir = await Deno.makeTempDir({ prefix: "taskrunner-bench-" });
+  const cpuProfDir = Deno.env.get("BENCH_CPU_PROF");
+  const spawnOptions: RunnerSpawnOptions = {
+    amqpUrl: AMQP_URL,
+    concurrency: CONCURRENCY,
+    workDir: `${workDir}/runner`,
+    denoFlags: cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${cpuProfDir}`] : [],
+  };
+  const figures: Figure[] = [];
+  const report = (figure: Figure) => {
+    figures.push(figure);
+    say(figure.line);
+  };
+  say(
+    `taskrunner benchmark: ${CORES} cores, concurrency ${CONCURRENCY}${
+      flags.quick ? " (quick)" : ""
+    }, deno ${Deno.version.deno}`,
+  );
+
+  const names = benchNames();
+  let runner: RunnerProcess | undefined;
+  let tracer: Deno.ChildProcess | undefined;
+  const interrupted = new AbortController();
+  const onInterrupt = () => interrupted.abort(new Error("Interrupted"));
+  Deno.addSignalListener("SIGINT", onInterrupt);
+  try {
+    await using server = await ServerSide.open(AMQP_URL, names);
+    try {
+      // 5. Start-up: several cold starts; the last runner serves the other figures.
+      const startups: number[] = [];
+      for (let i = 0; i < plan.startups; i++) {
+        if (runner) await runner.stop();
+        runner = RunnerProcess.spawn(names, spawnOptions);
+        startups.push(await waitConsuming(server, runner, interrupted.signal));
+      }
+      await delay(1_000);
+      const idle = await readMemory(runner!.pid);
+      report({
+        name: "startup",
+        line: `startup: ready in ${ms(median(startups))} (median of ${startups.length}, min ${
+          ms(Math.min(...startups))
+        }, max ${ms(Math.max(...startups))}); idle RSS ${mb(idle.rss)} | cores ${CORES}`,
+        values: {
+          readyMs: round(median(startups)),
+          readyMinMs: round(Math.min(...startups)),
+          readyMaxMs: round(Math.max(...startups)),
+          idleRssBytes: idle.rss,
+        },
+      });
+
+      const tracePath = flags.strace;
+      if (tracePath) {
+        tracer = new Deno.Command("strace", {
+          args: ["-c", "-f", "-o", tracePath, "-p", String(runner!.pid)],
+          stdout: "null",
+          stderr: "null",
+        }).spawn();
+        await delay(500); // strace attaches to every thread
+      }
+
+      const floorDir = `${workDir}/floor`;
+      const failures: string[] = [];
+      // One figure; when it fails, the failure is reported and a fresh runner serves the rest.
+      const measure = async (name: FigureName, what: string, run: () => Promise<Figure>) => {
+        if (!only.has(name)) return;
+        note(what);
+        try {
+          report(await run());
+        } catch (error) {
+          interrupted.signal.throwIfAborted();
+          const message = error instanceof Error ? error.message : String(error);
+          failures.push(name);
+          report({ name, line: `${name}: FAILED: ${message}`, values: { failed: message } });
+          note("restarting the runner on an empty request queue");
+          await runner!.stop(5_000);
+          await server.purgeRequests();
+          runner = RunnerProcess.spawn(names, spawnOptions);
+          await waitConsuming(server, runner, interrupted.signal);
+        }
+      };
+      await measure(
+        "throughput",
+        `warm-up, then throughput: ${plan.throughputTasks} tasks`,
+        async () => {
+          await warmUp(server, plan.warmup);
+          return await throughput(server, floorDir, plan.throughputTasks);
+        },
+      );
+      await measure(
+        "latency",
+        `latency: ${plan.latencyTasks} sequential tasks each way`,
+        () => latency(server, floorDir, plan.latencyTasks),
+      );
+      await measure(
+        "payload",
+        `payload: ${plan.payloadBytes / MIB} MiB echo`,
+        () => payload(server, runner!, plan.payloadBytes, idle.rss),
+      );
+      await measure(
+        "progress",
+        `progress: ${plan.progressMessages} messages`,
+        () => progress(server, plan.progressMessages),
+      );
+
+      if (tracer) {
+        tracer.kill("SIGINT");
+        await tracer.status;
+        tracer = undefined;
+        say(`strace -c of the runner written to ${tracePath}`);
+      }
+      const status = await runner!.stop();
+      runner = undefined;
+      if (!status.success) say(`runner exited with code ${status.code}`);
+    } finally {
+      // Before the queues are deleted, or the runner sees its queue vanish.
+      if (tracer) {
+        try {
+          tracer.kill("SIGINT");
+        } catch { /* gone */ }
+        await tracer.status;
+      }
+      await runner?.stop();
+    }
+  } finally {
+    Deno.removeSignalListener("SIGINT", onInterrupt);
+    await Deno.remove(workDir, { recursive: true }).catch(() => {});
+  }
+
+  const targets = evaluate(figures, plan);
+  if (flags.json) {
+    console.log(JSON.stringify({
+      cores: CORES,
+      concurrency: CONCURRENCY,
+      quick: flags.quick,
+      deno: Deno.version.deno,
+      figures: Object.fromEntries(figures.map((figure) => [figure.name, figure.values])),
+      targets,
+      allMet: targets.every((target) => target.met),
+    }));
+  } else {
+    printTable(targets);
+  }
+  return 0;
+}
+
+/** The command line: `--quick`, `--json`, `--help`, `--only <list>`, `--strace <file>`. */
+function parseFlags(
+  args: string[],
+): { quick: boolean; json: boolean; help: boolean; only?: string; strace?: string } {
+  const flags: { quick: boolean; json: boolean; help: boolean; only?: string; strace?: string } = {
+    quick: false,
+    json: false,
+    help: false,
+  };
+  for (let i = 0; i < args.length; i++) {
+    const [name, inline] = args[i]!.split("=", 2) as [string, string | undefined];
+    const value = () => {
+      const found = inline ?? args[++i];
+      if (found === undefined) throw new TypeError(`Missing value of "${name}"`);
+      return found;
+    };
+    if (name === "--quick") flags.quick = true;
+    else if (name === "--json") flags.json = true;
+    else if (name === "--help" || name === "-h") flags.help = true;
+    else if (name === "--only") flags.only = value();
+    else if (name === "--strace") flags.strace = value();
+    else throw new TypeError(`Unknown option "${args[i]}"`);
+  }
+  return flags;
+}
+
+/** Waits until the runner consumes the request queue; returns milliseconds since spawn. */
+async function waitConsuming(
+  server: ServerSide,
+  runner: RunnerProcess,
+  signal: AbortSignal,
+): Promise<number> {
+  let exited = false;
+  runner.status.then(() => exited = true);
+  const deadline = runner.spawnedAt + 30_000;
+  while (performance.now() < deadline) {
+    signal.throwIfAborted();
+    if (exited) throw new Error("The runner exited before it consumed");
+    if (await server.consumerCount() > 0) return performance.now() - runner.spawnedAt;
+    await delay(2);
+  }
+  throw new Error("The runner did not consume within 30 s");
+}
+
+/** What the floor process measured. */
+interface FloorResult {
+  seconds: number;
+  samples: number[];
+}
+
+/**
+ * Runs echo tasks through `runTask` in a process of its own (`bench_floor.ts`), `concurrency`
+ * at once; fails if it has not finished within `timeoutMs` (a stuck engine).
+ */
+async function runFloor(
+  workDir: string,
+  tasks: number,
+  concurrency: number,
+  timeoutMs: number,
+): Promise<FloorResult> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...RUNNER_PERMISSIONS,
+      new URL("./bench_floor.ts", import.meta.url).pathname,
+      ECHO,
+      workDir,
+      String(tasks),
+      String(concurrency),
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, timeoutMs);
+  try {
+    const { success, stdout, signal } = await child.output();
+    if (signal === "SIGKILL") {
+      throw new Error(
+        `Floor (runTask, ${tasks} tasks, ${concurrency} at once) did not finish within ${
+          timeoutMs / 1_000
+        } s: the engine is stuck`,
+      );
+    }
+    if (!success) throw new Error(`Floor (runTask) failed`);
+    return JSON.parse(new TextDecoder().decode(stdout));
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const ECHO_INPUT = new TextEncoder().encode("hello");
+
+async function warmUp(server: ServerSide, count: number) {
+  const terminals = await sendAll(
+    server,
+    Array.from({ length: count }, () => makeRequest(ECHO, ECHO_INPUT, server.names.routingKey)),
+    "warm-up",
+  );
+  for (const terminal of terminals) expectSuccess(terminal.status, "warm-up");
+}
+
+// A batch through the broker fails when no terminal response came for this long.
+const STALL_MS = 30_000;
+
+/**
+ * Publishes every request at once and waits for all terminal responses; fails, saying how
+ * far it got, when none arrives for {@linkcode STALL_MS}.
+ */
+async function sendAll(
+  server: ServerSide,
+  requests: ReturnType<typeof makeRequest>[],
+  what: string,
+): Promise<BenchResponse[]> {
+  let done = 0;
+  let lastProgress = performance.now();
+  let timer: ReturnType<typeof setInterval> | undefined;
+  const stalled = new Promise<never>((_, reject) => {
+    timer = setInterval(() => {
+      if (performance.now() - lastProgress < STALL_MS) return;
+      reject(
+        new Error(
+          `${what}: no terminal response for ${
+            STALL_MS / 1_000
+          } s; ${done} of ${requests.length} done (runner stuck?)`,
+        ),
+      );
+    }, 1_000);
+  });
+  try {
+    return await Promise.race([
+      Promise.all(requests.map(async (request) => {
+        const terminal = await server.send(request, { timeoutMs: 3_600_000 });
+        done++;
+        lastProgress = performance.now();
+        return terminal;
+      })),
+      stalled,
+    ]);
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+function expectSuccess(status: string, what: string): void {
+  if (status !== "SUCCESS") throw new Error(`A ${what} task ended in ${status}`);
+}
+
+/** 1. Throughput through the broker, and its floor. */
+async function throughput(
+  server: ServerSide,
+  floorDir: string,
+  count: number,
+): Promise<Figure> {
+  const floor = await runFloor(floorDir, count, CONCURRENCY, 30_000 + count * 20);
+  const floorRate = count / floor.seconds;
+
+  const requests = Array.from(
+    { length: count },
+    () => makeRequest(ECHO, ECHO_INPUT, server.names.routingKey),
+  );
+  const start = performance.now();
+  const terminals = await sendAll(server, requests, "throughput");
+  const end = Math.max(...terminals.map((terminal) => terminal.arrivedAt));
+  for (const terminal of terminals) expectSuccess(terminal.status, "throughput");
+  const rate = count / ((end - start) / 1_000);
+  const ratio = rate / floorRate;
+  return {
+    name: "throughput",
+    line:
+      `throughput: ${rate.toFixed(1)} tasks/s (${count} echo tasks, concurrency ${CONCURRENCY})` +
+      ` | floor ${floorRate.toFixed(1)} tasks/s (runTask, no broker) | ratio ${pct(ratio)}` +
+      ` | cores ${CORES}`,
+    values: {
+      tasks: count,
+      tasksPerSecond: round(rate),
+      floorTasksPerSecond: round(floorRate),
+      ratio: round(ratio, 3),
+    },
+  };
+}
+
+/** 2. Sequential latency through the broker, and its floor. */
+async function latency(
+  server: ServerSide,
+  floorDir: string,
+  count: number,
+): Promise<Figure> {
+  const floor = (await runFloor(floorDir, count, 1, 60_000 + count * 1_000)).samples;
+  const samples: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const start = performance.now();
+    const terminal = await server.send(
+      makeRequest(ECHO, ECHO_INPUT, server.names.routingKey),
+      { timeoutMs: STALL_MS },
+    );
+    expectSuccess(terminal.status, "latency");
+    samples.push(terminal.arrivedAt - start);
+  }
+  const p50 = percentile(samples, 0.5);
+  const p99 = percentile(samples, 0.99);
+  const floorP50 = percentile(floor, 0.5);
+  const floorP99 = percentile(floor, 0.99);
+  return {
+    name: "latency",
+    line: `latency: p50 ${ms(p50)}, p99 ${ms(p99)} (${count} sequential echo tasks)` +
+      ` | floor p50 ${ms(floorP50)}, p99 ${ms(floorP99)} (runTask) | ratio p50 ${
+        (p50 / floorP50).toFixed(2)
+      }x, p99 ${(p99 / floorP99).toFixed(2)}x | cores ${CORES}`,
+    values: {
+      tasks: count,
+      p50Ms: round(p50, 2),
+      p99Ms: round(p99, 2),
+      floorP50Ms: round(floorP50, 2),
+      floorP99Ms: round(floorP99, 2),
+      ratioP50: round(p50 / floorP50, 3),
+      ratioP99: round(p99 / floorP99, 3),
+    },
+  };
+}
+
+/** 3. A large input echoed back: end-to-end time and the runner's peak RSS. */
+async function payload(
+  server: ServerSide,
+  runner: RunnerProcess,
+  bytes: number,
+  idleRss: number,
+): Promise<Figure> {
+  const input = new Uint8Array(bytes);
+  for (let offset = 0; offset < bytes; offset += 65_536) {
+    crypto.getRandomValues(input.subarray(offset, Math.min(bytes, offset + 65_536)));
+  }
+  const request = makeRequest(ECHO, input, server.names.routingKey);
+  const expected = await digest(input);
+
+  const reset = await resetPeakRss(runner.pid);
+  const keep: BenchResponse[] = [];
+  const start = performance.now();
+  const terminal = await server.send(request, { keep, timeoutMs: 300_000 });
+  const seconds = (terminal.arrivedAt - start) / 1_000;
+  const after = await readMemory(runner.pid);
+  // Without the reset, VmHWM is the peak since start, which the payload dominates anyway.
+  const peak = after.hwm;
+  expectSuccess(terminal.status, "payload");
+  const output = terminal.output ? Uint8Array.fromBase64(terminal.output) : new Uint8Array();
+  const intact = output.length === bytes && await digest(output) === expected;
+  const bound = idleRss + 4 * bytes;
+  return {
+    name: "payload",
+    line: `payload: ${bytes / MIB} MiB echoed in ${seconds.toFixed(2)} s end to end` +
+      ` (${(2 * bytes / MIB / seconds).toFixed(0)} MiB/s in+out), output ${
+        intact ? "intact" : "CORRUPT"
+      }; runner peak RSS${reset ? "" : " (since start)"} ${mb(peak)} = idle ${mb(idleRss)} + ${
+        ((peak - idleRss) / bytes).toFixed(2)
+      }x payload (bound idle + 4x = ${mb(bound)}) | cores ${CORES}`,
+    values: {
+      payloadBytes: bytes,
+      seconds: round(seconds, 3),
+      intact,
+      peakRssBytes: peak,
+      idleRssBytes: idleRss,
+      peakOverIdlePayloads: round((peak - idleRss) / bytes, 2),
+    },
+  };
+}
+
+/** 4. One task flooding the progress pipe: rate, and every message once and in order. */
+async function progress(server: ServerSide, count: number): Promise<Figure> {
+  const keep: BenchResponse[] = [];
+  const request = makeRequest(
+    PROGRESS_FLOOD,
+    new TextEncoder().encode(String(count)),
+    server.names.routingKey,
+  );
+  const start = performance.now();
+  const terminal = await server.send(request, { keep, timeoutMs: 600_000 });
+  const seconds = (terminal.arrivedAt - start) / 1_000;
+  expectSuccess(terminal.status, "progress");
+  const decoder = new TextDecoder();
+  const messages = keep.filter((response) => response.status === "RUNNING" && response.output)
+    .map((response) => decoder.decode(Uint8Array.fromBase64(response.output!)));
+  let inOrder = 0;
+  let merged = 0;
+  let other = 0;
+  const seen = new Set<number>();
+  for (const [index, message] of messages.entries()) {
+    if (message === `{"i":${index}}`) inOrder++;
+    if ((message.match(/\{/g) ?? []).length > 1) merged++;
+    const match = message.match(/^\{"i":(\d+)\}$/);
+    if (match) seen.add(Number(match[1]));
+    else other++;
+  }
+  const lost = count - seen.size;
+  const duplicated = messages.length - other - merged - seen.size;
+  const exact = inOrder === count && messages.length === count;
+  const rate = messages.length / seconds;
+  return {
+    name: "progress",
+    line: `progress: ${rate.toFixed(0)} messages/s forwarded (${messages.length} of ${count} in ${
+      seconds.toFixed(2)
+    } s, publish to terminal); ${
+      exact
+        ? "every message once, in order, none merged"
+        : `NOT EXACT: ${lost} lost, ${merged} merged, ${duplicated} duplicated, ${
+          count - inOrder
+        } out of place`
+    } | cores ${CORES}`,
+    values: {
+      messages: count,
+      forwarded: messages.length,
+      messagesPerSecond: round(rate),
+      seconds: round(seconds, 3),
+      exact,
+      lost,
+      merged,
+      duplicated: Math.max(0, duplicated),
+    },
+  };
+}
+
+/** The targets of issue 6, checked against the figures measured. */
+function evaluate(figures: Figure[], plan: Plan): Target[] {
+  const byName = new Map(figures.map((figure) => [figure.name, figure.values]));
+  const targets: Target[] = [];
+  const add = (figure: FigureName, what: string, target: string, measured: string, met: boolean) =>
+    targets.push({ figure, what, target, measured, met });
+  for (const figure of figures) {
+    if (typeof figure.values.failed === "string") {
+      add(figure.name, figure.name, "runs to the end", "FAILED (see above)", false);
+      byName.delete(figure.name);
+    }
+  }
+  const startup = byName.get("startup");
+  const throughputValues = byName.get("throughput");
+  if (throughputValues) {
+    const rate = throughputValues.tasksPerSecond as number;
+    const ratio = throughputValues.ratio as number;
+    add("throughput", "throughput", ">= 300 tasks/s", `${rate.toFixed(1)} tasks/s`, rate >= 300);
+    add("throughput", "throughput / floor", ">= 70 %", pct(ratio), ratio >= 0.7);
+  }
+  const latencyValues = byName.get("latency");
+  if (latencyValues) {
+    const p50 = latencyValues.p50Ms as number;
+    const p99 = latencyValues.p99Ms as number;
+    add("latency", "latency p50", "<= 5 ms", ms(p50), p50 <= 5);
+    add("latency", "latency p99", "<= 20 ms", ms(p99), p99 <= 20);
+  }
+  const payloadValues = byName.get("payload");
+  if (payloadValues) {
+    const seconds = payloadValues.seconds as number;
+    const peak = payloadValues.peakRssBytes as number;
+    const idle = payloadValues.idleRssBytes as number;
+    const size = `${plan.payloadBytes / MIB} MiB`;
+    add("payload", `${size} echo`, "<= 1.5 s", `${seconds.toFixed(2)} s`, seconds <= 1.5);
+    add(
+      "payload",
+      `peak RSS (${size})`,
+      `<= idle + 4x = ${mb(idle + 4 * plan.payloadBytes)}`,
+      mb(peak),
+      peak <= idle + 4 * plan.payloadBytes && payloadValues.intact === true,
+    );
+  }
+  const progressValues = byName.get("progress");
+  if (progressValues) {
+    const rate = progressValues.messagesPerSecond as number;
+    add("progress", "progress rate", ">= 5,000 msg/s", `${rate.toFixed(0)} msg/s`, rate >= 5_000);
+    add(
+      "progress",
+      "progress exact",
+      "none lost or merged",
+      progressValues.exact
+        ? "exact"
+        : `${progressValues.lost} lost, ${progressValues.merged} merged`,
+      progressValues.exact === true,
+    );
+  }
+  if (startup) {
+    const ready = startup.readyMs as number;
+    const idle = startup.idleRssBytes as number;
+    add("startup", "ready to consume", "<= 300 ms", ms(ready), ready <= 300);
+    add("startup", "idle RSS", "<= 80 MB", mb(idle), idle <= 80 * MB);
+  }
+  return targets;
+}
+
+function printTable(targets: Target[]): void {
+  const rows = [
+    ["figure", "target", "measured", ""],
+    ...targets.map((target) => [
+      target.what,
+      target.target,
+      target.measured,
+      target.met ? "met" : "NOT MET",
+    ]),
+  ];
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  const line = (row: string[]) =>
+    `| ${row.map((cell, column) => cell.padEnd(widths[column]!)).join(" | ")} |`;
+  console.log("");
+  console.log(`Summary (${CORES} cores):`);
+  console.log(line(rows[0]!));
+  console.log(`|${widths.map((width) => "-".repeat(width + 2)).join("|")}|`);
+  for (const row of rows.slice(1)) console.log(line(row));
+  const missed = targets.filter((target) => !target.met).length;
+  console.log(
+    missed === 0 ? "All targets met." : `${missed} of ${targets.length} targets not met.`,
+  );
+}
+
+async function digest(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)).toHex();
+}
+
+function percentile(samples: number[], p: number): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]!;
+}
+
+function median(samples: number[]): number {
+  return percentile(samples, 0.5);
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function round(value: number, digits = 1): number {
+  return Number(value.toFixed(digits));
+}
+
+function ms(value: number): string {
+  return `${value.toFixed(value < 10 ? 2 : 0)} ms`;
+}
+
+function mb(bytes: number): string {
+  return `${(bytes / MB).toFixed(1)} MB`;
+}
+
+function pct(ratio: number): string {
+  return `${(ratio * 100).toFixed(0)} %`;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exitCode = await main(Deno.args);
+  } catch (error) {
+    console.error(`bench: ${error instanceof Error ? error.message : String(error)}`);
+    Deno.exitCode = 1;
+  }
+}
