@@ -239,3 +239,15 @@ Deno.test("runTask() keeps the broker credentials out of the task's environment"
     await Deno.remove(script);
   }
 });
+
+Deno.test("runTask() runs more tasks at once than Deno has threads for blocking file I/O", async () => {
+  // Deno reads files on a pool of 32 threads; a FIFO read that waits would hold one each, and
+  // 48 tasks with two pipes apiece would starve the pool and hang every file operation.
+  const results = await Promise.all(
+    Array.from(
+      { length: 48 },
+      (_, i) => runTask(spec(fixture("sleepy_echo.sh"), `task ${i}`), settings),
+    ),
+  );
+  assertEquals(results.map(outputOf), Array.from({ length: 48 }, (_, i) => `task ${i}`));
+});

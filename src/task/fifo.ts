@@ -1,21 +1,7 @@
+import { cPath, libc } from "./libc.ts";
 import { join } from "node:path";
 
 const FIFO_MODE = 0o600;
-
-// libc's mkfifo through FFI: a process per FIFO would cost more than the rest of a small task.
-let libc: { symbols: { mkfifo: (path: Uint8Array, mode: number) => number } } | null | undefined;
-
-function loadLibc() {
-  if (libc !== undefined) return libc;
-  try {
-    libc = Deno.dlopen("libc.so.6", {
-      mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
-    });
-  } catch {
-    libc = null; // no FFI permission or no glibc: fall back to the mkfifo command
-  }
-  return libc;
-}
 
 /**
  * Creates a named pipe readable and writable by this user only.
@@ -23,9 +9,10 @@ function loadLibc() {
  * @param path where to create it; must not exist yet
  */
 export async function makeFifo(path: string): Promise<void> {
-  const lib = loadLibc();
+  // libc's mkfifo through FFI: a process per FIFO would cost more than the rest of a small task.
+  const lib = libc();
   if (lib) {
-    if (lib.symbols.mkfifo(new TextEncoder().encode(`${path}\0`), FIFO_MODE) === 0) return;
+    if (lib.mkfifo(cPath(path), FIFO_MODE) === 0) return;
     // errno is not reachable through FFI; the command below reports the reason
   }
   const { success, stderr } = await new Deno.Command("mkfifo", {

@@ -1,4 +1,22 @@
-import { settlesWithin } from "../util/async.ts";
+import { delay } from "../util/async.ts";
+import { type FdPoller, fdPoller } from "./fd_poller.ts";
+import {
+  cPath,
+  EAGAIN,
+  EINTR,
+  ENXIO,
+  EPIPE,
+  errno,
+  growPipe,
+  type Libc,
+  O_CLOEXEC,
+  O_NONBLOCK,
+  O_RDWR,
+  O_WRONLY,
+  POLLIN,
+  POLLOUT,
+  requireLibc,
+} from "./libc.ts";
 
 /** Receives what a {@linkcode FifoReader} reads. */
 export interface FifoSink {
@@ -8,188 +26,180 @@ export interface FifoSink {
   end(): void;
 }
 
-/** How long `stop()` waits for a pipe to drain before it forces the other side loose. */
-export const FIFO_DRAIN_MS = 2_000;
+// Pipes hold 64 KiB by default; a larger one means fewer wake-ups for large outputs.
+const PIPE_BYTES = 1024 * 1024;
+// Read at most this much before letting other work run (broker heartbeats, other tasks).
+const BYTES_BEFORE_YIELD = 4 * 1024 * 1024;
 
 /**
- * Reads a FIFO for as long as the task runs, however often the task opens, writes and
- * closes it.
+ * Reads a FIFO for as long as the task runs, however often the task opens, writes and closes
+ * it, without ever holding a thread.
  *
- * The reader holds the FIFO open read-write: its open never blocks, the task's opens never
- * block, and no write is lost between one writer's close and the next one's open (with a
- * read-only reader, the kernel drops what a writer leaves in the pipe if the reader closes
- * after its end of file). The price is that the pipe never reports end of file, so `stop()`
- * writes a random marker after the last byte and reading ends when the marker comes out.
+ * The FIFO is opened read-write and non-blocking: the task's opens never wait, no write is
+ * lost between one writer's close and the next one's open (with a read-only reader, the kernel
+ * drops what a writer leaves in the pipe if the reader closes after its end of file), and the
+ * reader waits for data through the shared {@linkcode FdPoller}. Since it never sees end of
+ * file, `stop()` (called once the task's process group is gone) reads until the pipe is empty.
  */
 export class FifoReader {
   readonly #path: string;
   readonly #sink: FifoSink;
-  #marker: Uint8Array | undefined;
-  #opened: Promise<void> | undefined;
+  readonly #bufferBytes: number;
+  readonly #lib: Libc;
+  readonly #poller: FdPoller;
+  #fd = -1;
+  #stopping = false;
   #loop: Promise<void> | undefined;
   #error: unknown;
 
-  constructor(path: string, sink: FifoSink) {
+  /**
+   * @param path the FIFO
+   * @param sink receives the bytes
+   * @param options `bufferBytes`: read size (default 64 KiB)
+   */
+  constructor(path: string, sink: FifoSink, options: { bufferBytes?: number } = {}) {
     this.#path = path;
     this.#sink = sink;
+    this.#bufferBytes = options.bufferBytes ?? 64 * 1024;
+    this.#lib = requireLibc();
+    this.#poller = fdPoller();
   }
 
-  /**
-   * Opens the FIFO and reads it in the background.
-   *
-   * @returns once the FIFO is open, so that a writer's open cannot block
-   */
-  start(): Promise<void> {
-    if (!this.#opened) {
-      const opening = Deno.open(this.#path, { read: true, write: true });
-      this.#opened = opening.then(() => {}, () => {});
-      this.#loop = opening.then((file) => this.#run(file)).catch((error) => {
-        this.#error = error;
-      });
+  /** Opens the FIFO (never blocks) and reads it in the background. */
+  start(): void {
+    if (this.#loop) return;
+    this.#fd = this.#lib.open(cPath(this.#path), O_RDWR | O_NONBLOCK | O_CLOEXEC, 0);
+    if (this.#fd < 0) {
+      throw new Error(`Cannot open FIFO "${this.#path}": errno ${errno(this.#lib)}`);
     }
-    return this.#opened;
+    if (this.#bufferBytes > 64 * 1024) growPipe(this.#lib, this.#fd, PIPE_BYTES);
+    this.#loop = this.#run().catch((error) => {
+      this.#error = error;
+    }).finally(() => {
+      this.#lib.close(this.#fd);
+      this.#fd = -1;
+    });
   }
 
-  async #run(file: Deno.FsFile): Promise<void> {
-    const reader = file.readable.getReader();
-    let held: Uint8Array = new Uint8Array(0);
-    try {
-      while (true) {
-        const { done, value } = await reader.read();
-        if (done) return;
-        const marker = this.#marker;
-        if (!marker) {
-          this.#sink.data(value);
-          continue;
+  async #run(): Promise<void> {
+    const buffer = new Uint8Array(this.#bufferBytes);
+    let sinceYield = 0;
+    while (true) {
+      const n = Number(this.#lib.read(this.#fd, buffer, BigInt(buffer.length)));
+      if (n > 0) {
+        this.#sink.data(buffer.slice(0, n));
+        sinceYield += n;
+        if (sinceYield >= BYTES_BEFORE_YIELD) {
+          sinceYield = 0;
+          await delay(0);
         }
-        // Stopping: look for the marker, which may straddle two reads.
-        const data = held.length > 0 ? concatBytes(held, value) : value;
-        const at = indexOfBytes(data, marker);
-        if (at >= 0) {
-          if (at > 0) this.#sink.data(data.subarray(0, at));
-          this.#sink.end();
-          return;
-        }
-        const keep = Math.min(marker.length - 1, data.length);
-        if (data.length > keep) this.#sink.data(data.subarray(0, data.length - keep));
-        held = data.slice(data.length - keep);
+        continue;
       }
-    } finally {
-      await reader.cancel().catch(() => {});
+      const code = n === 0 ? EAGAIN : errno(this.#lib);
+      if (code === EINTR) continue;
+      if (code !== EAGAIN) throw new Error(`Cannot read FIFO "${this.#path}": errno ${code}`);
+      // Empty. Once stopping, no writer is left: empty means done.
+      if (this.#stopping) break;
+      sinceYield = 0;
+      await this.#poller.wait(this.#fd, POLLIN);
     }
+    this.#sink.end();
   }
 
   /**
-   * Reads what the pipe still holds, then stops; call it when the task's process group has
-   * exited, so that nothing but the marker is written any more.
+   * Reads what the pipe still holds, then stops and closes it; call it when the task's process
+   * group has exited.
    *
    * @throws the error that ended reading early, if any
    */
   async stop(): Promise<void> {
     if (!this.#loop) return;
-    await this.#opened;
-    if (this.#error === undefined && !this.#marker) {
-      this.#marker = new TextEncoder().encode(`\n\0taskrunner-end-${crypto.randomUUID()}\0\n`);
-      // A write-only open does not block: this reader holds the read side.
-      using writer = await Deno.open(this.#path, { write: true });
-      await writer.write(this.#marker);
-    }
+    this.#stopping = true;
+    this.#poller.release(this.#fd);
     await this.#loop;
     if (this.#error !== undefined) throw this.#error;
   }
 }
 
 /**
- * Writes bytes into a FIFO once, as the task's input: open, write all, close.
- *
- * A task that exits without reading its input is not an error; `stop()` releases the writer.
+ * Writes bytes into a FIFO once, as the task's input: waits for the task to open its end, then
+ * writes all and closes, without ever holding a thread. A task that exits without reading its
+ * input is not an error; `stop()` ends the wait.
  */
 export class FifoWriter {
   readonly #path: string;
-  #stopped = false;
-  #pendingOpen: Promise<Deno.FsFile> | undefined;
+  readonly #lib: Libc;
+  readonly #poller: FdPoller;
+  readonly #stopping = new AbortController();
+  #fd = -1;
   #job: Promise<void> | undefined;
   #error: unknown;
 
   constructor(path: string) {
     this.#path = path;
+    this.#lib = requireLibc();
+    this.#poller = fdPoller();
   }
 
   /** Starts writing `data` in the background. */
   start(data: Uint8Array): void {
     this.#job ??= this.#write(data).catch((error) => {
       this.#error = error;
+    }).finally(() => {
+      if (this.#fd >= 0) this.#lib.close(this.#fd);
+      this.#fd = -1;
     });
   }
 
   async #write(data: Uint8Array): Promise<void> {
-    const opening = Deno.open(this.#path, { write: true });
-    this.#pendingOpen = opening;
-    let file: Deno.FsFile;
-    try {
-      file = await opening;
-    } finally {
-      this.#pendingOpen = undefined;
-    }
-    try {
-      let offset = 0;
-      while (offset < data.length && !this.#stopped) {
-        offset += await file.write(data.subarray(offset));
+    if (!await this.#open()) return;
+    if (data.length > 64 * 1024) growPipe(this.#lib, this.#fd, PIPE_BYTES);
+    let offset = 0;
+    while (offset < data.length) {
+      const chunk = data.subarray(offset, offset + PIPE_BYTES);
+      const n = Number(this.#lib.write(this.#fd, chunk, BigInt(chunk.length)));
+      if (n > 0) {
+        offset += n;
+        continue;
       }
-    } finally {
-      file.close();
+      const code = errno(this.#lib);
+      if (code === EINTR) continue;
+      if (code === EPIPE) return; // the task closed its end: it wants no more
+      if (code !== EAGAIN) throw new Error(`Cannot write FIFO "${this.#path}": errno ${code}`);
+      if (this.#stopping.signal.aborted) return;
+      await this.#poller.wait(this.#fd, POLLOUT);
+    }
+  }
+
+  // A non-blocking write-only open fails (ENXIO) until the task opens its end for reading, and
+  // nothing announces that moment (inotify reports an open only once it has completed, and
+  // the task's open waits for ours). So try again: every millisecond at first, as most tasks
+  // open their input as they start, then less often.
+  async #open(): Promise<boolean> {
+    const path = cPath(this.#path);
+    for (let attempt = 0;; attempt++) {
+      this.#fd = this.#lib.open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC, 0);
+      if (this.#fd >= 0) return true;
+      const code = errno(this.#lib);
+      if (code !== ENXIO && code !== EINTR) {
+        throw new Error(`Cannot open FIFO "${this.#path}": errno ${code}`);
+      }
+      if (this.#stopping.signal.aborted) return false;
+      const pause = attempt < 100 ? 1 : Math.min(2 ** (attempt - 100), 50);
+      await delay(pause, { signal: this.#stopping.signal }).catch(() => {});
     }
   }
 
   /**
    * Stops writing; call it when the task's process group has exited.
    *
-   * @returns the error that ended writing early (a broken pipe when the task did not read)
+   * @returns the error that ended writing early, if any
    */
   async stop(): Promise<unknown> {
-    this.#stopped = true;
     if (!this.#job) return undefined;
-    await releasePendingOpen(this.#path, this.#pendingOpen);
-    if (!await settlesWithin(this.#job, FIFO_DRAIN_MS)) {
-      // A process outside the task's group holds the pipe without reading: drain it ourselves.
-      using drain = await Deno.open(this.#path, { read: true });
-      const buffer = new Uint8Array(64 * 1024);
-      let finished = false;
-      const job = this.#job.then(() => finished = true);
-      while (!finished && await drain.read(buffer) !== null) { /* discard */ }
-      await job;
-    }
+    this.#stopping.abort();
+    if (this.#fd >= 0) this.#poller.release(this.#fd);
+    await this.#job;
     return this.#error;
   }
-}
-
-async function releasePendingOpen(
-  path: string,
-  pending: Promise<Deno.FsFile> | undefined,
-): Promise<void> {
-  if (!pending) return;
-  // A read-write open of a FIFO never blocks, and it satisfies the other side's pending open.
-  using _keeper = await Deno.open(path, { read: true, write: true });
-  await pending.catch(() => {});
-}
-
-function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
-
-function indexOfBytes(haystack: Uint8Array, needle: Uint8Array): number {
-  const first = needle[0];
-  for (
-    let i = haystack.indexOf(first!);
-    i >= 0 && i <= haystack.length - needle.length;
-    i = haystack.indexOf(first!, i + 1)
-  ) {
-    let j = 1;
-    while (j < needle.length && haystack[i + j] === needle[j]) j++;
-    if (j === needle.length) return i;
-  }
-  return -1;
 }

@@ -42,13 +42,18 @@ export class ProcessGroup implements AsyncDisposable {
       dieWithParent?: boolean;
     },
   ): ProcessGroup {
-    // A detached task outlives a runner killed with SIGKILL unless the kernel is told to
-    // kill it: setpriv sets the parent-death signal, then execs the task.
-    const setpriv = options.dieWithParent ? findSetpriv() : undefined;
-    const program = setpriv ?? command.program;
-    const args = setpriv
-      ? ["--pdeathsig", "SIGKILL", "--", command.program, ...command.args]
-      : command.args;
+    // The new session comes from util-linux's setsid, which execs the task in place: Deno's
+    // own `detached` spawns through fork and learns of the exit several milliseconds late.
+    // A task in its own session outlives a runner killed with SIGKILL unless the kernel is
+    // told to kill it: setpriv sets the parent-death signal, then execs the task.
+    const setsid = findTool("setsid");
+    const setpriv = options.dieWithParent ? findTool("setpriv") : undefined;
+    const [program, ...args] = [
+      ...(setsid ? [setsid] : []),
+      ...(setpriv ? [setpriv, "--pdeathsig", "SIGKILL", "--"] : []),
+      command.program,
+      ...command.args,
+    ] as [string, ...string[]];
     try {
       const child = new Deno.Command(program, {
         args,
@@ -60,7 +65,7 @@ export class ProcessGroup implements AsyncDisposable {
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
-        detached: true,
+        detached: setsid === undefined,
       }).spawn();
       return new ProcessGroup(child);
     } catch (error) {
@@ -121,18 +126,21 @@ export class ProcessGroup implements AsyncDisposable {
   }
 }
 
-let setprivPath: string | null | undefined;
+const toolPaths = new Map<string, string | undefined>();
 
-/** Where `setpriv` (util-linux) is, if anywhere. */
-function findSetpriv(): string | undefined {
-  if (setprivPath === undefined) {
-    setprivPath = ["/usr/bin/setpriv", "/bin/setpriv", "/usr/sbin/setpriv"].find((path) => {
-      try {
-        return Deno.statSync(path).isFile;
-      } catch {
-        return false;
-      }
-    }) ?? null;
+/** Where a util-linux tool is, if anywhere. */
+function findTool(name: string): string | undefined {
+  if (!toolPaths.has(name)) {
+    toolPaths.set(
+      name,
+      ["/usr/bin", "/bin", "/usr/sbin", "/sbin"].map((dir) => `${dir}/${name}`).find((path) => {
+        try {
+          return Deno.statSync(path).isFile;
+        } catch {
+          return false;
+        }
+      }),
+    );
   }
-  return setprivPath ?? undefined;
+  return toolPaths.get(name);
 }

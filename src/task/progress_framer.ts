@@ -50,8 +50,14 @@ export class ProgressFramer {
           this.#take(chunk.subarray(start, i));
           this.#flush();
           start = i + 1;
+          continue;
         }
-        continue;
+        if (byte !== OPEN_BRACE) continue;
+        // A JSON object right after text (two writes in one read) is a message of its own.
+        this.#take(chunk.subarray(start, i));
+        this.#flush();
+        this.#mode = "json";
+        start = i;
       }
       if (this.#inString) {
         if (this.#escaped) this.#escaped = false;

@@ -142,7 +142,7 @@ export async function runTask(
       else outputParts.push(chunk);
     },
     end: () => {},
-  });
+  }, { bufferBytes: 1024 * 1024 });
   const inputWriter = new FifoWriter(pipes.input);
 
   if (options.signal?.aborted) {
@@ -155,7 +155,8 @@ export async function runTask(
     };
   }
   // Open the readers first: the task's opens then never wait, and nothing it writes is lost.
-  await Promise.all([progressReader.start(), outputReader.start()]);
+  progressReader.start();
+  outputReader.start();
   let group: ProcessGroup;
   try {
     group = ProcessGroup.spawn(
