@@ -244,3 +244,20 @@ Deno.test("isTerminalStatus() is true only for SUCCESS, FAILED and CANCELLED", (
   const terminal = TASK_STATUSES.filter((status) => isTerminalStatus(status));
   assertEquals(terminal, ["SUCCESS", "FAILED", "CANCELLED"]);
 });
+
+Deno.test("encodeTaskResponse() gives the same JSON for a large output as JSON.stringify", () => {
+  const output = new Uint8Array(300_000);
+  for (let i = 0; i < output.length; i++) output[i] = (i * 7919) % 256;
+  const response = buildTaskResponse(
+    {
+      id: crypto.randomUUID(),
+      script: 'odd "name"',
+      routingKey: "rk",
+      additionalProperties: { output: "" },
+    },
+    { status: "SUCCESS", output, stdout: '"output":""', stderr: "é" },
+  );
+  const bytes = encodeTaskResponse(response);
+  assertEquals(new TextDecoder().decode(bytes), JSON.stringify(response));
+  assertEquals(Uint8Array.fromBase64(JSON.parse(new TextDecoder().decode(bytes)).output), output);
+});

@@ -80,8 +80,8 @@ export class CancellationWatcher implements AsyncDisposable {
     for (let attempt = 0;; attempt++) {
       const channel = await this.#channel.ready(options);
       try {
-        await this.#declare(channel, watch);
-        cancelledBeforeStart = (await channel.get(taskId, { noAck: true })) !== false;
+        // A cancellation sent before the request reached us waits in the queue.
+        cancelledBeforeStart = await this.#declare(channel, watch) > 0;
         if (!cancelledBeforeStart) {
           this.#watches.set(taskId, watch);
           await this.#consume(channel, watch);
@@ -110,17 +110,17 @@ export class CancellationWatcher implements AsyncDisposable {
     await this.#consume(channel, watch);
   }
 
-  async #declare(channel: Channel, watch: Watch): Promise<void> {
-    if (watch.passive) {
-      await channel.checkQueue(watch.taskId);
-    } else {
-      await channel.assertQueue(watch.taskId, {
+  /** Declares and binds the task's queue; returns how many messages wait in it. */
+  async #declare(channel: Channel, watch: Watch): Promise<number> {
+    const { messageCount } = watch.passive
+      ? await channel.checkQueue(watch.taskId)
+      : await channel.assertQueue(watch.taskId, {
         durable: this.#durable,
         exclusive: false,
         autoDelete: true,
       });
-    }
     await channel.bindQueue(watch.taskId, this.#exchange, watch.taskId);
+    return messageCount;
   }
 
   async #consume(channel: Channel, watch: Watch): Promise<void> {

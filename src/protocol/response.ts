@@ -60,9 +60,31 @@ export function buildTaskResponse(echo: ResponseEcho, update: ResponseUpdate): T
   };
 }
 
-/** Serialises a response to the UTF-8 JSON bytes that go on the wire. */
+const encoder = new TextEncoder();
+const EMPTY_OUTPUT = '"output":""';
+// Above this, the base64 output is spliced into the JSON rather than copied through it.
+const SPLICE_OUTPUT_CHARS = 64 * 1024;
+
+/**
+ * Serialises a response to the UTF-8 JSON bytes that go on the wire. A large output (base64,
+ * which JSON never escapes) is copied once into place instead of through `JSON.stringify` and
+ * a second encoding: for 64 MiB, two fewer 85 MiB copies.
+ */
 export function encodeTaskResponse(response: TaskResponse): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify(response));
+  const output = response.output;
+  if (output === null || output.length < SPLICE_OUTPUT_CHARS) {
+    return encoder.encode(JSON.stringify(response));
+  }
+  const json = JSON.stringify({ ...response, output: "" });
+  // id, script and status come first and never hold an unescaped quote: this is the key.
+  const at = json.indexOf(EMPTY_OUTPUT) + EMPTY_OUTPUT.length - 1;
+  const head = encoder.encode(json.slice(0, at));
+  const tail = encoder.encode(json.slice(at));
+  const bytes = new Uint8Array(head.length + output.length + tail.length);
+  bytes.set(head);
+  encoder.encodeInto(output, bytes.subarray(head.length, head.length + output.length));
+  bytes.set(tail, head.length + output.length);
+  return bytes;
 }
 
 function encodeOutput(output: Uint8Array | string | null | undefined): string | null {
