@@ -1,3 +1,5 @@
+import { concatBytes } from "../util/bytes.ts";
+
 const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
 const OPEN_BRACKET = 0x5b;
@@ -98,7 +100,9 @@ export class ProgressFramer {
     this.#inString = false;
     this.#escaped = false;
     if (this.#size === 0) return;
-    const message = this.#parts.length === 1 ? this.#parts[0]! : concat(this.#parts, this.#size);
+    const message = this.#parts.length === 1
+      ? this.#parts[0]!
+      : concatBytes(this.#parts, this.#size);
     this.#parts = [];
     this.#size = 0;
     const text = trimEnd(message);
@@ -126,15 +130,4 @@ function trimEnd(bytes: Uint8Array): Uint8Array {
   let end = bytes.length;
   while (end > 0 && isWhitespace(bytes[end - 1]!)) end--;
   return end === bytes.length ? bytes : bytes.subarray(0, end);
-}
-
-/** Concatenates byte chunks of known total size into one array. */
-export function concat(parts: readonly Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }

@@ -5,7 +5,8 @@ import { writeTaskOwner } from "./stale_tasks.ts";
 import { forEachLine } from "./lines.ts";
 import { OutputTail } from "./output_tail.ts";
 import { ProcessGroup, type StopReason } from "./process_group.ts";
-import { concat, isDoneMessage, ProgressFramer } from "./progress_framer.ts";
+import { isDoneMessage, ProgressFramer } from "./progress_framer.ts";
+import { concatBytes } from "../util/bytes.ts";
 import { pipeArgs, type PipeArgStyle, resolveScriptCommand } from "./script_command.ts";
 
 /** What to run. */
@@ -246,7 +247,7 @@ export async function runTask(
         `Task "${spec.script}" wrote more output than the limit of ${settings.maxOutputBytes} bytes`,
     };
   }
-  return { ...common, outcome: "success", output: concat(outputParts, outputSize) };
+  return { ...common, outcome: "success", output: concatBytes(outputParts, outputSize) };
 }
 
 function reasonOf(reason: unknown): "cancelled" | "shutdown" {
