@@ -1,4 +1,4 @@
-import type { Channel, ChannelModel } from "amqplib";
+import type { Channel, ChannelModel, Options } from "amqplib";
 import type { Logger } from "../observability/log.ts";
 import { errorMessage } from "../util/async.ts";
 
@@ -23,17 +23,39 @@ export function replyCode(error: unknown): number | undefined {
   return typeof code === "number" ? code : undefined;
 }
 
-// A failed declaration closes its channel, so each step gets a channel of its own.
-async function onFreshChannel<T>(
-  model: ChannelModel,
-  work: (channel: Channel) => Promise<T>,
-): Promise<T> {
-  const channel = await model.createChannel();
-  channel.on("error", () => {}); // the rejected call reports it
-  try {
-    return await work(channel);
-  } finally {
-    await channel.close().catch(() => {});
+/**
+ * Runs declarations one after the other on one channel. A failed declaration (a passive
+ * check of something missing, flags that differ) makes the broker close the channel, so the
+ * next declaration gets a new one.
+ */
+export class DeclarationChannel implements AsyncDisposable {
+  readonly #model: ChannelModel;
+  #channel: Promise<Channel> | undefined;
+
+  constructor(model: ChannelModel) {
+    this.#model = model;
+  }
+
+  /** Runs `work` on the channel; its error is the caller's to handle. */
+  async run<T>(work: (channel: Channel) => Promise<T>): Promise<T> {
+    this.#channel ??= this.#model.createChannel().then((channel) => {
+      channel.on("error", () => {}); // the rejected call reports it
+      return channel;
+    });
+    const channel = await this.#channel;
+    try {
+      return await work(channel);
+    } catch (error) {
+      this.#channel = undefined;
+      await channel.close().catch(() => {});
+      throw error;
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    const channel = this.#channel;
+    this.#channel = undefined;
+    if (channel) await (await channel).close().catch(() => {});
   }
 }
 
@@ -47,60 +69,85 @@ export async function declareTopology(
   topology: Topology,
   log: Logger,
 ): Promise<void> {
+  await using declarations = new DeclarationChannel(model);
   const queueArguments: Record<string, unknown> = {};
   if (topology.deadLetterExchange) {
-    await ensureDeadLetterExchange(model, topology, log);
+    await ensureDeadLetterExchange(declarations, topology, log);
     queueArguments["x-dead-letter-exchange"] = topology.deadLetterExchange;
   }
   if (topology.queueType === "quorum") queueArguments["x-queue-type"] = "quorum";
   const durable = topology.durable || topology.queueType === "quorum";
 
   try {
-    await onFreshChannel(model, (channel) =>
+    await declarations.run((channel) =>
       channel.assertQueue(topology.requestQueue, {
         durable,
         exclusive: false,
         autoDelete: false,
         arguments: queueArguments,
-      }));
+      })
+    );
   } catch (error) {
     if (replyCode(error) !== PRECONDITION_FAILED) throw error;
     log.warn("Request queue exists with other settings; using it as it is", {
       queue: topology.requestQueue,
       error: errorMessage(error),
     });
-    await onFreshChannel(model, (channel) => channel.checkQueue(topology.requestQueue));
+    await declarations.run((channel) => channel.checkQueue(topology.requestQueue));
   }
+  await ensureExchange(declarations, topology.cancellationExchange, {
+    type: "direct",
+    durable: topology.durable,
+    log,
+  });
+  await ensureExchange(declarations, topology.responseExchange, {
+    type: "direct",
+    durable: topology.durable,
+    log,
+  });
+}
 
+/**
+ * Makes sure an exchange exists: checked first, declared only when missing; one declared
+ * meanwhile by someone else with other flags is used as it is.
+ *
+ * @param declarations where to run the declarations
+ * @param name the exchange
+ * @param options its type and durability if it has to be declared
+ */
+export async function ensureExchange(
+  declarations: DeclarationChannel,
+  name: string,
+  options: { type: string; durable: boolean; log?: Logger },
+): Promise<void> {
+  if (await exchangeExistsOn(declarations, name)) return;
+  options.log?.info("Exchange missing; declaring it", { exchange: name });
   try {
-    await onFreshChannel(
-      model,
-      (channel) =>
-        channel.assertExchange(topology.cancellationExchange, "direct", {
-          durable: topology.durable,
-          autoDelete: false,
-        }),
-    );
+    const flags: Options.AssertExchange = { durable: options.durable, autoDelete: false };
+    await declarations.run((channel) => channel.assertExchange(name, options.type, flags));
   } catch (error) {
     if (replyCode(error) !== PRECONDITION_FAILED) throw error;
-    log.warn("Cancellation exchange exists with other settings; using it as it is", {
-      exchange: topology.cancellationExchange,
+    options.log?.warn("Exchange exists with other settings; using it as it is", {
+      exchange: name,
       error: errorMessage(error),
     });
   }
-
-  await ensureResponseExchange(model, topology, log);
 }
 
-/** Whether an exchange exists (a passive check on a channel of its own). */
+/** Whether an exchange exists, by a passive check on a channel of its own. */
 export async function exchangeExists(
   broker: { current: ChannelModel | undefined },
   name: string,
 ): Promise<boolean> {
   const model = broker.current;
   if (!model) throw new Error("Not connected to the broker");
+  await using declarations = new DeclarationChannel(model);
+  return await exchangeExistsOn(declarations, name);
+}
+
+async function exchangeExistsOn(declarations: DeclarationChannel, name: string): Promise<boolean> {
   try {
-    await onFreshChannel(model, (channel) => channel.checkExchange(name));
+    await declarations.run((channel) => channel.checkExchange(name));
     return true;
   } catch (error) {
     if (replyCode(error) === NOT_FOUND) return false;
@@ -108,46 +155,19 @@ export async function exchangeExists(
   }
 }
 
-/** Checks the response exchange, and declares it (direct) only when it is missing. */
-export async function ensureResponseExchange(
-  model: ChannelModel,
-  topology: Pick<Topology, "responseExchange" | "durable">,
-  log: Logger,
-): Promise<void> {
-  try {
-    await onFreshChannel(model, (channel) => channel.checkExchange(topology.responseExchange));
-  } catch (error) {
-    if (replyCode(error) !== NOT_FOUND) throw error;
-    log.info("Response exchange missing; declaring it", { exchange: topology.responseExchange });
-    await onFreshChannel(
-      model,
-      (channel) =>
-        channel.assertExchange(topology.responseExchange, "direct", {
-          durable: topology.durable,
-          autoDelete: false,
-        }),
-    );
-  }
-}
-
 // Dead-lettered messages need a queue to land in, or the broker drops them.
 async function ensureDeadLetterExchange(
-  model: ChannelModel,
+  declarations: DeclarationChannel,
   topology: Topology,
   log: Logger,
 ): Promise<void> {
-  try {
-    await onFreshChannel(model, (channel) => channel.checkExchange(topology.deadLetterExchange));
-    return;
-  } catch (error) {
-    if (replyCode(error) !== NOT_FOUND) throw error;
-  }
+  if (await exchangeExistsOn(declarations, topology.deadLetterExchange)) return;
   const queue = `${topology.requestQueue}.dead-letter`;
   log.info("Declaring dead-letter exchange and queue", {
     exchange: topology.deadLetterExchange,
     queue,
   });
-  await onFreshChannel(model, async (channel) => {
+  await declarations.run(async (channel) => {
     await channel.assertExchange(topology.deadLetterExchange, "fanout", {
       durable: true,
       autoDelete: false,

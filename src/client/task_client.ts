@@ -2,7 +2,7 @@ import amqp from "amqplib";
 import type { Channel, ChannelModel, ConfirmChannel } from "amqplib";
 import { Buffer } from "node:buffer";
 import { buildAmqpUrl, redactAmqpUrl } from "../broker/amqp_url.ts";
-import { declareTopology, ensureResponseExchange, replyCode } from "../broker/topology.ts";
+import { DeclarationChannel, declareTopology, ensureExchange } from "../broker/topology.ts";
 import { type BrokerConfig, requestQueueName } from "../config.ts";
 import type { Logger } from "../observability/log.ts";
 import { isTerminalStatus, type TaskResponse } from "../protocol/mod.ts";
@@ -50,9 +50,6 @@ export function buildClientRequest(
     type: requestType,
   };
 }
-
-const NOT_FOUND = 404;
-const PRECONDITION_FAILED = 406;
 
 /**
  * The hmi-server's side of the broker, for operators and tests: submits requests, follows
@@ -128,10 +125,7 @@ export class TaskClient implements AsyncDisposable {
    * before {@linkcode TaskClient.submit}, so that no response is missed.
    */
   async follow(routingKey: string): Promise<ResponseStream> {
-    await ensureResponseExchange(this.#model, {
-      responseExchange: this.#config.responseExchange,
-      durable: this.#config.durableQueues,
-    }, this.#log);
+    await this.#ensureExchange(this.#config.responseExchange);
     const channel = await this.#model.createChannel();
     channel.on("error", () => {}); // reported through the connection or the calls
     const { queue } = await channel.assertQueue("", { exclusive: true, autoDelete: true });
@@ -149,22 +143,7 @@ export class TaskClient implements AsyncDisposable {
    */
   async cancel(taskId: string): Promise<void> {
     const exchange = this.#config.cancellationExchange;
-    try {
-      await this.#onFreshChannel((channel) => channel.checkExchange(exchange));
-    } catch (error) {
-      if (replyCode(error) !== NOT_FOUND) throw error;
-      try {
-        await this.#onFreshChannel((channel) =>
-          channel.assertExchange(exchange, "direct", {
-            durable: this.#config.durableQueues,
-            autoDelete: false,
-          })
-        );
-      } catch (declareError) {
-        // Declared meanwhile by someone else with other flags: use it as it is.
-        if (replyCode(declareError) !== PRECONDITION_FAILED) throw declareError;
-      }
-    }
+    await this.#ensureExchange(exchange);
     await this.#confirmed((channel) => channel.publish(exchange, taskId, Buffer.alloc(0)));
     this.#log.debug("Cancellation published", { taskId, exchange });
   }
@@ -180,15 +159,14 @@ export class TaskClient implements AsyncDisposable {
     }
   }
 
-  // A failed passive check closes its channel, so each gets a channel of its own.
-  async #onFreshChannel<T>(work: (channel: Channel) => Promise<T>): Promise<T> {
-    const channel = await this.#model.createChannel();
-    channel.on("error", () => {});
-    try {
-      return await work(channel);
-    } finally {
-      await channel.close().catch(() => {});
-    }
+  // Direct exchanges, declared as the server does when they are missing.
+  async #ensureExchange(name: string): Promise<void> {
+    await using declarations = new DeclarationChannel(this.#model);
+    await ensureExchange(declarations, name, {
+      type: "direct",
+      durable: this.#config.durableQueues,
+      log: this.#log,
+    });
   }
 
   /** Closes the connection (and with it any private response queue). */
