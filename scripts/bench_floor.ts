@@ -27,7 +27,8 @@ async function main(args: string[]): Promise<void> {
   for (const [key, value] of Object.entries(Deno.env.toObject())) {
     if (!key.startsWith("TERARIUM_MQ_")) env[key] = value;
   }
-  // The settings a runner gets by default.
+  // The settings a runner gets by default (serve's engineSettings): tasks are wrapped in
+  // `setpriv --pdeathsig` as the runner wraps them, or the floor would skip one exec per task.
   const engine: TaskEngineSettings = {
     workDir,
     python: "python3",
@@ -37,6 +38,7 @@ async function main(args: string[]): Promise<void> {
     maxOutputBytes: 96 * 1024 * 1024,
     allowedScripts: [],
     env,
+    dieWithRunner: true,
   };
   const input = new TextEncoder().encode("hello");
   let samples: number[] = [];
