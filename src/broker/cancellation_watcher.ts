@@ -16,24 +16,29 @@ export interface TaskCancellation extends AsyncDisposable {
 interface Watch {
   taskId: string;
   controller: AbortController;
-  consumerTag: string | undefined;
   /** Declared passively: the queue exists with flags other than ours. */
   passive: boolean;
+  /** Which of the watcher's channels it lives on. */
+  slot: number;
 }
 
 const PRECONDITION_FAILED = 406;
+// A channel runs one declaration at a time, and a task's watch takes three before it starts:
+// a few channels let concurrent tasks declare side by side (not one channel per task).
+const CHANNELS = 4;
 
 /**
  * Watches the per-task cancellation queues (named by task id, bound to the cancellation
- * exchange with the task id as routing key). All of them share one channel; after a channel
- * or connection loss, every watch is subscribed again.
+ * exchange with the task id as routing key). The watches share a few channels; after a
+ * channel or connection loss, every watch on it is subscribed again.
  */
 export class CancellationWatcher implements AsyncDisposable {
   readonly #exchange: string;
   readonly #durable: boolean;
   readonly #log: Logger;
   readonly #watches = new Map<string, Watch>();
-  readonly #channel: ManagedChannel<Channel>;
+  readonly #channels: ManagedChannel<Channel>[];
+  #nextSlot = 0;
 
   constructor(
     broker: BrokerConnection,
@@ -42,19 +47,27 @@ export class CancellationWatcher implements AsyncDisposable {
     this.#exchange = options.exchange;
     this.#durable = options.durable;
     this.#log = options.logger;
-    this.#channel = new ManagedChannel<Channel>(broker, {
-      name: "cancellations",
-      confirm: false,
-      logger: options.logger,
-      handler: {
-        setup: async (channel) => {
-          for (const watch of this.#watches.values()) await this.#subscribe(channel, watch);
-        },
-        closed: () => {
-          for (const watch of this.#watches.values()) watch.consumerTag = undefined;
-        },
-      },
-    });
+    this.#channels = Array.from(
+      { length: CHANNELS },
+      (_, slot) =>
+        new ManagedChannel<Channel>(broker, {
+          name: `cancellations-${slot}`,
+          confirm: false,
+          logger: options.logger,
+          handler: {
+            setup: async (channel) => {
+              for (const watch of this.#inSlot(slot)) await this.#subscribe(channel, watch);
+            },
+            closed: () => {
+              for (const watch of this.#inSlot(slot)) watch.consumerTag = undefined;
+            },
+          },
+        }),
+    );
+  }
+
+  #inSlot(slot: number): Watch[] {
+    return [...this.#watches.values()].filter((watch) => watch.slot === slot);
   }
 
   /** How many tasks are watched. */
@@ -73,12 +86,12 @@ export class CancellationWatcher implements AsyncDisposable {
     const watch: Watch = {
       taskId,
       controller: new AbortController(),
-      consumerTag: undefined,
       passive: false,
+      slot: this.#nextSlot++ % CHANNELS,
     };
     let cancelledBeforeStart = false;
     for (let attempt = 0;; attempt++) {
-      const channel = await this.#channel.ready(options);
+      const channel = await this.#channels[watch.slot]!.ready(options);
       try {
         // A cancellation sent before the request reached us waits in the queue.
         cancelledBeforeStart = await this.#declare(channel, watch) > 0;
@@ -124,21 +137,20 @@ export class CancellationWatcher implements AsyncDisposable {
   }
 
   async #consume(channel: Channel, watch: Watch): Promise<void> {
-    const { consumerTag } = await channel.consume(watch.taskId, (message) => {
+    await channel.consume(watch.taskId, (message) => {
       if (message === null) return;
       this.#log.info("Cancellation received", { taskId: watch.taskId });
       watch.controller.abort("cancelled");
     }, { noAck: true });
-    watch.consumerTag = consumerTag;
   }
 
   async #unwatch(watch: Watch): Promise<void> {
     this.#watches.delete(watch.taskId);
-    const channel = this.#channel.current;
+    const channel = this.#channels[watch.slot]!.current;
     if (!channel) return;
     try {
-      if (watch.consumerTag) await channel.cancel(watch.consumerTag);
-      // Also removes a queue that never had a consumer (auto-delete needs one to have been).
+      // Deleting the queue also ends its consumer (the broker tells amqplib, which hands the
+      // consumer a null message), and removes a queue that never had one: one round trip.
       await channel.deleteQueue(watch.taskId);
     } catch (error) {
       this.#log.debug("Cannot remove cancellation queue", {
@@ -151,7 +163,7 @@ export class CancellationWatcher implements AsyncDisposable {
   /** Stops watching everything and closes the channel. */
   async close(): Promise<void> {
     this.#watches.clear();
-    await this.#channel.close();
+    await Promise.all(this.#channels.map((channel) => channel.close()));
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
