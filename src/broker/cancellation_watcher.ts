@@ -58,9 +58,6 @@ export class CancellationWatcher implements AsyncDisposable {
             setup: async (channel) => {
               for (const watch of this.#inSlot(slot)) await this.#subscribe(channel, watch);
             },
-            closed: () => {
-              for (const watch of this.#inSlot(slot)) watch.consumerTag = undefined;
-            },
           },
         }),
     );
