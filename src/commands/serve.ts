@@ -14,7 +14,7 @@ import {
 } from "../config.ts";
 import { type HttpEndpoint, startHttpEndpoint } from "../observability/http_server.ts";
 import type { Logger } from "../observability/log.ts";
-import type { RunnerMetrics } from "../observability/metrics.ts";
+import { RunnerMetrics } from "../observability/metrics.ts";
 import { Runner } from "../runner.ts";
 import { reapStaleTasks } from "../task/stale_tasks.ts";
 import type { TaskEngineSettings } from "../task/mod.ts";
@@ -97,10 +97,7 @@ export async function serve(
         }, log),
     },
   );
-  // Loaded only when served: prom-client adds 50-100 ms to every start of the program.
-  const metrics: RunnerMetrics | undefined = config.runner.httpPort > 0
-    ? new (await import("../observability/metrics.ts")).RunnerMetrics()
-    : undefined;
+  const metrics = config.runner.httpPort > 0 ? new RunnerMetrics() : undefined;
   const publisher = new ResponsePublisher(broker, {
     exchange: config.broker.responseExchange,
     durable: config.broker.durableQueues,

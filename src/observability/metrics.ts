@@ -1,8 +1,8 @@
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { cpuUsage } from "node:process";
 import type { PublisherObserver } from "../broker/publisher.ts";
 import type { TaskStatus } from "../protocol/status.ts";
 import type { RunnerObserver } from "../runner.ts";
+import { Counter, Gauge, Histogram, Registry } from "./prometheus.ts";
 import { VERSION } from "../version.ts";
 
 /** Task duration buckets, in seconds: from 10 ms (a trivial task) to 2 h (the longest Terarium tasks). */
@@ -66,10 +66,9 @@ export interface MetricSources {
  * The runner's Prometheus metrics: fed by the runner and the publisher as their observer,
  * read from live sources at scrape time, plus the process metrics.
  *
- * Built on prom-client with a private registry; its `collectDefaultMetrics()` is not used
- * because under Deno several of its Node-specific series are wrong (event-loop lag is
- * reported as 9.2e9 s or `Nan`), so the process metrics are collected here from Deno's own
- * APIs and `/proc`.
+ * Built on the small registry in `prometheus.ts` rather than prom-client, which costs ~170 ms
+ * to load and whose Node default metrics are wrong under Deno (event-loop lag is reported as
+ * 9.2e9 s or `Nan`); the process metrics are collected here from Deno's own APIs and `/proc`.
  */
 export class RunnerMetrics implements RunnerObserver, PublisherObserver {
   /** The registry holding every series, for {@linkcode RunnerMetrics.text}. */
@@ -86,110 +85,109 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
   readonly #responseBytes: Counter;
 
   constructor() {
-    const registers = [this.registry];
+    const registry = this.registry;
     const sources = () => this.#sources;
-    this.#started = new Counter({
-      name: "taskrunner_tasks_started_total",
-      help: "Task processes started.",
-      registers,
-    });
-    this.#finished = new Counter({
-      name: "taskrunner_tasks_finished_total",
-      help: "Requests ended with a confirmed terminal response, by status.",
-      labelNames: ["status"],
-      registers,
-    });
+    this.#started = registry.register(
+      new Counter({ name: "taskrunner_tasks_started_total", help: "Task processes started." }),
+    );
+    this.#finished = registry.register(
+      new Counter({
+        name: "taskrunner_tasks_finished_total",
+        help: "Requests ended with a confirmed terminal response, by status.",
+        labelNames: ["status"],
+      }),
+    );
     for (const status of TERMINAL) this.#finished.inc({ status }, 0);
-    new Gauge({
-      name: "taskrunner_tasks_running",
-      help: "Requests being worked on now.",
-      registers,
-      collect() {
-        this.set(sources().running?.() ?? 0);
-      },
-    });
-    this.#duration = new Histogram({
-      name: "taskrunner_task_duration_seconds",
-      help: "Run time of task processes, by terminal status.",
-      labelNames: ["status"],
-      buckets: [...TASK_DURATION_BUCKETS],
-      registers,
-    });
-    this.#progress = new Counter({
-      name: "taskrunner_progress_messages_total",
-      help: "Progress messages forwarded as RUNNING responses.",
-      registers,
-    });
-    this.#inputBytes = new Counter({
-      name: "taskrunner_input_bytes_total",
-      help: "Task input bytes received in requests.",
-      registers,
-    });
-    this.#outputBytes = new Counter({
-      name: "taskrunner_output_bytes_total",
-      help: "Task output bytes of successful tasks.",
-      registers,
-    });
-    this.#rejected = new Counter({
-      name: "taskrunner_requests_rejected_total",
-      help: "Request messages rejected before a task could run, by reason.",
-      labelNames: ["reason"],
-      registers,
-    });
+    registry.register(
+      new Gauge({
+        name: "taskrunner_tasks_running",
+        help: "Requests being worked on now.",
+        collect: () => sources().running?.() ?? 0,
+      }),
+    );
+    this.#duration = registry.register(
+      new Histogram({
+        name: "taskrunner_task_duration_seconds",
+        help: "Run time of task processes, by terminal status.",
+        labelNames: ["status"],
+        buckets: TASK_DURATION_BUCKETS,
+      }),
+    );
+    this.#progress = registry.register(
+      new Counter({
+        name: "taskrunner_progress_messages_total",
+        help: "Progress messages forwarded as RUNNING responses.",
+      }),
+    );
+    this.#inputBytes = registry.register(
+      new Counter({
+        name: "taskrunner_input_bytes_total",
+        help: "Task input bytes received in requests.",
+      }),
+    );
+    this.#outputBytes = registry.register(
+      new Counter({
+        name: "taskrunner_output_bytes_total",
+        help: "Task output bytes of successful tasks.",
+      }),
+    );
+    this.#rejected = registry.register(
+      new Counter({
+        name: "taskrunner_requests_rejected_total",
+        help: "Request messages rejected before a task could run, by reason.",
+        labelNames: ["reason"],
+      }),
+    );
     for (const reason of REJECT_REASONS) this.#rejected.inc({ reason }, 0);
-    this.#publishLatency = new Histogram({
-      name: "taskrunner_response_publish_seconds",
-      help: "Time from queueing a response to the broker's confirm.",
-      buckets: [...PUBLISH_LATENCY_BUCKETS],
-      registers,
-    });
-    this.#responseBytes = new Counter({
-      name: "taskrunner_response_bytes_total",
-      help: "Bytes of responses confirmed by the broker.",
-      registers,
-    });
-    new Gauge({
-      name: "taskrunner_responses_pending",
-      help: "Responses not yet confirmed by the broker.",
-      registers,
-      collect() {
-        this.set(sources().pendingResponses?.() ?? 0);
-      },
-    });
-    let reconnectsSeen = 0;
-    new Counter({
-      name: "taskrunner_broker_reconnects_total",
-      help: "Broker connections re-established after a loss.",
-      registers,
-      collect() {
-        const now = sources().reconnects?.() ?? 0;
-        if (now > reconnectsSeen) this.inc(now - reconnectsSeen);
-        reconnectsSeen = Math.max(reconnectsSeen, now);
-      },
-    });
-    new Gauge({
-      name: "taskrunner_broker_connected",
-      help: "1 while connected to the broker.",
-      registers,
-      collect() {
-        this.set(sources().connected?.() ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: "taskrunner_consuming",
-      help: "1 while consuming the request queue.",
-      registers,
-      collect() {
-        this.set(sources().consuming?.() ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: "taskrunner_build_info",
-      help: "Always 1; the version is in the label.",
-      labelNames: ["version"],
-      registers,
-    }).set({ version: VERSION }, 1);
-    registerProcessMetrics(this.registry);
+    this.#publishLatency = registry.register(
+      new Histogram({
+        name: "taskrunner_response_publish_seconds",
+        help: "Time from queueing a response to the broker's confirm.",
+        buckets: PUBLISH_LATENCY_BUCKETS,
+      }),
+    );
+    this.#responseBytes = registry.register(
+      new Counter({
+        name: "taskrunner_response_bytes_total",
+        help: "Bytes of responses confirmed by the broker.",
+      }),
+    );
+    registry.register(
+      new Gauge({
+        name: "taskrunner_responses_pending",
+        help: "Responses not yet confirmed by the broker.",
+        collect: () => sources().pendingResponses?.() ?? 0,
+      }),
+    );
+    registry.register(
+      new Counter({
+        name: "taskrunner_broker_reconnects_total",
+        help: "Broker connections re-established after a loss.",
+        collect: () => sources().reconnects?.() ?? 0,
+      }),
+    );
+    registry.register(
+      new Gauge({
+        name: "taskrunner_broker_connected",
+        help: "1 while connected to the broker.",
+        collect: () => sources().connected?.() ? 1 : 0,
+      }),
+    );
+    registry.register(
+      new Gauge({
+        name: "taskrunner_consuming",
+        help: "1 while consuming the request queue.",
+        collect: () => sources().consuming?.() ? 1 : 0,
+      }),
+    );
+    registry.register(
+      new Gauge({
+        name: "taskrunner_build_info",
+        help: "Always 1; the version is in the label.",
+        labelNames: ["version"],
+      }),
+    ).set({ version: VERSION }, 1);
+    registerProcessMetrics(registry);
   }
 
   /** Connects the live values read at scrape time (they exist only once `serve` built them). */
@@ -241,70 +239,56 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
 
 // Conventional process_* names, so that standard dashboards and alerts work unchanged.
 function registerProcessMetrics(registry: Registry): void {
-  const registers = [registry];
-  new Gauge({
-    name: "process_resident_memory_bytes",
-    help: "Resident memory size in bytes.",
-    registers,
-    collect() {
-      this.set(Deno.memoryUsage().rss);
-    },
-  });
-  new Gauge({
-    name: "process_heap_bytes",
-    help: "JavaScript heap in use, in bytes.",
-    registers,
-    collect() {
-      this.set(Deno.memoryUsage().heapUsed);
-    },
-  });
-  new Gauge({
-    name: "process_heap_total_bytes",
-    help: "JavaScript heap allocated, in bytes.",
-    registers,
-    collect() {
-      this.set(Deno.memoryUsage().heapTotal);
-    },
-  });
-  let cpuSeen = 0;
-  new Counter({
-    name: "process_cpu_seconds_total",
-    help: "User and system CPU time spent, in seconds.",
-    registers,
-    collect() {
-      const usage = cpuUsage();
-      const now = (usage.user + usage.system) / 1e6;
-      if (now > cpuSeen) this.inc(now - cpuSeen);
-      cpuSeen = Math.max(cpuSeen, now);
-    },
-  });
+  registry.register(
+    new Gauge({
+      name: "process_resident_memory_bytes",
+      help: "Resident memory size in bytes.",
+      collect: () => Deno.memoryUsage().rss,
+    }),
+  );
+  registry.register(
+    new Gauge({
+      name: "process_heap_bytes",
+      help: "JavaScript heap in use, in bytes.",
+      collect: () => Deno.memoryUsage().heapUsed,
+    }),
+  );
+  registry.register(
+    new Gauge({
+      name: "process_heap_total_bytes",
+      help: "JavaScript heap allocated, in bytes.",
+      collect: () => Deno.memoryUsage().heapTotal,
+    }),
+  );
+  registry.register(
+    new Counter({
+      name: "process_cpu_seconds_total",
+      help: "User and system CPU time spent, in seconds.",
+      collect: () => {
+        const usage = cpuUsage();
+        return (usage.user + usage.system) / 1e6;
+      },
+    }),
+  );
   if (Deno.build.os === "linux") {
-    new Gauge({
-      name: "process_open_fds",
-      help: "Open file descriptors.",
-      registers,
-      async collect() {
-        const count = await openFds();
-        if (count !== undefined) this.set(count);
-      },
-    });
+    registry.register(
+      new Gauge({ name: "process_open_fds", help: "Open file descriptors.", collect: openFds }),
+    );
     let maxFds: Promise<number | undefined> | undefined;
-    new Gauge({
-      name: "process_max_fds",
-      help: "Limit of open file descriptors.",
-      registers,
-      async collect() {
-        maxFds ??= maxOpenFds();
-        const limit = await maxFds;
-        if (limit !== undefined) this.set(limit);
-      },
-    });
+    registry.register(
+      new Gauge({
+        name: "process_max_fds",
+        help: "Limit of open file descriptors.",
+        collect: () => maxFds ??= maxOpenFds(),
+      }),
+    );
   }
-  new Gauge({
-    name: "process_start_time_seconds",
-    help: "Start time of the process since the Unix epoch, in seconds.",
-    registers,
-  }).set(Math.round(performance.timeOrigin) / 1000);
+  registry.register(
+    new Gauge({
+      name: "process_start_time_seconds",
+      help: "Start time of the process since the Unix epoch, in seconds.",
+    }),
+  ).set(Math.round(performance.timeOrigin) / 1000);
 }
 
 /**
