@@ -3,8 +3,7 @@ import type { ResponsePublisher } from "./broker/publisher.ts";
 import type { RequestDelivery } from "./broker/request_consumer.ts";
 import type { Logger } from "./observability/log.ts";
 import {
-  buildTaskResponse,
-  encodeTaskResponse,
+  encodeResponse,
   InvalidRequestError,
   parseTaskRequest,
   type ResponseEcho,
@@ -36,7 +35,8 @@ export interface RunnerOptions {
 }
 
 interface ActiveTask {
-  request: TaskRequest;
+  /** The request but its input, which only the task gets. */
+  request: Omit<TaskRequest, "input">;
   /** This request's deliveries: the first, and any redelivery that arrived while it ran. */
   deliveries: RequestDelivery[];
   /** Aborted on shutdown: the task stops and its request goes back to the queue. */
@@ -76,14 +76,17 @@ export class Runner {
   }
 
   async #handle(delivery: RequestDelivery): Promise<void> {
-    let request: TaskRequest;
+    let parsed: TaskRequest;
     try {
-      request = parseTaskRequest(delivery.body);
+      parsed = parseTaskRequest(delivery.body);
     } catch (error) {
       if (!(error instanceof InvalidRequestError)) throw error;
       await this.#rejectInvalid(delivery, error);
       return;
     }
+    delivery.releaseBody();
+    // The input goes to the task and nowhere else, so that it can be let go once written.
+    const { input, ...request } = parsed;
     const running = this.#active.get(request.id);
     if (running) {
       // The broker redelivered it (a channel closed under it): one run, acknowledged once done.
@@ -100,7 +103,7 @@ export class Runner {
       done: Promise.resolve(),
     };
     this.#active.set(request.id, active);
-    active.done = this.#run(active).finally(() => this.#active.delete(request.id));
+    active.done = this.#run(active, input).finally(() => this.#active.delete(request.id));
     await active.done;
   }
 
@@ -126,16 +129,16 @@ export class Runner {
     delivery.reject(false);
   }
 
-  async #run(active: ActiveTask): Promise<void> {
+  async #run(active: ActiveTask, input: Uint8Array): Promise<void> {
     const { request } = active;
     const log = this.#log.with({ taskId: request.id, script: request.script });
-    this.#observer.inputBytes?.(request.input.length);
+    this.#observer.inputBytes?.(input.length);
 
-    if (request.input.length > this.#options.maxInputBytes) {
+    if (input.length > this.#options.maxInputBytes) {
       this.#observer.requestRejected?.("too_large");
       await this.#finish(active, "FAILED", {
         output:
-          `Task input of ${request.input.length} bytes exceeds the limit of ${this.#options.maxInputBytes} bytes`,
+          `Task input of ${input.length} bytes exceeds the limit of ${this.#options.maxInputBytes} bytes`,
       });
       return;
     }
@@ -167,7 +170,7 @@ export class Runner {
         {
           id: request.id,
           script: request.script,
-          input: request.input,
+          input,
           timeoutMs: request.timeoutMinutes * 60_000,
         },
         this.#options.engine,
@@ -201,16 +204,16 @@ export class Runner {
     const durationMs = Math.round(result.durationMs);
     switch (result.outcome) {
       case "success":
-        this.#observer.outputBytes?.(result.output.length);
+        this.#observer.outputBytes?.(result.outputSize);
         log.info("Task succeeded", {
           status: "SUCCESS",
           durationMs,
-          outputBytes: result.output.length,
+          outputBytes: result.outputSize,
         });
         await this.#finish(
           active,
           "SUCCESS",
-          { ...ended, output: result.output },
+          { ...ended, output: result.outputChunks },
           result.durationMs,
         );
         return;
@@ -240,7 +243,7 @@ export class Runner {
   async #finish(
     active: ActiveTask,
     status: TaskStatus,
-    update: { output?: Uint8Array | string; stdout?: string; stderr?: string },
+    update: { output?: readonly Uint8Array[] | string; stdout?: string; stderr?: string },
     durationMs = 0,
   ): Promise<void> {
     try {
@@ -258,13 +261,10 @@ export class Runner {
     for (const delivery of active.deliveries) delivery.ack();
   }
 
-  async #publish(
-    echo: ResponseEcho & { routingKey?: unknown },
-    update: Parameters<typeof buildTaskResponse>[1],
-  ): Promise<void> {
+  async #publish(echo: ResponseEcho, update: Parameters<typeof encodeResponse>[1]): Promise<void> {
     // Async, so that a response that cannot be encoded rejects instead of throwing.
-    const response = buildTaskResponse(echo, update);
-    await this.#options.publisher.publish(response.routingKey ?? "", encodeTaskResponse(response));
+    const routingKey = typeof echo.routingKey === "string" ? echo.routingKey : "";
+    await this.#options.publisher.publish(routingKey, encodeResponse(echo, update));
   }
 
   /**

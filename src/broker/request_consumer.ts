@@ -1,7 +1,10 @@
 import type { Channel, ConsumeMessage } from "amqplib";
+import { Buffer } from "node:buffer";
 import type { Logger } from "../observability/log.ts";
 import type { BrokerConnection } from "./connection.ts";
 import { ManagedChannel } from "./managed_channel.ts";
+
+const EMPTY_BODY = Buffer.alloc(0);
 
 /**
  * One message from the request queue. Settling it is safe at any time: when the channel it
@@ -10,7 +13,7 @@ import { ManagedChannel } from "./managed_channel.ts";
  */
 export class RequestDelivery {
   readonly #channel: Channel;
-  readonly #message: ConsumeMessage;
+  #message: ConsumeMessage;
   readonly #isCurrent: (channel: Channel) => boolean;
   #settled = false;
 
@@ -23,6 +26,14 @@ export class RequestDelivery {
   /** The message body. */
   get body(): Uint8Array {
     return this.#message.content;
+  }
+
+  /**
+   * Lets go of the body once it has been read, so that a large request is not held in
+   * memory until it is acknowledged (settling needs only the delivery tag).
+   */
+  releaseBody(): void {
+    this.#message = { ...this.#message, content: EMPTY_BODY };
   }
 
   /** Whether the broker delivered it before (to this runner or another). */

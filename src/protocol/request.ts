@@ -85,10 +85,7 @@ export function parseTaskRequest(body: Uint8Array): TaskRequest {
     ]);
     const request = parseRequestJson(rest);
     try {
-      const input = Uint8Array.fromBase64(
-        new TextDecoder().decode(body.subarray(span.start, span.end)),
-      );
-      return { ...request, input };
+      return { ...request, input: decodeBase64(body.subarray(span.start, span.end)) };
     } catch {
       // Escapes, or not base64 at all: the ordinary path decodes or reports it.
     }
@@ -161,4 +158,24 @@ function decodeInput(base64: string | null, request: Omit<TaskRequest, "input">)
       },
     );
   }
+}
+
+// Decoded a few MiB at a time: never a string of the whole input.
+const BASE64_CHUNK_CHARS = 4 * 1024 * 1024;
+
+/** Decodes base64 held as ASCII bytes; throws on anything else (padding inside, stray bytes). */
+function decodeBase64(base64: Uint8Array): Uint8Array {
+  if (base64.length % 4 !== 0) throw new SyntaxError("base64 length is not a multiple of 4");
+  const padding = (base64.at(-1) === 0x3d ? 1 : 0) + (base64.at(-2) === 0x3d ? 1 : 0);
+  const out = new Uint8Array(base64.length / 4 * 3 - padding);
+  const decoder = new TextDecoder();
+  let written = 0;
+  for (let offset = 0; offset < base64.length; offset += BASE64_CHUNK_CHARS) {
+    const text = decoder.decode(base64.subarray(offset, offset + BASE64_CHUNK_CHARS));
+    const result = out.subarray(written).setFromBase64(text);
+    if (result.read !== text.length) throw new SyntaxError("base64 did not decode to the end");
+    written += result.written;
+  }
+  if (written !== out.length) throw new SyntaxError("base64 decoded to fewer bytes than expected");
+  return out;
 }

@@ -1,3 +1,4 @@
+import { concatBytes } from "../util/bytes.ts";
 import type { TaskStatus } from "./status.ts";
 
 /** The response published to the response exchange; every field is present, absent values are `null`. */
@@ -62,29 +63,70 @@ export function buildTaskResponse(echo: ResponseEcho, update: ResponseUpdate): T
 
 const encoder = new TextEncoder();
 const EMPTY_OUTPUT = '"output":""';
-// Above this, the base64 output is spliced into the JSON rather than copied through it.
-const SPLICE_OUTPUT_CHARS = 64 * 1024;
+// Above this, the base64 output is written into the JSON bytes rather than copied through it.
+const SPLICE_OUTPUT_BYTES = 48 * 1024;
+
+/** Serialises a response to the UTF-8 JSON bytes that go on the wire. */
+export function encodeTaskResponse(response: TaskResponse): Uint8Array {
+  return encoder.encode(JSON.stringify(response));
+}
 
 /**
- * Serialises a response to the UTF-8 JSON bytes that go on the wire. A large output (base64,
- * which JSON never escapes) is copied once into place instead of through `JSON.stringify` and
- * a second encoding: for 64 MiB, two fewer 85 MiB copies.
+ * Builds and serialises a response in one step, for the runner: the same bytes as
+ * `encodeTaskResponse(buildTaskResponse(echo, update))`, but a large output (bytes, or the
+ * chunks a task wrote) is base64-encoded piece by piece straight into the JSON bytes. For a
+ * 64 MiB result that spares a joined copy, an 85 MiB base64 string and an 85 MiB JSON string.
+ *
+ * @param echo the request fields to pass back
+ * @param update status, output (text, bytes or chunks of bytes) and stdout/stderr so far
  */
-export function encodeTaskResponse(response: TaskResponse): Uint8Array {
-  const output = response.output;
-  if (output === null || output.length < SPLICE_OUTPUT_CHARS) {
-    return encoder.encode(JSON.stringify(response));
+export function encodeResponse(
+  echo: ResponseEcho,
+  update: Omit<ResponseUpdate, "output"> & {
+    output?: Uint8Array | readonly Uint8Array[] | string | null;
+  },
+): Uint8Array {
+  const { output, ...rest } = update;
+  const chunks = output instanceof Uint8Array
+    ? [output]
+    : Array.isArray(output)
+    ? output
+    : undefined;
+  const size = chunks?.reduce((total, chunk) => total + chunk.length, 0) ?? 0;
+  if (!chunks || size < SPLICE_OUTPUT_BYTES) {
+    const bytes = chunks && chunks.length !== 1 ? concatBytes(chunks, size) : chunks?.[0];
+    return encodeTaskResponse(
+      buildTaskResponse(echo, { ...rest, output: bytes ?? (output as string | null | undefined) }),
+    );
   }
-  const json = JSON.stringify({ ...response, output: "" });
-  // id, script and status come first and never hold an unescaped quote: this is the key.
+  const json = JSON.stringify(buildTaskResponse(echo, { ...rest, output: "" }));
+  // "" encodes as ""; id, script and status come first and never hold an unescaped quote.
   const at = json.indexOf(EMPTY_OUTPUT) + EMPTY_OUTPUT.length - 1;
   const head = encoder.encode(json.slice(0, at));
   const tail = encoder.encode(json.slice(at));
-  const bytes = new Uint8Array(head.length + output.length + tail.length);
+  const base64Size = Math.ceil(size / 3) * 4;
+  const bytes = new Uint8Array(head.length + base64Size + tail.length);
   bytes.set(head);
-  encoder.encodeInto(output, bytes.subarray(head.length, head.length + output.length));
-  bytes.set(tail, head.length + output.length);
+  writeBase64(chunks, bytes.subarray(head.length, head.length + base64Size));
+  bytes.set(tail, head.length + base64Size);
   return bytes;
+}
+
+// Base64 of the chunks joined, written into `target`: three bytes at a time make four
+// characters, so each chunk's last one or two bytes wait for the next chunk.
+function writeBase64(chunks: readonly Uint8Array[], target: Uint8Array): void {
+  let offset = 0;
+  let carry: Uint8Array = new Uint8Array(0);
+  for (const chunk of chunks) {
+    const data = carry.length > 0 ? concatBytes([carry, chunk]) : chunk;
+    const whole = data.length - (data.length % 3);
+    if (whole > 0) {
+      offset +=
+        encoder.encodeInto(data.subarray(0, whole).toBase64(), target.subarray(offset)).written;
+    }
+    carry = data.slice(whole);
+  }
+  if (carry.length > 0) encoder.encodeInto(carry.toBase64(), target.subarray(offset));
 }
 
 function encodeOutput(output: Uint8Array | string | null | undefined): string | null {

@@ -66,7 +66,14 @@ export interface TaskHooks {
 export type TaskResult =
   & { stdout: string; stderr: string; durationMs: number }
   & (
-    | { outcome: "success"; output: Uint8Array }
+    | {
+      outcome: "success";
+      /** The output, joined on first use. */
+      readonly output: Uint8Array;
+      /** The output as read from the pipe, in order: what large results are best sent from. */
+      readonly outputChunks: readonly Uint8Array[];
+      readonly outputSize: number;
+    }
     | { outcome: "failure"; message: string; exitCode: number | null }
     | { outcome: "timeout"; message: string }
     | { outcome: "cancelled" | "shutdown" }
@@ -247,7 +254,17 @@ export async function runTask(
         `Task "${spec.script}" wrote more output than the limit of ${settings.maxOutputBytes} bytes`,
     };
   }
-  return { ...common, outcome: "success", output: concatBytes(outputParts, outputSize) };
+  let joined: Uint8Array | undefined;
+  return {
+    ...common,
+    outcome: "success",
+    outputChunks: outputParts,
+    outputSize,
+    get output() {
+      joined ??= outputParts.length === 1 ? outputParts[0]! : concatBytes(outputParts, outputSize);
+      return joined;
+    },
+  };
 }
 
 function reasonOf(reason: unknown): "cancelled" | "shutdown" {
