@@ -22,16 +22,7 @@
  * @module
  */
 
-/** The permission flags the compiled binary is granted (same as `deno task compile`). */
-export const PERMISSION_FLAGS: readonly string[] = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-run",
-  "--allow-net",
-  "--allow-env",
-  "--allow-ffi",
-  "--allow-sys",
-];
+import { RUN_PERMISSIONS } from "../src/permissions.ts";
 
 /** Targets this script knows how to build. */
 export const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"] as const;
@@ -120,7 +111,7 @@ async function compile(root: string, target: Target, outDir: string): Promise<st
   const output = `${outDir}/taskrunner-${target}`;
   const args = [
     "compile",
-    ...PERMISSION_FLAGS,
+    ...RUN_PERMISSIONS,
     "--target",
     target,
     "--output",

@@ -1,16 +1,6 @@
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "./helpers/assert.ts";
 import { VERSION } from "../src/version.ts";
-
-const ROOT = new URL("..", import.meta.url).pathname;
-const PERMISSIONS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-run",
-  "--allow-net",
-  "--allow-env",
-  "--allow-ffi",
-  "--allow-sys",
-];
+import { runCli } from "./helpers/cli_run.ts";
 
 interface CliRun {
   code: number;
@@ -18,29 +8,10 @@ interface CliRun {
   stderr: string;
 }
 
-/** The runner's environment without any TERARIUM_* setting, plus `env`. */
-function cleanEnv(env: Record<string, string>): Record<string, string> {
-  const base = Object.fromEntries(
-    Object.entries(Deno.env.toObject()).filter(([key]) => !key.startsWith("TERARIUM_")),
-  );
-  return { ...base, NO_COLOR: "1", ...env };
-}
-
-/** Runs `main.ts` with `args` in a subprocess and collects its exit code and output. */
+/** Runs `main.ts` with `args` (and `NO_COLOR`) in a subprocess; returns its exit code and output. */
 async function cli(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...PERMISSIONS, "main.ts", ...args],
-    cwd: ROOT,
-    env: cleanEnv(env),
-    clearEnv: true,
-    stdin: "null",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+  const { code, text, stderr } = await runCli(args, { env: { NO_COLOR: "1", ...env } });
+  return { code, stdout: text, stderr };
 }
 
 function lines(text: string): string[] {

@@ -95,7 +95,7 @@ Deno.test("the Python library calls the cancellation handler on SIGINT of taskru
       { env: { PYLIB_CANCEL_MARKER: marker } },
     );
     await cli.waitFor(({ stderr }) => stderr.includes("[stdout] ready"), "the task to be ready");
-    cli.kill("SIGINT");
+    cli.signal("SIGINT");
     const result = await cli.finished();
     assertEquals(result.code, 130, result.stderr);
     assert(

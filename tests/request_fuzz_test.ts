@@ -1,6 +1,6 @@
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { makeRequest, outputText, ServerSide } from "./helpers/broker_harness.ts";
-import { CliProcess, serveArgs } from "./helpers/cli_process.ts";
+import { brokerFlags, CliChild } from "./helpers/cli_run.ts";
 import { uniqueNames } from "./helpers/ops_harness.ts";
 import { fixture } from "./helpers/serve_harness.ts";
 import { InvalidRequestError, parseTaskRequest } from "../src/protocol/request.ts";
@@ -94,7 +94,7 @@ Deno.test("parseTaskRequest() survives thousands of hostile messages: a request 
 Deno.test("serve survives a flood of hostile messages with bounded memory and keeps serving", async () => {
   const names = uniqueNames("fuzz");
   await using server = await ServerSide.open(names);
-  await using runner = new CliProcess(serveArgs(names));
+  await using runner = new CliChild(["serve", ...brokerFlags(names)]);
   await runner.ready();
   const rss = () => {
     const { stdout } = new Deno.Command("cat", { args: [`/proc/${runner.pid}/status`] })

@@ -1,13 +1,9 @@
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { CliChild, jsonLines, outputOf, runCli } from "./helpers/cli_run.ts";
-import { isAlive } from "./helpers/engine.ts";
+import { behaveJson, isAlive } from "./helpers/engine.ts";
 import { fixture } from "./helpers/serve_harness.ts";
 
 const ECHO_PY = new URL("../examples/tasks/echo_progress.py", import.meta.url).pathname;
-
-function behaveJson(options: Record<string, unknown>): string {
-  return JSON.stringify({ behave: options });
-}
 
 Deno.test("run shows progress on stderr and writes the output to stdout", async () => {
   const input = JSON.stringify({ progress_steps: 3, x: 1 });
@@ -100,7 +96,7 @@ Deno.test("run exits 130 on SIGINT and kills the whole process group", async () 
     await cli.waitFor(({ stderr }) => stderr.includes("[stdout] ready"), "the task to start");
     const grandchild = Number(await Deno.readTextFile(pidFile));
     assert(isAlive(grandchild), "the grandchild runs before the cancel");
-    cli.kill("SIGINT");
+    cli.signal("SIGINT");
     const result = await cli.finished();
     assertEquals(result.code, 130, result.stderr);
     assertMatch(result.stderr, /^CANCELLED after /m);
@@ -118,7 +114,7 @@ Deno.test("run exits 130 on SIGTERM", async () => {
     behaveJson({ stdout: ["ready"], sleep: 60 }),
   ]);
   await cli.waitFor(({ stderr }) => stderr.includes("[stdout] ready"), "the task to start");
-  cli.kill("SIGTERM");
+  cli.signal("SIGTERM");
   assertEquals((await cli.finished()).code, 130);
 });
 

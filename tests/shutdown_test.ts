@@ -1,6 +1,6 @@
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { makeRequest, outputText, ServerSide } from "./helpers/broker_harness.ts";
-import { CliProcess, serveArgs } from "./helpers/cli_process.ts";
+import { brokerFlags, CliChild } from "./helpers/cli_run.ts";
 import { behave, eventually, isAlive } from "./helpers/engine.ts";
 import { uniqueNames } from "./helpers/ops_harness.ts";
 import { fixture } from "./helpers/serve_harness.ts";
@@ -23,7 +23,14 @@ Deno.test("SIGTERM: no new requests, a running task finishes within the drain, e
   const names = uniqueNames("drain");
   await using server = await ServerSide.open(names);
   const workDir = await tempWorkDir();
-  await using runner = new CliProcess(serveArgs(names, ["--drain", "20", "--work-dir", workDir]));
+  await using runner = new CliChild([
+    "serve",
+    ...brokerFlags(names),
+    "--drain",
+    "20",
+    "--work-dir",
+    workDir,
+  ]);
   await runner.ready();
   const running = makeRequest({
     script: fixture("behave.py"),
@@ -56,8 +63,8 @@ Deno.test("SIGTERM: tasks still running after the drain are stopped and their re
       await using server = await ServerSide.open(names);
       const workDir = await tempWorkDir();
       const pidFile = `${workDir}.pid`;
-      await using runner = new CliProcess(
-        serveArgs(names, [...extra, "--kill-grace", "1", "--work-dir", workDir]),
+      await using runner = new CliChild(
+        ["serve", ...brokerFlags(names), ...extra, "--kill-grace", "1", "--work-dir", workDir],
       );
       await runner.ready();
       const request = makeRequest({
@@ -77,7 +84,7 @@ Deno.test("SIGTERM: tasks still running after the drain are stopped and their re
       assertEquals(code, 0);
       assert(
         performance.now() - started < 10_000,
-        `it did not wait for the task:\n${runner.lines.join("\n")}`,
+        `it did not wait for the task:\n${runner.stderrLines.join("\n")}`,
       );
       assertEquals(server.statuses(request.id), ["RUNNING", "RUNNING"], "no terminal response");
       assert(
@@ -99,7 +106,7 @@ Deno.test("a runner killed with SIGKILL: its task dies, another runner completes
   const pidFile = `${workA}.pid`;
   const runLog = `${workA}.runs`;
   try {
-    const first = new CliProcess(serveArgs(names, ["--work-dir", workA]));
+    const first = new CliChild(["serve", ...brokerFlags(names), "--work-dir", workA]);
     await first.ready();
     const request = makeRequest({
       script: fixture("behave.py"),
@@ -108,7 +115,7 @@ Deno.test("a runner killed with SIGKILL: its task dies, another runner completes
     server.publishRequest(request);
     await server.waitFor(() => server.statuses(request.id).length >= 2, 20_000, "progress");
     const firstTask = await readPid(pidFile);
-    await using second = new CliProcess(serveArgs(names, ["--work-dir", workB]));
+    await using second = new CliChild(["serve", ...brokerFlags(names), "--work-dir", workB]);
     await second.ready();
 
     first.signal("SIGKILL");
@@ -139,11 +146,13 @@ Deno.test("a runner killed with SIGKILL: its task dies, another runner completes
 
     // The dead runner left its task directory; the next runner on that work dir removes it.
     assertEquals((await entries(workA)).length, 1);
-    await using third = new CliProcess(serveArgs(names, ["--work-dir", workA]));
+    await using third = new CliChild(["serve", ...brokerFlags(names), "--work-dir", workA]);
     await third.ready();
     assertEquals(await entries(workA), [], "stale task directory removed at start-up");
     assert(
-      third.lines.some((line) => line.includes("Cleaned up tasks left by a runner that died")),
+      third.stderrLines.some((line) =>
+        line.includes("Cleaned up tasks left by a runner that died")
+      ),
     );
   } finally {
     for (const path of [workA, workB, pidFile, runLog]) {

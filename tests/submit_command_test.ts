@@ -2,6 +2,7 @@ import amqp from "amqplib";
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { AMQP_URL, outputText, ServerSide, testNames } from "./helpers/broker_harness.ts";
 import { brokerFlags, CliChild, jsonLines, outputOf, runCli } from "./helpers/cli_run.ts";
+import { behaveJson } from "./helpers/engine.ts";
 import { fixture, startRunner } from "./helpers/serve_harness.ts";
 
 const ECHO_PY = new URL("../examples/tasks/echo_progress.py", import.meta.url).pathname;
@@ -17,10 +18,6 @@ async function withRunner(
   await using runner = startRunner(names, { killGrace: "1" });
   await runner.ready;
   await test(brokerFlags(names), server);
-}
-
-function behaveJson(options: Record<string, unknown>): string {
-  return JSON.stringify({ behave: options });
 }
 
 Deno.test("submit --follow prints the full status sequence and the output", async (t) => {
@@ -186,7 +183,7 @@ Deno.test("cancel cancels a running task", async (t) => {
         behaveJson({ sleep: 60 }),
       ]);
       await follow.waitFor(({ stderr }) => /^RUNNING /m.test(stderr), "RUNNING");
-      follow.kill("SIGINT");
+      follow.signal("SIGINT");
       const result = await follow.finished();
       assertEquals(result.code, 130, result.stderr);
       assertMatch(result.stderr, /^CANCELLING$/m);

@@ -37,7 +37,7 @@ Deno.test("the TypeScript example task is cancelled by SIGINT of taskrunner run"
     JSON.stringify({ progress_steps: 100, step_seconds: 1 }),
   ]);
   await cli.waitFor(({ stderr }) => stderr.includes("[progress] 1/100"), "the first progress");
-  cli.kill("SIGINT");
+  cli.signal("SIGINT");
   const result = await cli.finished();
   assertEquals(result.code, 130, result.stderr);
   assertMatch(result.stderr, /^\[stdout\] echo_progress: cancelled, cleaning up$/m);

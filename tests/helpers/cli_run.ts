@@ -1,21 +1,22 @@
 /**
  * The `taskrunner` CLI run as a real child process (`deno run main.ts ...`), for the tests of
- * `run`, `submit` and `cancel`.
+ * `serve`, `run`, `submit` and `cancel`.
  *
  * @module
  */
+import { RUN_PERMISSIONS } from "../../src/permissions.ts";
 import { AMQP_URL, type TestNames } from "./broker_harness.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
-const PERMISSIONS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-run",
-  "--allow-net",
-  "--allow-env",
-  "--allow-ffi",
-  "--allow-sys",
-];
+
+// How long disposal waits after SIGTERM before it kills the CLI.
+const DISPOSE_GRACE_MS = 10_000;
+
+/** The broker address of the tests, without credentials. */
+export const BROKER_ADDRESS = (() => {
+  const url = new URL(AMQP_URL);
+  return `${url.protocol}//${url.host}`;
+})();
 
 /** How a CLI run ended. */
 export interface CliResult {
@@ -24,6 +25,14 @@ export interface CliResult {
   /** stdout as text. */
   text: string;
   stderr: string;
+}
+
+/** How to start the CLI. */
+export interface CliOptions {
+  /** Bytes written to stdin, which is then closed; without them stdin is closed from the start. */
+  stdin?: Uint8Array;
+  /** Environment added to (or overriding) the tests' environment for the CLI. */
+  env?: Record<string, string>;
 }
 
 /** The tests' environment for the CLI: no TERARIUM_* setting leaks in, a short kill grace. */
@@ -44,29 +53,42 @@ function cliEnv(extra: Record<string, string>): Record<string, string> {
  * Runs the CLI to its end.
  *
  * @param args arguments after `main.ts`
- * @param options `stdin` bytes (else stdin is closed), extra environment
+ * @param options `stdin` bytes, extra environment
  */
-export async function runCli(
-  args: string[],
-  options: { stdin?: Uint8Array; env?: Record<string, string> } = {},
-): Promise<CliResult> {
+export async function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
   await using child = new CliChild(args, options);
   return await child.finished();
 }
 
-/** The CLI as a running child process whose stdout and stderr lines can be awaited. */
+/**
+ * The CLI as a running child process whose stdout and stderr can be awaited, line by line
+ * or as text. Disposal stops it with SIGTERM (SIGKILL if that is not enough) and waits.
+ *
+ * @example A runner for one test
+ * ```ts
+ * await using runner = new CliChild(["serve", ...brokerFlags(names)]);
+ * await runner.ready();
+ * ```
+ */
 export class CliChild implements AsyncDisposable {
   readonly #child: Deno.ChildProcess;
   readonly #stdout: Uint8Array[] = [];
-  #stderr = "";
   #stdoutText = "";
+  #stderr = "";
+  readonly #stderrLines: string[] = [];
   #exited = false;
   readonly #waiters = new Set<() => void>();
   readonly #done: Promise<CliResult>;
 
-  constructor(args: string[], options: { stdin?: Uint8Array; env?: Record<string, string> } = {}) {
+  /**
+   * Starts `main.ts` with `args` and the permissions of `deno task start`.
+   *
+   * @param args arguments after `main.ts`
+   * @param options `stdin` bytes, extra environment
+   */
+  constructor(args: string[], options: CliOptions = {}) {
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...PERMISSIONS, "main.ts", ...args],
+      args: ["run", ...RUN_PERMISSIONS, "main.ts", ...args],
       cwd: ROOT,
       clearEnv: true,
       env: cliEnv(options.env ?? {}),
@@ -85,10 +107,15 @@ export class CliChild implements AsyncDisposable {
       }
     })();
     const stderr = (async () => {
+      let rest = "";
       for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) {
         this.#stderr += text;
+        const parts = (rest + text).split("\n");
+        rest = parts.pop()!;
+        this.#stderrLines.push(...parts);
         this.#wake();
       }
+      if (rest) this.#stderrLines.push(rest);
     })();
     this.#done = (async () => {
       const [status] = await Promise.all([child.status, stdout, stderr, fed]);
@@ -113,14 +140,24 @@ export class CliChild implements AsyncDisposable {
     for (const waiter of this.#waiters) waiter();
   }
 
-  /** stderr so far. */
-  get stderr(): string {
-    return this.#stderr;
+  /** The CLI's pid. */
+  get pid(): number {
+    return this.#child.pid;
   }
 
   /** stdout so far, as text. */
   get stdout(): string {
     return this.#stdoutText;
+  }
+
+  /** stderr so far. */
+  get stderr(): string {
+    return this.#stderr;
+  }
+
+  /** The complete lines of stderr so far (the log of `serve`); the last one too once it exited. */
+  get stderrLines(): readonly string[] {
+    return this.#stderrLines;
   }
 
   /**
@@ -158,9 +195,37 @@ export class CliChild implements AsyncDisposable {
     });
   }
 
-  /** Sends a signal to the CLI process. */
-  kill(signal: Deno.Signal): void {
+  /** Waits until `count` complete stderr lines satisfy `predicate`; see {@link waitFor}. */
+  waitForLines(
+    predicate: (line: string) => boolean,
+    count = 1,
+    timeoutMs = 15_000,
+  ): Promise<void> {
+    return this.waitFor(
+      () => this.#stderrLines.filter(predicate).length >= count,
+      `${count} matching stderr line(s)`,
+      timeoutMs,
+    );
+  }
+
+  /** Waits for the "Consuming requests" line of `serve`. */
+  ready(timeoutMs = 15_000): Promise<void> {
+    return this.waitForLines((line) => line.includes("Consuming requests"), 1, timeoutMs);
+  }
+
+  /**
+   * Sends a signal to the CLI process.
+   *
+   * @throws {TypeError} when the CLI has already exited
+   */
+  signal(signal: Deno.Signal): void {
     this.#child.kill(signal);
+  }
+
+  /** Sends SIGTERM (unless the CLI has exited) and waits for the exit. */
+  async stop(): Promise<CliResult> {
+    this.#signalIfRunning("SIGTERM");
+    return await this.finished();
   }
 
   /** Waits for the CLI to exit. */
@@ -168,26 +233,27 @@ export class CliChild implements AsyncDisposable {
     return this.#done;
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
+  #signalIfRunning(signal: Deno.Signal): void {
     try {
-      this.#child.kill("SIGKILL");
+      this.#child.kill(signal);
     } catch {
       // already exited
     }
-    await this.#done;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    const timer = setTimeout(() => this.#signalIfRunning("SIGKILL"), DISPOSE_GRACE_MS);
+    try {
+      await this.stop();
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
 
-/** The broker flags of `submit` and `cancel` for a test's private names. */
-export function brokerFlags(names: TestNames): string[] {
-  const url = new URL(AMQP_URL);
+/** The flags naming a test's private request queue and exchanges. */
+export function queueFlags(names: TestNames): string[] {
   return [
-    "--amqp-url",
-    `${url.protocol}//${url.host}`,
-    "--mq-username",
-    decodeURIComponent(url.username),
-    "--mq-password",
-    decodeURIComponent(url.password),
     "--request-queue",
     names.requestQueue,
     "--request-type",
@@ -196,6 +262,23 @@ export function brokerFlags(names: TestNames): string[] {
     names.responseExchange,
     "--cancellation-exchange",
     names.cancellationExchange,
+  ];
+}
+
+/**
+ * The broker flags of `serve`, `submit` and `cancel` for a test's private names: the address
+ * (`--amqp-url` first), the credentials, then {@link queueFlags}.
+ */
+export function brokerFlags(names: TestNames): string[] {
+  const url = new URL(AMQP_URL);
+  return [
+    "--amqp-url",
+    BROKER_ADDRESS,
+    "--mq-username",
+    decodeURIComponent(url.username),
+    "--mq-password",
+    decodeURIComponent(url.password),
+    ...queueFlags(names),
   ];
 }
 

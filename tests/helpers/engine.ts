@@ -20,7 +20,12 @@ export function testEngineSettings(
 
 /** The behaviour of tests/fixtures/behave.py, as its JSON input. */
 export function behave(options: Record<string, unknown>): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify({ behave: options }));
+  return new TextEncoder().encode(behaveJson(options));
+}
+
+/** The behaviour of tests/fixtures/behave.py, as its JSON input text (for `--input-json`). */
+export function behaveJson(options: Record<string, unknown>): string {
+  return JSON.stringify({ behave: options });
 }
 
 /**
