@@ -9,7 +9,7 @@ import { isDoneMessage, ProgressFramer } from "./progress_framer.ts";
 import { concatBytes } from "../util/bytes.ts";
 import { pipeArgs, type PipeArgStyle, resolveScriptCommand } from "./script_command.ts";
 
-/** What to run. */
+/** What to run; the engine lets go of `input` once it has written it to the task. */
 export interface TaskSpec {
   id: string;
   script: string;
@@ -102,7 +102,9 @@ export async function runTask(
   settings: TaskEngineSettings,
   options: RunTaskOptions = {},
 ): Promise<TaskResult> {
-  const command = await resolveScriptCommand(spec.script, {
+  // Only the input is read from `spec` later, once: the engine then keeps no reference to it.
+  const { id, script, timeoutMs } = spec;
+  const command = await resolveScriptCommand(script, {
     python: settings.python,
     allowedScripts: settings.allowedScripts,
     path: settings.env.PATH ?? "",
@@ -110,14 +112,14 @@ export async function runTask(
   const owner = settings.uid !== undefined && settings.gid !== undefined
     ? { uid: settings.uid, gid: settings.gid }
     : undefined;
-  await using pipes = await TaskPipes.create(settings.workDir, spec.id, owner ? { owner } : {});
+  await using pipes = await TaskPipes.create(settings.workDir, id, owner ? { owner } : {});
   const startedAt = performance.now();
 
   const stdout = new OutputTail(settings.logTailBytes);
   const stderr = new OutputTail(settings.logTailBytes);
   let pid = 0;
   const running: RunningTask = {
-    id: spec.id,
+    id,
     get pid() {
       return pid;
     },
@@ -170,7 +172,7 @@ export async function runTask(
     group = ProcessGroup.spawn(
       {
         program: command.program,
-        args: [...command.args, ...pipeArgs(spec.id, pipes, settings.pipeArgStyle)],
+        args: [...command.args, ...pipeArgs(id, pipes, settings.pipeArgStyle)],
       },
       { env: settings.env, ...owner, dieWithParent: settings.dieWithRunner ?? false },
     );
@@ -195,7 +197,7 @@ export async function runTask(
   ]).catch(() => {});
   options.onStart?.(running);
 
-  const timeout = AbortSignal.timeout(spec.timeoutMs);
+  const timeout = AbortSignal.timeout(timeoutMs);
   const stop = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
   let stopReason: StopReason | undefined;
   let onStop = () => {};
@@ -229,7 +231,7 @@ export async function runTask(
     return {
       ...common,
       outcome: "timeout",
-      message: `Task "${spec.script}" timed out after ${formatDuration(spec.timeoutMs)}`,
+      message: `Task "${script}" timed out after ${formatDuration(timeoutMs)}`,
     };
   }
   if (stopReason !== undefined) return { ...common, outcome: stopReason };
@@ -242,7 +244,7 @@ export async function runTask(
       ...common,
       outcome: "failure",
       exitCode: status.signal ? null : status.code,
-      message: `Task "${spec.script}" ${how}${lastError ? `: ${lastError}` : ""}`,
+      message: `Task "${script}" ${how}${lastError ? `: ${lastError}` : ""}`,
     };
   }
   if (outputTooLarge) {
@@ -251,7 +253,7 @@ export async function runTask(
       outcome: "failure",
       exitCode: 0,
       message:
-        `Task "${spec.script}" wrote more output than the limit of ${settings.maxOutputBytes} bytes`,
+        `Task "${script}" wrote more output than the limit of ${settings.maxOutputBytes} bytes`,
     };
   }
   let joined: Uint8Array | undefined;
