@@ -32,12 +32,12 @@
  *
  * @module
  */
+import { RUN_PERMISSIONS } from "../src/permissions.ts";
 import { type BenchResponse, makeRequest, ServerSide } from "./bench_broker.ts";
 import {
   benchNames,
   readMemory,
   resetPeakRss,
-  RUNNER_PERMISSIONS,
   RunnerProcess,
   type RunnerSpawnOptions,
 } from "./bench_runner.ts";
@@ -334,7 +334,7 @@ async function runFloor(
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
-      ...RUNNER_PERMISSIONS,
+      ...RUN_PERMISSIONS,
       new URL("./bench_floor.ts", import.meta.url).pathname,
       ECHO,
       workDir,

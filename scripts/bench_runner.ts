@@ -5,16 +5,7 @@
  * @module
  */
 
-/** The permission flags of `deno task start`. */
-export const RUNNER_PERMISSIONS: readonly string[] = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-run",
-  "--allow-net",
-  "--allow-env",
-  "--allow-ffi",
-  "--allow-sys",
-];
+import { RUN_PERMISSIONS } from "../src/permissions.ts";
 
 /** Names private to one benchmark run. */
 export interface BenchNames {
@@ -114,7 +105,7 @@ export class RunnerProcess implements AsyncDisposable {
     const main = new URL("../main.ts", import.meta.url).pathname;
     const args = [
       "run",
-      ...RUNNER_PERMISSIONS,
+      ...RUN_PERMISSIONS,
       ...(options.denoFlags ?? []),
       main,
       "serve",
