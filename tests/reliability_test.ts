@@ -59,6 +59,7 @@ Deno.test("a connection closed by the broker: the task keeps running, nothing is
       runner.logs.some((line) => line.includes("attached to it")),
       "the redelivery was attached",
     );
+    assertEquals(await server.consumers(), 1, "one consumer: the old channel's is gone");
 
     const next = makeRequest({ script: fixture("echo.sh"), input: "after" }, names.routingKey);
     server.publishRequest(next);

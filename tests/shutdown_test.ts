@@ -142,6 +142,7 @@ Deno.test("a runner killed with SIGKILL: its task dies, another runner completes
       await eventually(async () => await server.queueDepth() === 0),
       "acknowledged by the second runner",
     );
+    assertEquals(await server.consumers(), 1, "the dead runner's consumer is gone");
     assertEquals(await entries(workB), []);
 
     // The dead runner left its task directory; the next runner on that work dir removes it.

@@ -219,9 +219,18 @@ export class ServerSide implements AsyncDisposable {
 
   /** Messages waiting in a queue (the request queue by default). */
   async queueDepth(queue = this.names.fullRequestQueue): Promise<number> {
+    return (await this.#checkQueue(queue)).messageCount;
+  }
+
+  /** Consumers on a queue (the request queue by default). */
+  async consumers(queue = this.names.fullRequestQueue): Promise<number> {
+    return (await this.#checkQueue(queue)).consumerCount;
+  }
+
+  async #checkQueue(queue: string): Promise<{ messageCount: number; consumerCount: number }> {
     const channel = await this.#model.createChannel();
     try {
-      return (await channel.checkQueue(queue)).messageCount;
+      return await channel.checkQueue(queue);
     } finally {
       await channel.close().catch(() => {});
     }
