@@ -37,12 +37,17 @@ export interface RunnerOptions {
 interface ActiveTask {
   /** The request but its input, which only the task gets. */
   request: Omit<TaskRequest, "input">;
+  /** The input until it is handed to the task (a field, so that it can be let go then). */
+  input: Uint8Array | undefined;
   /** This request's deliveries: the first, and any redelivery that arrived while it ran. */
   deliveries: RequestDelivery[];
   /** Aborted on shutdown: the task stops and its request goes back to the queue. */
   shutdown: AbortController;
   done: Promise<void>;
 }
+
+// How many finished request ids are remembered to recognise late broker redeliveries.
+const FINISHED_IDS_KEPT = 10_000;
 
 // Invalid bodies are logged by size and with a short excerpt, never whole.
 const LOGGED_ERROR_CHARS = 500;
@@ -56,6 +61,8 @@ export class Runner {
   readonly #log: Logger;
   readonly #observer: RunnerObserver;
   readonly #active = new Map<string, ActiveTask>();
+  /** Ids of the latest finished requests, oldest first. */
+  readonly #finished = new Set<string>();
 
   constructor(options: RunnerOptions) {
     this.#options = options;
@@ -80,13 +87,24 @@ export class Runner {
     try {
       parsed = parseTaskRequest(delivery.body);
     } catch (error) {
-      if (!(error instanceof InvalidRequestError)) throw error;
-      await this.#rejectInvalid(delivery, error);
-      return;
+      if (error instanceof InvalidRequestError) return await this.#rejectInvalid(delivery, error);
+      delivery.reject(false);
+      throw error;
     }
     delivery.releaseBody();
-    // The input goes to the task and nowhere else, so that it can be let go once written.
+    return this.#start(delivery, parsed);
+  }
+
+  // Not async: a frame that awaits would keep the parsed input alive for the whole task.
+  #start(delivery: RequestDelivery, parsed: TaskRequest): Promise<void> {
     const { input, ...request } = parsed;
+    if (delivery.redelivered && this.#finished.has(request.id)) {
+      this.#log.info("Redelivery of a request that has finished; acknowledged", {
+        taskId: request.id,
+      });
+      delivery.ack();
+      return Promise.resolve();
+    }
     const running = this.#active.get(request.id);
     if (running) {
       // The broker redelivered it (a channel closed under it): one run, acknowledged once done.
@@ -94,17 +112,34 @@ export class Runner {
       this.#log.info("Request redelivered while its task runs; attached to it", {
         taskId: request.id,
       });
-      return;
+      return Promise.resolve();
     }
     const active: ActiveTask = {
       request,
+      input,
       deliveries: [delivery],
       shutdown: new AbortController(),
       done: Promise.resolve(),
     };
     this.#active.set(request.id, active);
-    active.done = this.#run(active, input).finally(() => this.#active.delete(request.id));
-    await active.done;
+    active.done = this.#run(active).catch((error) => {
+      // Not settled: the broker hands the request out again when this channel closes.
+      this.#log.error("Task could not be run", { taskId: request.id, error: errorMessage(error) });
+      for (const delivery of active.deliveries) delivery.reject(true);
+    }).finally(() => this.#settled(active));
+    return active.done;
+  }
+
+  // Once its request is settled, the task is no longer running. If it finished, a broker
+  // redelivery of it (from a channel that closed before the ack went through) is only acked.
+  #settled(active: ActiveTask, finished = false): void {
+    const { id } = active.request;
+    if (this.#active.get(id) === active) this.#active.delete(id);
+    if (!finished) return;
+    this.#finished.add(id);
+    if (this.#finished.size > FINISHED_IDS_KEPT) {
+      this.#finished.delete(this.#finished.values().next().value!);
+    }
   }
 
   async #rejectInvalid(delivery: RequestDelivery, error: InvalidRequestError): Promise<void> {
@@ -129,16 +164,17 @@ export class Runner {
     delivery.reject(false);
   }
 
-  async #run(active: ActiveTask, input: Uint8Array): Promise<void> {
+  async #run(active: ActiveTask): Promise<void> {
     const { request } = active;
     const log = this.#log.with({ taskId: request.id, script: request.script });
-    this.#observer.inputBytes?.(input.length);
+    const inputBytes = active.input?.length ?? 0;
+    this.#observer.inputBytes?.(inputBytes);
 
-    if (input.length > this.#options.maxInputBytes) {
+    if (inputBytes > this.#options.maxInputBytes) {
       this.#observer.requestRejected?.("too_large");
       await this.#finish(active, "FAILED", {
         output:
-          `Task input of ${input.length} bytes exceeds the limit of ${this.#options.maxInputBytes} bytes`,
+          `Task input of ${inputBytes} bytes exceeds the limit of ${this.#options.maxInputBytes} bytes`,
       });
       return;
     }
@@ -164,15 +200,17 @@ export class Runner {
       if (started && !finished) progress("CANCELLING");
     }, { once: true });
 
+    const spec = {
+      id: request.id,
+      script: request.script,
+      input: active.input ?? new Uint8Array(),
+      timeoutMs: request.timeoutMinutes * 60_000,
+    };
+    active.input = undefined; // the engine has it now, and lets go of it once written
     let result: TaskResult;
     try {
       result = await runTask(
-        {
-          id: request.id,
-          script: request.script,
-          input,
-          timeoutMs: request.timeoutMinutes * 60_000,
-        },
+        spec,
         this.#options.engine,
         {
           signal: AbortSignal.any([cancellation.signal, active.shutdown.signal]),
@@ -181,6 +219,8 @@ export class Runner {
             this.#observer.taskStarted?.();
             log.info("Task started", { pid: task.pid });
             progress("RUNNING");
+            // Cancelled between the engine's last check and the start: say so, in order.
+            if (cancellation.signal.aborted) progress("CANCELLING");
           },
           onProgress: (message, task) => {
             this.#observer.progressForwarded?.();
@@ -235,6 +275,7 @@ export class Runner {
         // No terminal response: the request goes back to the queue for another runner.
         log.info("Task stopped by shutdown; request requeued", { durationMs });
         for (const delivery of active.deliveries) delivery.reject(true);
+        this.#settled(active);
         return;
     }
   }
@@ -259,6 +300,7 @@ export class Runner {
     }
     this.#observer.taskFinished?.(status, durationMs);
     for (const delivery of active.deliveries) delivery.ack();
+    this.#settled(active, true);
   }
 
   async #publish(echo: ResponseEcho, update: Parameters<typeof encodeResponse>[1]): Promise<void> {
@@ -272,7 +314,7 @@ export class Runner {
    * back to the queue. Aborting `force` ends the wait at once.
    */
   async drain(drainMs: number, options: { force?: AbortSignal } = {}): Promise<void> {
-    const all = () => Promise.all([...this.#active.values()].map((active) => active.done));
+    const all = () => Promise.allSettled([...this.#active.values()].map((active) => active.done));
     if (this.#active.size > 0) {
       this.#log.info("Waiting for running tasks to finish", {
         running: this.#active.size,

@@ -1,3 +1,4 @@
+import { forEachLine, MAX_LINE_CHARS } from "../src/task/lines.ts";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { DEFAULT_LOG_TAIL_BYTES, OutputTail } from "../src/task/output_tail.ts";
 
@@ -69,4 +70,13 @@ Deno.test("OutputTail stays within its bound over many appends", () => {
   assert(text.endsWith(`line 99999 ${"x".repeat(99_999 % 50)}\n`), "ends with the newest line");
   assert(text.startsWith("line "), "starts at a whole line");
   assertEquals(tail.truncated, true);
+});
+
+Deno.test("forEachLine() passes a run without newlines on in bounded pieces", async () => {
+  const text = "x".repeat(MAX_LINE_CHARS * 2 + 10) + "\nend";
+  const stream = new Blob([text]).stream();
+  const lines: string[] = [];
+  await forEachLine(stream, (line) => lines.push(line));
+  assertEquals(lines.map((line) => line.length), [MAX_LINE_CHARS, MAX_LINE_CHARS, 10, 3]);
+  assertEquals(lines.join(""), text.replace("\n", ""));
 });

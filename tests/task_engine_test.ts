@@ -251,3 +251,20 @@ Deno.test("runTask() runs more tasks at once than Deno has threads for blocking 
   );
   assertEquals(results.map(outputOf), Array.from({ length: 48 }, (_, i) => `task ${i}`));
 });
+
+Deno.test("runTask() keeps reading both pipes when they become readable at the same moment", async () => {
+  for (let i = 0; i < 3; i++) {
+    const progress: string[] = [];
+    const result = await runTask(spec(fixture("burst.sh"), "", 10_000), settings, {
+      onProgress: (message) => progress.push(text(message)),
+    });
+    assertEquals(result.outcome, "success", JSON.stringify({ ...result, output: undefined }));
+    if (result.outcome === "success") assertEquals(result.outputSize, 3_000_001);
+    assertEquals(progress, ['{"step":1}']);
+  }
+});
+
+Deno.test("runTask() treats a timeout beyond the timer range as that long, not as expired", async () => {
+  const result = await runTask(spec(fixture("echo.sh"), "patient", 2 ** 33), settings);
+  assertEquals(outputOf(result), "patient");
+});

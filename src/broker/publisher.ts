@@ -105,16 +105,24 @@ export class ResponsePublisher implements AsyncDisposable {
       while (this.#queue.length > 0) {
         const channel = this.#channel.current;
         if (!channel) return;
-        const item = this.#queue.shift()!;
+        const item = this.#queue[0]!;
+        let writable: boolean;
+        try {
+          writable = channel.publish(
+            this.#exchange,
+            item.routingKey,
+            item.content,
+            { contentType: "text/plain", contentEncoding: "UTF-8", persistent: true },
+            (error: unknown) => this.#confirmed(item, channel, error),
+          );
+        } catch {
+          // The channel is closing (amqplib refuses to publish until it has closed): the
+          // item stays first in line for the channel that replaces it.
+          return;
+        }
+        this.#queue.shift();
         item.sentOn = channel;
         this.#inFlight.add(item);
-        const writable = channel.publish(
-          this.#exchange,
-          item.routingKey,
-          item.content,
-          { contentType: "text/plain", contentEncoding: "UTF-8", persistent: true },
-          (error: unknown) => this.#confirmed(item, channel, error),
-        );
         if (!writable) return; // wait for "drain"
       }
     } finally {

@@ -59,7 +59,11 @@ export class RequestDelivery {
   #settle(action: () => void): boolean {
     if (!this.live) return false;
     this.#settled = true;
-    action();
+    try {
+      action();
+    } catch {
+      return false; // the channel is closing: the broker requeues the message
+    }
     return true;
   }
 }

@@ -83,11 +83,14 @@ export function parseTaskRequest(body: Uint8Array): TaskRequest {
       NULL_BYTES,
       body.subarray(span.end + 1),
     ]);
-    const request = parseRequestJson(rest);
-    try {
-      return { ...request, input: decodeBase64(body.subarray(span.start, span.end)) };
-    } catch {
-      // Escapes, or not base64 at all: the ordinary path decodes or reports it.
+    const { base64Input, ...request } = parseRequestJson(rest);
+    // A second "input" key (JSON.parse takes the last one) is left to the ordinary path too.
+    if (base64Input === null) {
+      try {
+        return { ...request, input: decodeBase64(body.subarray(span.start, span.end)) };
+      } catch {
+        // Escapes, or not base64 at all: the ordinary path decodes or reports it.
+      }
     }
   }
   const { base64Input, ...request } = parseRequestJson(body);

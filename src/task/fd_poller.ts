@@ -48,7 +48,7 @@ export class FdPoller {
   #kick(): void {
     if (!this.#polling) {
       this.#polling = true;
-      this.#loop().catch(() => {}).finally(() => this.#polling = false);
+      void this.#loop();
       return;
     }
     const one = new Uint8Array(8);
@@ -57,7 +57,24 @@ export class FdPoller {
   }
 
   async #loop(): Promise<void> {
-    while (this.#waiters.size > 0) {
+    try {
+      await this.#pollUntilIdle();
+    } catch {
+      // poll() itself failed: wake everyone, so that their next read or write reports it.
+      this.#polling = false;
+      for (const waiter of this.#waiters.values()) waiter.resolve();
+      this.#waiters.clear();
+    }
+  }
+
+  async #pollUntilIdle(): Promise<void> {
+    while (true) {
+      // Decided in the same turn as the waiters' wake-ups: a waiter that comes back from one
+      // (read to empty, waits again) must find the loop stopped, or its kick would be lost.
+      if (this.#waiters.size === 0) {
+        this.#polling = false;
+        return;
+      }
       const fds = [this.#wakeFd, ...this.#waiters.keys()];
       const table = new Uint8Array(fds.length * POLLFD_BYTES);
       const view = new DataView(table.buffer);

@@ -13,7 +13,7 @@ export async function makeFifo(path: string): Promise<void> {
   const lib = libc();
   if (lib) {
     if (lib.mkfifo(cPath(path), FIFO_MODE) === 0) return;
-    // errno is not reachable through FFI; the command below reports the reason
+    // Fall through to the command, whose message says why (errno alone would not)
   }
   const { success, stderr } = await new Deno.Command("mkfifo", {
     args: ["-m", "600", path],

@@ -1,5 +1,10 @@
+/** Longest line kept whole; a longer run without a newline is passed on in pieces this long. */
+export const MAX_LINE_CHARS = 64 * 1024;
+
 /**
  * Reads a byte stream as text lines (without their line ends), decoding UTF-8 leniently.
+ * Output that never ends a line (a progress bar redrawn with `\r`, binary data) is passed on
+ * in pieces of {@linkcode MAX_LINE_CHARS}, so that memory stays bounded.
  *
  * @param stream the child's stdout or stderr
  * @param onLine called for each line, the last one even without a final newline
@@ -8,11 +13,22 @@ export async function forEachLine(
   stream: ReadableStream<Uint8Array>,
   onLine: (line: string) => void,
 ): Promise<void> {
+  const emit = (line: string) => {
+    while (line.length > MAX_LINE_CHARS) {
+      onLine(line.slice(0, MAX_LINE_CHARS));
+      line = line.slice(MAX_LINE_CHARS);
+    }
+    onLine(line);
+  };
   let pending = "";
   for await (const text of stream.pipeThrough(new TextDecoderStream())) {
     const lines = (pending + text).split("\n");
     pending = lines.pop()!;
-    for (const line of lines) onLine(line.endsWith("\r") ? line.slice(0, -1) : line);
+    for (const line of lines) emit(line.endsWith("\r") ? line.slice(0, -1) : line);
+    while (pending.length > MAX_LINE_CHARS) {
+      onLine(pending.slice(0, MAX_LINE_CHARS));
+      pending = pending.slice(MAX_LINE_CHARS);
+    }
   }
-  if (pending.length > 0) onLine(pending);
+  if (pending.length > 0) emit(pending);
 }

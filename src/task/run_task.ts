@@ -9,7 +9,10 @@ import { isDoneMessage, ProgressFramer } from "./progress_framer.ts";
 import { concatBytes } from "../util/bytes.ts";
 import { pipeArgs, type PipeArgStyle, resolveScriptCommand } from "./script_command.ts";
 
-/** What to run; the engine lets go of `input` once it has written it to the task. */
+/**
+ * What to run. The engine takes `input` over: it sets the field to an empty array once the
+ * input is handed to the task, so that a large input is not held for the task's whole life.
+ */
 export interface TaskSpec {
   id: string;
   script: string;
@@ -84,6 +87,9 @@ export interface RunTaskOptions extends TaskHooks {
   /** Aborting it stops the task; its reason, if a {@linkcode StopReason}, names the outcome. */
   signal?: AbortSignal;
 }
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const EMPTY_INPUT = new Uint8Array(0);
 
 // Bounded wait for stdout/stderr to close once the group is gone (a detached grandchild may keep them).
 const LOG_DRAIN_MS = 1_000;
@@ -164,27 +170,33 @@ export async function runTask(
       outcome: reasonOf(options.signal.reason),
     };
   }
+  // Whatever happens from here on, the pipes are closed (after the group is gone, below).
+  await using _pipeIo = {
+    async [Symbol.asyncDispose]() {
+      await Promise.all([
+        progressReader.stop().catch(() => {}),
+        outputReader.stop().catch(() => {}),
+        inputWriter.stop(),
+      ]);
+    },
+  };
   // Open the readers first: the task's opens then never wait, and nothing it writes is lost.
   progressReader.start();
   outputReader.start();
-  let group: ProcessGroup;
-  try {
-    group = ProcessGroup.spawn(
-      {
-        program: command.program,
-        args: [...command.args, ...pipeArgs(id, pipes, settings.pipeArgStyle)],
-      },
-      { env: settings.env, ...owner, dieWithParent: settings.dieWithRunner ?? false },
-    );
-  } catch (error) {
-    await Promise.all([progressReader.stop(), outputReader.stop()]);
-    throw error;
-  }
+  const group = ProcessGroup.spawn(
+    {
+      program: command.program,
+      args: [...command.args, ...pipeArgs(id, pipes, settings.pipeArgStyle)],
+    },
+    { env: settings.env, ...owner, dieWithParent: settings.dieWithRunner ?? false },
+  );
   await using _group = group;
   pid = group.pid;
   // Lets a runner restarted after a crash find this task's group and stop it.
   await writeTaskOwner(pipes.dir, group.pid);
   inputWriter.start(spec.input);
+  // The writer has the input now; a frame that awaits keeps its locals alive, so let go here.
+  spec.input = EMPTY_INPUT;
   const logsDone = Promise.all([
     forEachLine(group.stdout, (line) => {
       stdout.append(line);
@@ -197,7 +209,8 @@ export async function runTask(
   ]).catch(() => {});
   options.onStart?.(running);
 
-  const timeout = AbortSignal.timeout(timeoutMs);
+  // Timers fire at once past 2^31 - 1 ms (about 24.8 days): a longer timeout is that long.
+  const timeout = AbortSignal.timeout(Math.min(timeoutMs, MAX_TIMER_MS));
   const stop = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
   let stopReason: StopReason | undefined;
   let onStop = () => {};
