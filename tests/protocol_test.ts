@@ -261,3 +261,14 @@ Deno.test("encodeTaskResponse() gives the same JSON for a large output as JSON.s
   assertEquals(new TextDecoder().decode(bytes), JSON.stringify(response));
   assertEquals(Uint8Array.fromBase64(JSON.parse(new TextDecoder().decode(bytes)).output), output);
 });
+
+Deno.test("parseTaskRequest() rejects a routing key AMQP cannot carry, and names no key to answer on", () => {
+  const body = new TextEncoder().encode(JSON.stringify({
+    id: crypto.randomUUID(),
+    script: "echo.sh",
+    routingKey: "k".repeat(256),
+  }));
+  const error = assertThrows(() => parseTaskRequest(body), InvalidRequestError);
+  assertMatch(error.message, /routingKey: must be at most 255 bytes/);
+  assertEquals(error.routingKey, undefined);
+});

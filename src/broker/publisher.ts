@@ -115,10 +115,14 @@ export class ResponsePublisher implements AsyncDisposable {
             { contentType: "text/plain", contentEncoding: "UTF-8", persistent: true },
             (error: unknown) => this.#confirmed(item, channel, error),
           );
-        } catch {
+        } catch (error) {
           // The channel is closing (amqplib refuses to publish until it has closed): the
           // item stays first in line for the channel that replaces it.
-          return;
+          if ((error as Error | null)?.name === "IllegalOperationError") return;
+          // The message itself cannot be sent (a routing key too long for AMQP, ...).
+          this.#queue.shift();
+          item.reject(error);
+          continue;
         }
         this.#queue.shift();
         item.sentOn = channel;

@@ -26,9 +26,14 @@ export const TaskRequestSchema = z.object({
   userId: z.string().nullish(),
   projectId: uuid.nullish(),
   requestSHA256: z.string().nullish(),
-  routingKey: z.string().nullish(),
+  routingKey: z.string().refine(isRoutingKey, "must be at most 255 bytes").nullish(),
   useCache: z.boolean().nullish(),
 });
+
+/** Whether a string can be an AMQP routing key (a short string: at most 255 UTF-8 bytes). */
+export function isRoutingKey(value: string): boolean {
+  return value.length <= 255 && new TextEncoder().encode(value).length <= 255;
+}
 
 /** A validated task request with defaults applied and the input decoded. */
 export interface TaskRequest {
@@ -63,7 +68,9 @@ export class InvalidRequestError extends Error {
     const id = this.fields.id;
     const routingKey = this.fields.routingKey;
     this.id = typeof id === "string" && uuid.safeParse(id).success ? id : undefined;
-    this.routingKey = typeof routingKey === "string" ? routingKey : undefined;
+    this.routingKey = typeof routingKey === "string" && isRoutingKey(routingKey)
+      ? routingKey
+      : undefined;
   }
 }
 
