@@ -1,6 +1,6 @@
 import { cpuUsage } from "node:process";
 import type { PublisherObserver } from "../broker/publisher.ts";
-import type { TaskStatus } from "../protocol/status.ts";
+import { type TaskStatus, TERMINAL_STATUSES } from "../protocol/status.ts";
 import type { RunnerObserver } from "../runner.ts";
 import { Counter, Gauge, Histogram, Registry } from "./prometheus.ts";
 import { VERSION } from "../version.ts";
@@ -45,7 +45,6 @@ export const PUBLISH_LATENCY_BUCKETS: readonly number[] = [
   30,
 ];
 
-const TERMINAL: readonly TaskStatus[] = ["SUCCESS", "FAILED", "CANCELLED"];
 const REJECT_REASONS = ["invalid", "too_large"] as const;
 
 /** Live values the metrics read when scraped, from the parts `serve` wires together. */
@@ -97,7 +96,7 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
         labelNames: ["status"],
       }),
     );
-    for (const status of TERMINAL) this.#finished.inc({ status }, 0);
+    for (const status of TERMINAL_STATUSES) this.#finished.inc({ status }, 0);
     registry.register(
       new Gauge({
         name: "taskrunner_tasks_running",

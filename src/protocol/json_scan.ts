@@ -1,11 +1,14 @@
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const COLON = 0x3a;
-const COMMA = 0x2c;
-const OPEN_BRACE = 0x7b;
-const CLOSE_BRACE = 0x7d;
-const OPEN_BRACKET = 0x5b;
-const CLOSE_BRACKET = 0x5d;
+import {
+  BACKSLASH,
+  CLOSE_BRACE,
+  CLOSE_BRACKET,
+  COLON,
+  COMMA,
+  isJsonWhitespace,
+  OPEN_BRACE,
+  OPEN_BRACKET,
+  QUOTE,
+} from "../util/json_bytes.ts";
 
 /** Where a string value sits in a JSON text: the bytes between its quotes. */
 export interface StringSpan {
@@ -54,8 +57,7 @@ export function findTopLevelString(json: Uint8Array, key: string): StringSpan | 
 
 function skipWhitespace(json: Uint8Array, i: number): number {
   while (i < json.length) {
-    const byte = json[i]!;
-    if (byte !== 0x20 && byte !== 0x0a && byte !== 0x0d && byte !== 0x09) break;
+    if (!isJsonWhitespace(json[i]!)) break;
     i++;
   }
   return i;
@@ -97,7 +99,7 @@ function skipValue(json: Uint8Array, i: number): number {
   while (i < json.length) {
     const byte = json[i]!;
     if (byte === COMMA || byte === CLOSE_BRACE || byte === CLOSE_BRACKET) return i;
-    if (byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09) return i;
+    if (isJsonWhitespace(byte)) return i;
     i++;
   }
   return -1;

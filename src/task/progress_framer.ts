@@ -1,12 +1,15 @@
 import { concatBytes } from "../util/bytes.ts";
 
-const OPEN_BRACE = 0x7b;
-const CLOSE_BRACE = 0x7d;
-const OPEN_BRACKET = 0x5b;
-const CLOSE_BRACKET = 0x5d;
-const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const NEWLINE = 0x0a;
+import {
+  BACKSLASH,
+  CLOSE_BRACE,
+  CLOSE_BRACKET,
+  isJsonWhitespace,
+  NEWLINE,
+  OPEN_BRACE,
+  OPEN_BRACKET,
+  QUOTE,
+} from "../util/json_bytes.ts";
 
 /** Default bound on one progress message; a longer one is cut and forwarded as-is. */
 export const MAX_PROGRESS_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -40,7 +43,7 @@ export class ProgressFramer {
     for (let i = 0; i < chunk.length; i++) {
       const byte = chunk[i]!;
       if (this.#mode === "idle") {
-        if (isWhitespace(byte)) {
+        if (isJsonWhitespace(byte)) {
           start = i + 1;
           continue;
         }
@@ -122,12 +125,8 @@ export function isDoneMessage(message: Uint8Array): boolean {
   }
 }
 
-function isWhitespace(byte: number): boolean {
-  return byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d;
-}
-
 function trimEnd(bytes: Uint8Array): Uint8Array {
   let end = bytes.length;
-  while (end > 0 && isWhitespace(bytes[end - 1]!)) end--;
+  while (end > 0 && isJsonWhitespace(bytes[end - 1]!)) end--;
   return end === bytes.length ? bytes : bytes.subarray(0, end);
 }
