@@ -26,6 +26,7 @@ const PRECONDITION_FAILED = 406;
 // A channel runs one declaration at a time, and a task's watch takes three before it starts:
 // a few channels let concurrent tasks declare side by side (not one channel per task).
 const CHANNELS = 4;
+const UNWATCH_WAIT_MS = 5_000;
 
 /**
  * Watches the per-task cancellation queues (named by task id, bound to the cancellation
@@ -56,7 +57,12 @@ export class CancellationWatcher implements AsyncDisposable {
           logger: options.logger,
           handler: {
             setup: async (channel) => {
-              for (const watch of this.#inSlot(slot)) await this.#subscribe(channel, watch);
+              for (const watch of this.#inSlot(slot)) {
+                // A task may end while the others are subscribed again: not it, then.
+                if (this.#watches.get(watch.taskId) === watch) {
+                  await this.#subscribe(channel, watch);
+                }
+              }
             },
           },
         }),
@@ -143,7 +149,10 @@ export class CancellationWatcher implements AsyncDisposable {
 
   async #unwatch(watch: Watch): Promise<void> {
     this.#watches.delete(watch.taskId);
-    const channel = this.#channels[watch.slot]!.current;
+    // While its channel is being reopened, wait a little for it: the queue is to go either way.
+    const channel = this.#channels[watch.slot]!.current ??
+      await this.#channels[watch.slot]!.ready({ signal: AbortSignal.timeout(UNWATCH_WAIT_MS) })
+        .catch(() => undefined);
     if (!channel) return;
     try {
       // Deleting the queue also ends its consumer (the broker tells amqplib, which hands the
