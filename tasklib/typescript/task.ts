@@ -419,23 +419,10 @@ export class Task {
 
   async #readPipe(path: string, options: IoOptions): Promise<Uint8Array> {
     const deadline = new Deadline(options, "Reading from input pipe");
-    let abandoned = false;
-    const opening = Deno.open(path, { read: true }).then((f) => {
-      // opened only after we gave up (or thanks to unblockFifo): close it again
-      if (abandoned) {
-        f.close();
-        return undefined;
-      }
-      return f;
-    });
     let file: Deno.FsFile | undefined;
     try {
       this.log("Reading input from input pipe");
-      file = await deadline.race(opening, () => {
-        abandoned = true;
-        unblockFifo(path, "writer");
-      });
-      if (file === undefined) throw deadline.signal.reason;
+      file = await openFifo(path, "read", deadline);
       // A read blocked on a writer that never closes cannot be interrupted; the promise still
       // rejects on time and our end is closed.
       return await deadline.race(readAll(file), () => {});
@@ -451,22 +438,9 @@ export class Task {
 
   async #writePipe(path: string, bytes: Uint8Array, options: IoOptions, what: string) {
     const deadline = new Deadline(options, what);
-    let abandoned = false;
-    const opening = Deno.open(path, { write: true }).then((f) => {
-      // the reader turned up after we gave up: write nothing
-      if (abandoned) {
-        f.close();
-        return undefined;
-      }
-      return f;
-    });
     let file: Deno.FsFile | undefined;
     try {
-      file = await deadline.race(opening, () => {
-        abandoned = true;
-        unblockFifo(path, "reader");
-      });
-      if (file === undefined) throw deadline.signal.reason;
+      file = await openFifo(path, "write", deadline);
       await deadline.race(writeAll(file, bytes), () => {});
     } catch (e) {
       this.log(`${what} ${path} failed: ${e instanceof Error ? e.message : String(e)}`);
@@ -480,6 +454,32 @@ export class Task {
       deadline.dispose();
     }
   }
+}
+
+/**
+ * Opens one end of a FIFO before `deadline`. The open blocks until the other side turns up;
+ * on expiry the open is released by briefly playing the other side, and the end it then gets
+ * is closed again (nothing read or written).
+ */
+async function openFifo(
+  path: string,
+  mode: "read" | "write",
+  deadline: Deadline,
+): Promise<Deno.FsFile> {
+  let abandoned = false;
+  const opening = Deno.open(path, mode === "read" ? { read: true } : { write: true }).then((f) => {
+    if (abandoned) {
+      f.close();
+      return undefined;
+    }
+    return f;
+  });
+  const file = await deadline.race(opening, () => {
+    abandoned = true;
+    unblockFifo(path, mode === "read" ? "writer" : "reader");
+  });
+  if (file === undefined) throw deadline.signal.reason;
+  return file;
 }
 
 function isStringArray(value: readonly string[] | TaskArgs): value is readonly string[] {
