@@ -120,13 +120,44 @@ function split<L extends string>(
   return typeof first === "object" ? [first, second ?? fallback] : [undefined, first ?? fallback];
 }
 
-function liveSeries<L extends string>(options: LiveMetricOptions<L>): SeriesMap<L, number[]> {
-  if (options.collect && options.labelNames?.length) {
-    throw new TypeError(
-      `Metric "${options.name}" has labels, so it cannot have a collect callback`,
-    );
+/**
+ * The series of a counter or gauge: one number each, and for a metric without labels an
+ * optional callback read at scrape time, whose value `merge` folds into the current one.
+ */
+class LiveSeries<L extends string> {
+  readonly #series: SeriesMap<L, number[]>;
+  readonly #collect: LiveMetricOptions<L>["collect"];
+  readonly #merge: (current: number, live: number) => number;
+
+  constructor(options: LiveMetricOptions<L>, merge: (current: number, live: number) => number) {
+    if (options.collect && options.labelNames?.length) {
+      throw new TypeError(
+        `Metric "${options.name}" has labels, so it cannot have a collect callback`,
+      );
+    }
+    this.#series = new SeriesMap<L, number[]>(options, () => [0]);
+    this.#collect = options.collect;
+    this.#merge = merge;
   }
-  return new SeriesMap<L, number[]>(options, () => [0]);
+
+  /** The one-number state of the series of `labels`. */
+  get(labels: LabelValues<L> | undefined): number[] {
+    return this.#series.get(labels);
+  }
+
+  /** Reads the live value, if any, then returns every series as samples named `name`. */
+  async samples(name: string): Promise<Sample[]> {
+    if (this.#collect) {
+      const live = await this.#collect();
+      const state = this.#series.get(undefined);
+      if (live !== undefined) state[0] = this.#merge(state[0]!, live);
+    }
+    return [...this.#series.entries()].map(({ labels, state }) => ({
+      name,
+      labels,
+      value: state[0]!,
+    }));
+  }
 }
 
 /** A value that only goes up, such as requests handled. */
@@ -134,15 +165,14 @@ export class Counter<L extends string = never> implements Metric {
   readonly name: string;
   readonly help: string;
   readonly type = "counter";
-  readonly #series: SeriesMap<L, number[]>;
-  readonly #collect: LiveMetricOptions<L>["collect"];
+  readonly #series: LiveSeries<L>;
 
   /** @param options name, help, label names, and optionally a live total */
   constructor(options: LiveMetricOptions<L>) {
     this.name = options.name;
     this.help = options.help;
-    this.#series = liveSeries(options);
-    this.#collect = options.collect;
+    // A live total lower than the count so far is stale: a counter never goes down.
+    this.#series = new LiveSeries(options, (current, live) => live > current ? live : current);
   }
 
   /** Adds `value` (default 1, never negative) to the series of `labels`. */
@@ -155,17 +185,8 @@ export class Counter<L extends string = never> implements Metric {
   }
 
   /** The samples at scrape time. */
-  async collect(): Promise<Sample[]> {
-    if (this.#collect) {
-      const total = await this.#collect();
-      const state = this.#series.get(undefined);
-      if (total !== undefined && total > state[0]!) state[0] = total;
-    }
-    return [...this.#series.entries()].map(({ labels, state }) => ({
-      name: this.name,
-      labels,
-      value: state[0]!,
-    }));
+  collect(): Promise<Sample[]> {
+    return this.#series.samples(this.name);
   }
 }
 
@@ -174,15 +195,13 @@ export class Gauge<L extends string = never> implements Metric {
   readonly name: string;
   readonly help: string;
   readonly type = "gauge";
-  readonly #series: SeriesMap<L, number[]>;
-  readonly #collect: LiveMetricOptions<L>["collect"];
+  readonly #series: LiveSeries<L>;
 
   /** @param options name, help, label names, and optionally a live value */
   constructor(options: LiveMetricOptions<L>) {
     this.name = options.name;
     this.help = options.help;
-    this.#series = liveSeries(options);
-    this.#collect = options.collect;
+    this.#series = new LiveSeries(options, (_current, live) => live);
   }
 
   /** Sets the series of `labels` to `value`. */
@@ -210,16 +229,8 @@ export class Gauge<L extends string = never> implements Metric {
   }
 
   /** The samples at scrape time. */
-  async collect(): Promise<Sample[]> {
-    if (this.#collect) {
-      const value = await this.#collect();
-      if (value !== undefined) this.#series.get(undefined)[0] = value;
-    }
-    return [...this.#series.entries()].map(({ labels, state }) => ({
-      name: this.name,
-      labels,
-      value: state[0]!,
-    }));
+  collect(): Promise<Sample[]> {
+    return this.#series.samples(this.name);
   }
 }
 
