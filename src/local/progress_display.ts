@@ -1,3 +1,5 @@
+import { writeStderr } from "../util/stderr.ts";
+
 /** How a progress message is shown: a bar when it has a number in `progress`. */
 export interface ProgressView {
   /** Done share in [0, 1], when known (from `progress`/`total`, or `progress` alone in [0, 1]). */
@@ -138,12 +140,4 @@ function terminalColumns(): number {
   } catch {
     return 80;
   }
-}
-
-const encoder = new TextEncoder();
-
-function writeStderr(text: string): void {
-  const bytes = encoder.encode(text);
-  let written = 0;
-  while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
 }
