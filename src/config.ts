@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { LOG_LEVELS } from "./observability/log.ts";
+import type { TaskEngineSettings } from "./task/mod.ts";
 
 /** A setting with a wrong value: the program stops with exit code 2 and this message. */
 export class ConfigError extends Error {
@@ -65,10 +66,9 @@ export interface SettingSpec {
   repeatable?: boolean;
 }
 
-// Keeps each schema's own type, so that resolved settings are typed.
-function setting<S extends z.ZodType>(
-  spec: SettingSpec & { schema: S },
-): SettingSpec & { schema: S } {
+// Keeps each schema's own type, so that resolved settings are typed, and the flag's literal
+// text, from which the command line infers the type of the option's raw value.
+function setting<const S extends SettingSpec>(spec: S): S {
   return spec;
 }
 
@@ -354,10 +354,38 @@ export function requestQueueName(
  * The task's environment: the runner's own, less the broker settings and credentials, which
  * a task has no business reading.
  */
-export function childEnvironment(env: Record<string, string>): Record<string, string> {
+export function childEnvironment(
+  env: Record<string, string | undefined>,
+): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(env)) {
-    if (!key.startsWith("TERARIUM_MQ_")) out[key] = value;
+    if (value !== undefined && !key.startsWith("TERARIUM_MQ_")) out[key] = value;
   }
   return out;
+}
+
+/**
+ * The task engine's settings, from the engine configuration and the runner's environment
+ * (which tasks inherit, less the broker settings).
+ *
+ * @param config the resolved engine settings
+ * @param env the runner's environment
+ */
+export function engineSettings(
+  config: EngineConfig,
+  env: Record<string, string | undefined>,
+): TaskEngineSettings {
+  return {
+    workDir: config.workDir,
+    python: config.python,
+    pipeArgStyle: config.pipeArgStyle,
+    killGraceMs: config.killGraceSeconds * 1000,
+    logTailBytes: config.logTailBytes,
+    maxOutputBytes: config.maxOutputBytes,
+    allowedScripts: config.allowedScripts,
+    env: childEnvironment(env),
+    dieWithRunner: true,
+    ...(config.uid !== undefined ? { uid: config.uid } : {}),
+    ...(config.gid !== undefined ? { gid: config.gid } : {}),
+  };
 }

@@ -1,7 +1,15 @@
-import type { EngineConfig } from "../config.ts";
+import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
+import {
+  ENGINE_SETTINGS,
+  type EngineConfig,
+  engineSettings,
+  LOG_SETTINGS,
+  resolveSettings,
+} from "../config.ts";
 import { EXIT_CODES } from "../local/exit_codes.ts";
 import { deliverOutput, writeLine } from "../local/output.ts";
 import { ProgressDisplay } from "../local/progress_display.ts";
+import { readTaskInput } from "../local/task_input.ts";
 import type { Logger } from "../observability/log.ts";
 import {
   buildTaskResponse,
@@ -10,7 +18,10 @@ import {
   type ResponseUpdate,
 } from "../protocol/mod.ts";
 import { formatDuration, runTask, type TaskResult, TaskStartError } from "../task/mod.ts";
-import { engineSettings } from "./serve.ts";
+import { onStopSignals } from "../util/stop_signals.ts";
+import { type CommandContext, commandLogger } from "./context.ts";
+import { addSettingOptions } from "./settings_options.ts";
+import { addTaskOptions, inputSource, timeoutOf } from "./task_options.ts";
 
 /** One local task run, as `taskrunner run` takes it. */
 export interface RunConfig {
@@ -26,6 +37,53 @@ export interface RunConfig {
   engine: EngineConfig;
 }
 
+/** Options of {@linkcode run}. */
+export interface RunOptions {
+  logger: Logger;
+  /** Cancels the task when it aborts, as SIGINT does; a second stop (a signal) kills it. */
+  signal?: AbortSignal;
+  display?: ProgressDisplay;
+  /** The environment the task inherits, less the broker settings; this process's by default. */
+  env?: Record<string, string | undefined>;
+}
+
+/** The `run` command: its options, its help, and its action. */
+export function runCommand(context: CommandContext) {
+  const command = addTaskOptions(
+    new Command("run")
+      .description(
+        "Run one task here, as serve would, without a broker: progress on stderr, output on stdout",
+      )
+      .argument("<script>", "the task: a .py file, or an executable (path or name on PATH)")
+      .exitOverride(),
+  ).option("--id <id>", "task id passed to the task (default: a random UUID)", parseId);
+  return addSettingOptions(command, ENGINE_SETTINGS, LOG_SETTINGS).action(
+    async (script, options) => {
+      const logger = commandLogger(options, context);
+      const engine = resolveSettings(ENGINE_SETTINGS, { options, env: context.env });
+      const input = await readTaskInput(inputSource(options));
+      context.setExitCode(
+        await run({
+          script,
+          id: options.id ?? crypto.randomUUID(),
+          input,
+          timeoutMs: timeoutOf(options),
+          outputFile: options.output,
+          json: options.json === true,
+          engine,
+        }, { logger, env: context.env }),
+      );
+    },
+  );
+}
+
+function parseId(value: string): string {
+  if (!/^[A-Za-z0-9._-]{1,128}$/.test(value)) {
+    throw new InvalidArgumentError("Invalid task id: use 1 to 128 letters, digits, ., _ or -");
+  }
+  return value;
+}
+
 /**
  * Runs one task here, through the same engine as `serve` and without a broker: progress and
  * the task's own lines on stderr, output on stdout (or a file). SIGINT and SIGTERM cancel it
@@ -33,102 +91,92 @@ export interface RunConfig {
  *
  * @returns the exit code: 0 success, 1 failed or not started, 124 timeout, 130 cancelled
  */
-export async function run(
-  config: RunConfig,
-  options: { logger: Logger; signal?: AbortSignal; display?: ProgressDisplay },
-): Promise<number> {
-  const log = options.logger;
+export async function run(config: RunConfig, options: RunOptions): Promise<number> {
   const display = options.display ?? new ProgressDisplay();
-  const echo: ResponseEcho = { id: config.id, script: config.script };
-  const respond = async (update: ResponseUpdate) => {
-    if (config.json) {
-      const response = buildTaskResponse(echo, update);
-      await writeLine(new TextDecoder().decode(encodeTaskResponse(response)));
-    }
-  };
-  // Responses are written in order, each once the one before is out.
-  let responses = Promise.resolve();
-  const queueResponse = (update: ResponseUpdate) => {
-    responses = responses.then(() => respond(update));
-  };
-
+  const responses = new ResponseLines({ id: config.id, script: config.script }, config.json);
   if (config.input.length > config.engine.maxInputBytes) {
     const message =
       `Task input of ${config.input.length} bytes exceeds the limit of ${config.engine.maxInputBytes} bytes`;
     display.line(`FAILED: ${message}`);
-    await respond({ status: "FAILED", output: message });
+    await responses.last({ status: "FAILED", output: message });
     return EXIT_CODES.failed;
   }
+  let result: TaskResult;
+  try {
+    result = await runHere(config, { ...options, display, responses });
+  } catch (error) {
+    if (!(error instanceof TaskStartError)) throw error;
+    display.line(`FAILED: ${error.message}`);
+    await responses.last({ status: "FAILED", output: error.message });
+    return EXIT_CODES.failed;
+  } finally {
+    display.close();
+  }
+  return await report(result, config, { display, responses });
+}
 
+/**
+ * Runs the task, showing its progress and lines and queueing the responses `serve` would
+ * publish; the first stop signal cancels it, a second one kills its process group.
+ */
+async function runHere(
+  config: RunConfig,
+  options: RunOptions & { display: ProgressDisplay; responses: ResponseLines },
+): Promise<TaskResult> {
+  const { display, responses } = options;
   const cancel = new AbortController();
   let pid = 0;
   let started = false;
   let tails = { stdout: "", stderr: "" };
-  const onSignal = () => {
-    if (!cancel.signal.aborted) {
+  using _signals = onStopSignals({
+    first: () => {
       display.line("Cancelling: stopping the task (again to kill it now)");
-      if (started) queueResponse({ status: "CANCELLING", ...tails });
+      if (started) responses.queue({ status: "CANCELLING", ...tails });
       cancel.abort("cancelled");
-    } else if (pid > 0) {
+    },
+    again: () => {
+      if (pid <= 0) return;
       display.line("Killing the task");
       try {
         Deno.kill(-pid, "SIGKILL");
       } catch {
         // already gone
       }
-    }
-  };
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-  for (const name of signals) Deno.addSignalListener(name, onSignal);
-  options.signal?.addEventListener("abort", onSignal, { once: true });
-  if (options.signal?.aborted) onSignal();
+    },
+  }, { signal: options.signal });
+  const { id, script, input, timeoutMs } = config;
+  const env = options.env ?? Deno.env.toObject();
+  return await runTask({ id, script, input, timeoutMs }, engineSettings(config.engine, env), {
+    signal: cancel.signal,
+    onStart: (task) => {
+      started = true;
+      pid = task.pid;
+      options.logger.debug("Task started", { taskId: id, pid: task.pid });
+      display.line(`RUNNING ${script} (id ${id}, pid ${task.pid})`);
+      responses.queue({ status: "RUNNING", ...tails });
+    },
+    onProgress: (message, task) => {
+      tails = { stdout: task.stdout, stderr: task.stderr };
+      display.progress(message);
+      responses.queue({ status: "RUNNING", output: message, ...tails });
+    },
+    onLog: (stream, line) => display.log(stream, line),
+  });
+}
 
-  let result: TaskResult;
-  try {
-    result = await runTask(
-      {
-        id: config.id,
-        script: config.script,
-        input: config.input,
-        timeoutMs: config.timeoutMs,
-      },
-      engineSettings(config.engine),
-      {
-        signal: cancel.signal,
-        onStart: (task) => {
-          started = true;
-          pid = task.pid;
-          log.debug("Task started", { taskId: config.id, pid: task.pid });
-          display.line(`RUNNING ${config.script} (id ${config.id}, pid ${task.pid})`);
-          queueResponse({ status: "RUNNING", ...tails });
-        },
-        onProgress: (message, task) => {
-          tails = { stdout: task.stdout, stderr: task.stderr };
-          display.progress(message);
-          queueResponse({ status: "RUNNING", output: message, ...tails });
-        },
-        onLog: (stream, line) => display.log(stream, line),
-      },
-    );
-  } catch (error) {
-    if (!(error instanceof TaskStartError)) throw error;
-    display.line(`FAILED: ${error.message}`);
-    await responses;
-    await respond({ status: "FAILED", output: error.message });
-    return EXIT_CODES.failed;
-  } finally {
-    for (const name of signals) Deno.removeSignalListener(name, onSignal);
-    options.signal?.removeEventListener("abort", onSignal);
-    display.close();
-  }
-  await responses;
-
+/** Shows how the task ended, writes its terminal response and output; returns the exit code. */
+async function report(
+  result: TaskResult,
+  config: RunConfig,
+  options: { display: ProgressDisplay; responses: ResponseLines },
+): Promise<number> {
+  const { display, responses } = options;
   const ended = { stdout: result.stdout, stderr: result.stderr };
   const took = formatDuration(Math.round(result.durationMs));
   switch (result.outcome) {
     case "success":
       display.line(`SUCCESS after ${took}, ${result.output.length} bytes of output`);
-      await respond({ status: "SUCCESS", output: result.output, ...ended });
+      await responses.last({ status: "SUCCESS", output: result.output, ...ended });
       if (config.outputFile !== undefined || !config.json) {
         await deliverOutput(result.output, { file: config.outputFile });
       }
@@ -136,12 +184,44 @@ export async function run(
     case "failure":
     case "timeout":
       display.line(`FAILED: ${result.message}`);
-      await respond({ status: "FAILED", output: result.message, ...ended });
+      await responses.last({ status: "FAILED", output: result.message, ...ended });
       return result.outcome === "timeout" ? EXIT_CODES.timeout : EXIT_CODES.failed;
     case "cancelled":
     case "shutdown":
       display.line(`CANCELLED after ${took}`);
-      await respond({ status: "CANCELLED", ...ended });
+      await responses.last({ status: "CANCELLED", ...ended });
       return EXIT_CODES.cancelled;
+  }
+}
+
+/**
+ * The responses `serve` would publish, as JSON lines on stdout (`--json`), each written once
+ * the one before is out; without `--json`, nothing.
+ */
+class ResponseLines {
+  readonly #echo: ResponseEcho;
+  readonly #enabled: boolean;
+  #written = Promise.resolve();
+
+  constructor(echo: ResponseEcho, enabled: boolean) {
+    this.#echo = echo;
+    this.#enabled = enabled;
+  }
+
+  /** Writes `update` after the ones queued before it. */
+  queue(update: ResponseUpdate): void {
+    this.#written = this.#written.then(() => this.#write(update));
+  }
+
+  /** Writes the terminal `update` after the ones queued before it, and waits until it is out. */
+  async last(update: ResponseUpdate): Promise<void> {
+    await this.#written;
+    await this.#write(update);
+  }
+
+  async #write(update: ResponseUpdate): Promise<void> {
+    if (!this.#enabled) return;
+    const response = buildTaskResponse(this.#echo, update);
+    await writeLine(new TextDecoder().decode(encodeTaskResponse(response)));
   }
 }

@@ -1,3 +1,4 @@
+import { Command } from "@commander-js/extra-typings";
 import { buildAmqpUrl } from "../broker/amqp_url.ts";
 import { CancellationWatcher } from "../broker/cancellation_watcher.ts";
 import { BrokerConnection } from "../broker/connection.ts";
@@ -5,11 +6,16 @@ import { ResponsePublisher } from "../broker/publisher.ts";
 import { RequestConsumer } from "../broker/request_consumer.ts";
 import { declareTopology } from "../broker/topology.ts";
 import {
+  BROKER_SETTINGS,
   type BrokerConfig,
-  childEnvironment,
   ConfigError,
+  ENGINE_SETTINGS,
   type EngineConfig,
+  engineSettings,
+  LOG_SETTINGS,
   requestQueueName,
+  resolveSettings,
+  RUNNER_SETTINGS,
   type RunnerConfig,
 } from "../config.ts";
 import { type HttpEndpoint, startHttpEndpoint } from "../observability/http_server.ts";
@@ -17,9 +23,12 @@ import type { Logger } from "../observability/log.ts";
 import { RunnerMetrics } from "../observability/metrics.ts";
 import { Runner } from "../runner.ts";
 import { reapStaleTasks } from "../task/stale_tasks.ts";
-import type { TaskEngineSettings } from "../task/mod.ts";
+import { whenAborted } from "../util/abort.ts";
 import { settlesWithin } from "../util/async.ts";
+import { onStopSignals } from "../util/stop_signals.ts";
 import { VERSION } from "../version.ts";
+import { type CommandContext, commandLogger } from "./context.ts";
+import { addSettingOptions } from "./settings_options.ts";
 
 /** Everything `serve` needs. */
 export interface ServeConfig {
@@ -28,24 +37,94 @@ export interface ServeConfig {
   runner: RunnerConfig;
 }
 
+/** What `serve` reports once it consumes. */
+export interface ServeInfo {
+  queue: string;
+}
+
+/** Options of {@linkcode serve}. */
+export interface ServeOptions {
+  logger: Logger;
+  /** Stops serving when it aborts, as SIGTERM does; a second stop (a signal) skips the drain. */
+  signal?: AbortSignal;
+  /** Called each time the runner starts consuming. */
+  onReady?: (info: ServeInfo) => void;
+  /** The runner's environment, which tasks inherit less the broker settings; this process's by default. */
+  env?: Record<string, string | undefined>;
+}
+
 // After the drain, how long responses still queued may take to reach the broker.
 const FINAL_PUBLISH_MS = 5_000;
 
-/** The engine settings of a runner, from its configuration. */
-export function engineSettings(config: EngineConfig): TaskEngineSettings {
-  return {
-    workDir: config.workDir,
-    python: config.python,
-    pipeArgStyle: config.pipeArgStyle,
-    killGraceMs: config.killGraceSeconds * 1000,
-    logTailBytes: config.logTailBytes,
-    maxOutputBytes: config.maxOutputBytes,
-    allowedScripts: config.allowedScripts,
-    env: childEnvironment(Deno.env.toObject()),
-    dieWithRunner: true,
-    ...(config.uid !== undefined ? { uid: config.uid } : {}),
-    ...(config.gid !== undefined ? { gid: config.gid } : {}),
-  };
+/** The `serve` command: its options, its help, and its action. */
+export function serveCommand(context: CommandContext) {
+  const command = new Command("serve")
+    .description(
+      "Consume task requests from RabbitMQ, run them, and publish their progress and results",
+    )
+    .exitOverride();
+  return addSettingOptions(
+    command,
+    BROKER_SETTINGS,
+    ENGINE_SETTINGS,
+    RUNNER_SETTINGS,
+    LOG_SETTINGS,
+  ).action(async (options) => {
+    const sources = { options, env: context.env };
+    await serve({
+      broker: resolveSettings(BROKER_SETTINGS, sources),
+      engine: resolveSettings(ENGINE_SETTINGS, sources),
+      runner: resolveSettings(RUNNER_SETTINGS, sources),
+    }, { logger: commandLogger(options, context), env: context.env });
+  });
+}
+
+/**
+ * Serves task requests from RabbitMQ until `signal` aborts (or SIGTERM/SIGINT arrives): then
+ * stops consuming, drains running tasks, and returns. A second signal skips the drain.
+ */
+export async function serve(config: ServeConfig, options: ServeOptions): Promise<void> {
+  const { password } = config.broker;
+  const log = options.logger.redacting([password, encodeURIComponent(password)]);
+  checkTaskUser(config.engine);
+  const reaped = await reapStaleTasks(config.engine.workDir);
+  if (reaped > 0) log.warn("Cleaned up tasks left by a runner that died", { count: reaped });
+  if (config.engine.allowedScripts.length === 0) {
+    log.warn("No script allow-list: any executable on PATH or .py file may be run by a request");
+  }
+
+  await using stack = new AsyncDisposableStack();
+  stack.defer(() => log.info("Stopped"));
+  // Closed after the broker: /readyz answers "shutting down" until everything has stopped.
+  const last = stack.use(new AsyncDisposableStack());
+  const service = openService(config, {
+    log,
+    stack,
+    env: options.env ?? Deno.env.toObject(),
+    ...(options.onReady ? { onReady: options.onReady } : {}),
+  });
+  const stopping = new AbortController();
+  const forced = new AbortController();
+  if (service.metrics) {
+    last.use(startProbes(service, service.metrics, { config: config.runner, log, stopping }));
+  }
+  stack.use(onStopSignals({
+    first: () => {
+      log.info("Shutting down: no new requests");
+      stopping.abort();
+    },
+    again: () => {
+      log.warn("Second signal: stopping running tasks now");
+      forced.abort();
+    },
+  }, { signal: options.signal }));
+
+  service.broker.start();
+  using stopped = whenAborted(stopping.signal);
+  await stopped.promise;
+  await service.consumer.pause();
+  await service.runner.drain(config.runner.drainSeconds * 1000, { force: forced.signal });
+  await settlesWithin(service.publisher.idle(), FINAL_PUBLISH_MS);
 }
 
 /** Rejects a task user that cannot work: half given, or asked of a runner that is not root. */
@@ -61,24 +140,78 @@ function checkTaskUser(config: EngineConfig): void {
   }
 }
 
+// The parts of a serving runner, from the connection to the consumer.
+interface Service {
+  broker: BrokerConnection;
+  publisher: ResponsePublisher;
+  runner: Runner;
+  consumer: RequestConsumer;
+  metrics: RunnerMetrics | undefined;
+}
+
 /**
- * Serves task requests from RabbitMQ until `signal` aborts (or SIGTERM/SIGINT arrives): then
- * stops consuming, drains running tasks, and returns. A second signal skips the drain.
+ * Builds the runner's parts; each is adopted by `stack`, which closes them in the reverse
+ * order: the consumer first, the connection last. Nothing connects before `broker.start()`.
  */
-export async function serve(
+function openService(
   config: ServeConfig,
-  options: { logger: Logger; signal?: AbortSignal; onReady?: (info: ServeInfo) => void },
-): Promise<void> {
-  const { password } = config.broker;
-  const log = options.logger.redacting([password, encodeURIComponent(password)]);
-  checkTaskUser(config.engine);
+  options: {
+    log: Logger;
+    stack: AsyncDisposableStack;
+    env: Record<string, string | undefined>;
+    onReady?: (info: ServeInfo) => void;
+  },
+): Service {
+  const { log, stack } = options;
   const queue = requestQueueName(config.broker);
-  const reaped = await reapStaleTasks(config.engine.workDir);
-  if (reaped > 0) log.warn("Cleaned up tasks left by a runner that died", { count: reaped });
-  if (config.engine.allowedScripts.length === 0) {
-    log.warn("No script allow-list: any executable on PATH or .py file may be run by a request");
-  }
-  const broker = new BrokerConnection(
+  const broker = stack.use(openBroker(config, { queue, log }));
+  const metrics = config.runner.httpPort > 0 ? new RunnerMetrics() : undefined;
+  const publisher = stack.use(
+    new ResponsePublisher(broker, {
+      exchange: config.broker.responseExchange,
+      durable: config.broker.durableQueues,
+      logger: log,
+      ...(metrics ? { observer: metrics } : {}),
+    }),
+  );
+  const cancellations = stack.use(
+    new CancellationWatcher(broker, {
+      exchange: config.broker.cancellationExchange,
+      durable: config.broker.durableQueues,
+      logger: log,
+    }),
+  );
+  const runner = new Runner({
+    publisher,
+    cancellations,
+    engine: engineSettings(config.engine, options.env),
+    maxInputBytes: config.engine.maxInputBytes,
+    logger: log,
+    ...(metrics ? { observer: metrics } : {}),
+  });
+  const consumer = stack.use(
+    new RequestConsumer(broker, {
+      queue,
+      prefetch: config.runner.concurrency,
+      logger: log,
+      onDelivery: (delivery) => runner.handle(delivery),
+      onConsuming: (consuming) => {
+        if (!consuming) return;
+        log.info("Consuming requests", { queue, concurrency: config.runner.concurrency });
+        options.onReady?.({ queue });
+      },
+    }),
+  );
+  return { broker, publisher, runner, consumer, metrics };
+}
+
+/** The broker connection, which declares the topology each time it connects. */
+function openBroker(
+  config: ServeConfig,
+  options: { queue: string; log: Logger },
+): BrokerConnection {
+  const { log } = options;
+  return new BrokerConnection(
     buildAmqpUrl(config.broker.amqpUrl, config.broker, {
       heartbeatSeconds: config.broker.heartbeatSeconds,
     }),
@@ -88,7 +221,7 @@ export async function serve(
       // Declared on every connection: after a broker restart, non-durable objects are gone.
       prepare: (model) =>
         declareTopology(model, {
-          requestQueue: queue,
+          requestQueue: options.queue,
           responseExchange: config.broker.responseExchange,
           cancellationExchange: config.broker.cancellationExchange,
           durable: config.broker.durableQueues,
@@ -97,98 +230,31 @@ export async function serve(
         }, log),
     },
   );
-  const metrics = config.runner.httpPort > 0 ? new RunnerMetrics() : undefined;
-  const publisher = new ResponsePublisher(broker, {
-    exchange: config.broker.responseExchange,
-    durable: config.broker.durableQueues,
-    logger: log,
-    ...(metrics ? { observer: metrics } : {}),
-  });
-  const cancellations = new CancellationWatcher(broker, {
-    exchange: config.broker.cancellationExchange,
-    durable: config.broker.durableQueues,
-    logger: log,
-  });
-  const runner = new Runner({
-    publisher,
-    cancellations,
-    engine: engineSettings(config.engine),
-    maxInputBytes: config.engine.maxInputBytes,
-    logger: log,
-    ...(metrics ? { observer: metrics } : {}),
-  });
-  const consumer = new RequestConsumer(broker, {
-    queue,
-    prefetch: config.runner.concurrency,
-    logger: log,
-    onDelivery: (delivery) => runner.handle(delivery),
-    onConsuming: (consuming) => {
-      if (consuming) {
-        log.info("Consuming requests", { queue, concurrency: config.runner.concurrency });
-        options.onReady?.({ queue });
-      }
-    },
-  });
+}
 
-  const stopping = new AbortController();
-  const forced = new AbortController();
-  metrics?.bind({
+/** Binds the metrics to the service and serves /healthz, /readyz and /metrics. */
+function startProbes(
+  service: Service,
+  metrics: RunnerMetrics,
+  options: { config: RunnerConfig; log: Logger; stopping: AbortController },
+): HttpEndpoint {
+  const { broker, consumer, publisher, runner } = service;
+  const { config } = options;
+  metrics.bind({
     running: () => runner.activeCount,
     reconnects: () => broker.reconnects,
     connected: () => broker.current !== undefined,
     consuming: () => consumer.consuming,
     pendingResponses: () => publisher.pending,
   });
-  let http: HttpEndpoint | undefined;
-  if (metrics) {
-    http = startHttpEndpoint({
-      readiness: () => {
-        if (stopping.signal.aborted) return { ready: false, reason: "shutting down" };
-        if (!broker.current) return { ready: false, reason: "not connected to the broker" };
-        if (!consumer.consuming) {
-          return { ready: false, reason: "not consuming the request queue" };
-        }
-        return { ready: true };
-      },
-      metrics: () => metrics.text(),
-      metricsContentType: metrics.contentType,
-    }, { port: config.runner.httpPort, hostname: config.runner.httpHost, logger: log });
-  }
-  const onSignal = () => {
-    if (stopping.signal.aborted) {
-      log.warn("Second signal: stopping running tasks now");
-      forced.abort();
-    } else {
-      log.info("Shutting down: no new requests");
-      stopping.abort();
-    }
-  };
-  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
-  for (const name of signals) Deno.addSignalListener(name, onSignal);
-  options.signal?.addEventListener("abort", onSignal, { once: true });
-  if (options.signal?.aborted) onSignal();
-
-  try {
-    broker.start();
-    await new Promise<void>((resolve) => {
-      if (stopping.signal.aborted) resolve();
-      stopping.signal.addEventListener("abort", () => resolve(), { once: true });
-    });
-    await consumer.pause();
-    await runner.drain(config.runner.drainSeconds * 1000, { force: forced.signal });
-    await settlesWithin(publisher.idle(), FINAL_PUBLISH_MS);
-  } finally {
-    for (const name of signals) Deno.removeSignalListener(name, onSignal);
-    await consumer.close();
-    await cancellations.close();
-    await publisher.close();
-    await broker.close();
-    await http?.close();
-    log.info("Stopped");
-  }
-}
-
-/** What `serve` reports once it consumes. */
-export interface ServeInfo {
-  queue: string;
+  return startHttpEndpoint({
+    readiness: () => {
+      if (options.stopping.signal.aborted) return { ready: false, reason: "shutting down" };
+      if (!broker.current) return { ready: false, reason: "not connected to the broker" };
+      if (!consumer.consuming) return { ready: false, reason: "not consuming the request queue" };
+      return { ready: true };
+    },
+    metrics: () => metrics.text(),
+    metricsContentType: metrics.contentType,
+  }, { port: config.httpPort, hostname: config.httpHost, logger: options.log });
 }

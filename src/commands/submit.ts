@@ -1,10 +1,24 @@
+import { Command } from "@commander-js/extra-typings";
 import { buildClientRequest, TaskClient } from "../client/task_client.ts";
-import type { BrokerConfig } from "../config.ts";
+import {
+  BROKER_SETTINGS,
+  type BrokerConfig,
+  ConfigError,
+  LOG_SETTINGS,
+  resolveSettings,
+} from "../config.ts";
 import { EXIT_CODES } from "../local/exit_codes.ts";
 import { deliverOutput, writeLine } from "../local/output.ts";
 import { ProgressDisplay } from "../local/progress_display.ts";
+import { readTaskInput } from "../local/task_input.ts";
 import type { Logger } from "../observability/log.ts";
 import type { TaskResponse } from "../protocol/mod.ts";
+import { whenAborted } from "../util/abort.ts";
+import { errorMessage } from "../util/async.ts";
+import { onStopSignals } from "../util/stop_signals.ts";
+import { type CommandContext, commandLogger } from "./context.ts";
+import { addSettingOptions } from "./settings_options.ts";
+import { addTaskOptions, inputSource, timeoutOf } from "./task_options.ts";
 
 /** One request, as `taskrunner submit` takes it. */
 export interface SubmitConfig {
@@ -20,6 +34,48 @@ export interface SubmitConfig {
   /** Where the output goes; stdout when absent. */
   outputFile?: string | undefined;
   broker: BrokerConfig;
+}
+
+/** The `submit` command: its options, its help, and its action. */
+export function submitCommand(context: CommandContext) {
+  const command = addTaskOptions(
+    new Command("submit")
+      .description(
+        "Publish a task request as the hmi-server does; with --follow, show its responses until it ends",
+      )
+      .argument("<script>", "the task, as the runner resolves it")
+      .option("--type <type>", "request type (task family); same as --request-type")
+      .option("--follow", "show the status and progress until the task ends; output on stdout")
+      .option("--routing-key <key>", "routing key of the responses (default: a private one)")
+      .exitOverride(),
+  );
+  return addSettingOptions(command, BROKER_SETTINGS, LOG_SETTINGS).action(
+    async (script, options) => {
+      const requestType = options.type ?? options.requestType;
+      if (
+        options.type !== undefined && options.requestType !== undefined &&
+        options.requestType !== options.type
+      ) {
+        throw new ConfigError("--type and --request-type differ; give one of them");
+      }
+      const sources = { options: { ...options, requestType }, env: context.env };
+      const logger = commandLogger(options, context);
+      const broker = resolveSettings(BROKER_SETTINGS, sources);
+      const input = await readTaskInput(inputSource(options));
+      context.setExitCode(
+        await submit({
+          script,
+          input,
+          timeoutMs: timeoutOf(options),
+          routingKey: options.routingKey,
+          follow: options.follow === true,
+          json: options.json === true,
+          outputFile: options.output,
+          broker,
+        }, { logger }),
+      );
+    },
+  );
 }
 
 /**
@@ -46,42 +102,25 @@ export async function submit(
 
   display.line(`QUEUED ${request.script} (id ${request.id}, type ${request.type})`);
   const stopFollowing = new AbortController();
-  const onSignal = () => {
-    if (stopFollowing.signal.aborted) return;
-    if (cancelling) {
-      display.line("Stopped following; the task may still be running");
-      stopFollowing.abort();
-      return;
-    }
-    cancelling = true;
-    display.line("Cancelling the task (again to stop following)");
-    client.cancel(request.id).catch((error) => options.logger.error(String(error)));
-  };
-  let cancelling = false;
-  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-  for (const name of signals) Deno.addSignalListener(name, onSignal);
-  const stopped = new Promise<undefined>((resolve) =>
-    stopFollowing.signal.addEventListener("abort", () => resolve(undefined), { once: true })
-  );
-
-  const logs = new LogFollower(display);
   let terminal: TaskResponse | undefined;
   try {
-    const iterator = responses[Symbol.asyncIterator]();
-    while (true) {
-      const next = await Promise.race([iterator.next(), stopped]);
-      if (next === undefined) {
-        await iterator.return?.();
-        break;
-      }
-      if (next.done) break;
-      const response = next.value;
-      if (config.json) await writeLine(JSON.stringify(response));
-      logs.show(response);
-      terminal = show(response, display);
-    }
+    using _signals = onStopSignals({
+      first: () => {
+        display.line("Cancelling the task (again to stop following)");
+        client.cancel(request.id).catch((error) => options.logger.error(errorMessage(error)));
+      },
+      again: () => {
+        if (stopFollowing.signal.aborted) return;
+        display.line("Stopped following; the task may still be running");
+        stopFollowing.abort();
+      },
+    });
+    terminal = await follow(responses, {
+      json: config.json,
+      display,
+      signal: stopFollowing.signal,
+    });
   } finally {
-    for (const name of signals) Deno.removeSignalListener(name, onSignal);
     display.close();
   }
 
@@ -96,6 +135,34 @@ export async function submit(
     default:
       return EXIT_CODES.cancelled;
   }
+}
+
+/**
+ * Shows the responses (and prints them as JSON lines with `json`) until the terminal one,
+ * which it returns, or until `signal` aborts or they end.
+ */
+async function follow(
+  responses: AsyncIterable<TaskResponse>,
+  options: { json: boolean; display: ProgressDisplay; signal: AbortSignal },
+): Promise<TaskResponse | undefined> {
+  const logs = new LogFollower(options.display);
+  const iterator = responses[Symbol.asyncIterator]();
+  using stopped = whenAborted(options.signal);
+  const stop = stopped.promise.then(() => undefined);
+  let terminal: TaskResponse | undefined;
+  while (true) {
+    const next = await Promise.race([iterator.next(), stop]);
+    if (next === undefined) {
+      await iterator.return?.();
+      break;
+    }
+    if (next.done) break;
+    const response = next.value;
+    if (options.json) await writeLine(JSON.stringify(response));
+    logs.show(response);
+    terminal = show(response, options.display);
+  }
+  return terminal;
 }
 
 // Shows one response; returns it when it is terminal.
