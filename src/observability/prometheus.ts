@@ -121,10 +121,13 @@ function split<L extends string>(
 }
 
 /**
- * The series of a counter or gauge: one number each, and for a metric without labels an
+ * What a counter and a gauge share: one number per series, and for a metric without labels an
  * optional callback read at scrape time, whose value `merge` folds into the current one.
  */
-class LiveSeries<L extends string> {
+abstract class LiveMetric<L extends string> implements Metric {
+  readonly name: string;
+  readonly help: string;
+  abstract readonly type: "counter" | "gauge";
   readonly #series: SeriesMap<L, number[]>;
   readonly #collect: LiveMetricOptions<L>["collect"];
   readonly #merge: (current: number, live: number) => number;
@@ -135,25 +138,27 @@ class LiveSeries<L extends string> {
         `Metric "${options.name}" has labels, so it cannot have a collect callback`,
       );
     }
+    this.name = options.name;
+    this.help = options.help;
     this.#series = new SeriesMap<L, number[]>(options, () => [0]);
     this.#collect = options.collect;
     this.#merge = merge;
   }
 
-  /** The one-number state of the series of `labels`. */
-  get(labels: LabelValues<L> | undefined): number[] {
-    return this.#series.get(labels);
+  /** Changes the value of the series of `labels` to what `change` makes of it. */
+  protected update(labels: LabelValues<L> | undefined, change: (value: number) => number): void {
+    const state = this.#series.get(labels);
+    state[0] = change(state[0]!);
   }
 
-  /** Reads the live value, if any, then returns every series as samples named `name`. */
-  async samples(name: string): Promise<Sample[]> {
+  /** The samples at scrape time, after reading the live value, if any. */
+  async collect(): Promise<Sample[]> {
     if (this.#collect) {
       const live = await this.#collect();
-      const state = this.#series.get(undefined);
-      if (live !== undefined) state[0] = this.#merge(state[0]!, live);
+      if (live !== undefined) this.update(undefined, (current) => this.#merge(current, live));
     }
     return [...this.#series.entries()].map(({ labels, state }) => ({
-      name,
+      name: this.name,
       labels,
       value: state[0]!,
     }));
@@ -161,18 +166,13 @@ class LiveSeries<L extends string> {
 }
 
 /** A value that only goes up, such as requests handled. */
-export class Counter<L extends string = never> implements Metric {
-  readonly name: string;
-  readonly help: string;
-  readonly type = "counter";
-  readonly #series: LiveSeries<L>;
+export class Counter<L extends string = never> extends LiveMetric<L> {
+  override readonly type = "counter";
 
   /** @param options name, help, label names, and optionally a live total */
   constructor(options: LiveMetricOptions<L>) {
-    this.name = options.name;
-    this.help = options.help;
     // A live total lower than the count so far is stale: a counter never goes down.
-    this.#series = new LiveSeries(options, (current, live) => live > current ? live : current);
+    super(options, (current, live) => live > current ? live : current);
   }
 
   /** Adds `value` (default 1, never negative) to the series of `labels`. */
@@ -181,27 +181,17 @@ export class Counter<L extends string = never> implements Metric {
   inc(first?: number | LabelValues<L>, second?: number): void {
     const [labels, value] = split(first, second, 1);
     if (!(value >= 0)) throw new RangeError(`Cannot add ${value} to counter "${this.name}"`);
-    this.#series.get(labels)[0]! += value;
-  }
-
-  /** The samples at scrape time. */
-  collect(): Promise<Sample[]> {
-    return this.#series.samples(this.name);
+    this.update(labels, (current) => current + value);
   }
 }
 
 /** A value that goes up and down, set directly or read live when scraped. */
-export class Gauge<L extends string = never> implements Metric {
-  readonly name: string;
-  readonly help: string;
-  readonly type = "gauge";
-  readonly #series: LiveSeries<L>;
+export class Gauge<L extends string = never> extends LiveMetric<L> {
+  override readonly type = "gauge";
 
   /** @param options name, help, label names, and optionally a live value */
   constructor(options: LiveMetricOptions<L>) {
-    this.name = options.name;
-    this.help = options.help;
-    this.#series = new LiveSeries(options, (_current, live) => live);
+    super(options, (_current, live) => live);
   }
 
   /** Sets the series of `labels` to `value`. */
@@ -209,7 +199,7 @@ export class Gauge<L extends string = never> implements Metric {
   set(labels: LabelValues<L>, value: number): void;
   set(first: number | LabelValues<L>, second?: number): void {
     const [labels, value] = split(first, second, NaN);
-    this.#series.get(labels)[0] = value;
+    this.update(labels, () => value);
   }
 
   /** Adds `value` (default 1) to the series of `labels`. */
@@ -217,7 +207,7 @@ export class Gauge<L extends string = never> implements Metric {
   inc(labels: LabelValues<L>, value?: number): void;
   inc(first?: number | LabelValues<L>, second?: number): void {
     const [labels, value] = split(first, second, 1);
-    this.#series.get(labels)[0]! += value;
+    this.update(labels, (current) => current + value);
   }
 
   /** Subtracts `value` (default 1) from the series of `labels`. */
@@ -225,12 +215,7 @@ export class Gauge<L extends string = never> implements Metric {
   dec(labels: LabelValues<L>, value?: number): void;
   dec(first?: number | LabelValues<L>, second?: number): void {
     const [labels, value] = split(first, second, 1);
-    this.#series.get(labels)[0]! -= value;
-  }
-
-  /** The samples at scrape time. */
-  collect(): Promise<Sample[]> {
-    return this.#series.samples(this.name);
+    this.update(labels, (current) => current - value);
   }
 }
 
