@@ -43,8 +43,8 @@ export interface RunOptions {
   /** Cancels the task when it aborts, as SIGINT does; a second stop (a signal) kills it. */
   signal?: AbortSignal;
   display?: ProgressDisplay;
-  /** The environment the task inherits, less the broker settings; this process's by default. */
-  env?: Record<string, string | undefined>;
+  /** The environment the task inherits, less the broker settings. */
+  env: Record<string, string | undefined>;
 }
 
 /** The `run` command: its options, its help, and its action. */
@@ -145,8 +145,8 @@ async function runHere(
     },
   }, { signal: options.signal });
   const { id, script, input, timeoutMs } = config;
-  const env = options.env ?? Deno.env.toObject();
-  return await runTask({ id, script, input, timeoutMs }, engineSettings(config.engine, env), {
+  const engine = engineSettings(config.engine, options.env);
+  return await runTask({ id, script, input, timeoutMs }, engine, {
     signal: cancel.signal,
     onStart: (task) => {
       started = true;

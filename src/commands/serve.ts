@@ -49,8 +49,8 @@ export interface ServeOptions {
   signal?: AbortSignal;
   /** Called each time the runner starts consuming. */
   onReady?: (info: ServeInfo) => void;
-  /** The runner's environment, which tasks inherit less the broker settings; this process's by default. */
-  env?: Record<string, string | undefined>;
+  /** The runner's environment, which tasks inherit less the broker settings. */
+  env: Record<string, string | undefined>;
 }
 
 // After the drain, how long responses still queued may take to reach the broker.
@@ -100,7 +100,7 @@ export async function serve(config: ServeConfig, options: ServeOptions): Promise
   const service = openService(config, {
     log,
     stack,
-    env: options.env ?? Deno.env.toObject(),
+    env: options.env,
     ...(options.onReady ? { onReady: options.onReady } : {}),
   });
   const stopping = new AbortController();

@@ -68,7 +68,12 @@ export function startRunner(names: TestNames, options: Record<string, unknown> =
   const controller = new AbortController();
   let markReady: () => void;
   const ready = new Promise<void>((resolve) => markReady = resolve);
-  const done = serve(config, { logger, signal: controller.signal, onReady: () => markReady() });
+  const done = serve(config, {
+    logger,
+    signal: controller.signal,
+    onReady: () => markReady(),
+    env: Deno.env.toObject(),
+  });
   const stop = async () => {
     controller.abort();
     await done;
