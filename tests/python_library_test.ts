@@ -521,3 +521,52 @@ Deno.test("task entry points shaped like GoLLM, MIRA and Funman's run through ta
     }
   });
 });
+
+Deno.test("the Python library's cancellation handler runs on SIGTERM, then the task exits 1", async (t) => {
+  for (const handler of ["returns", "raises"]) {
+    await t.step(`when the handler ${handler}`, async () => {
+      const code = `${PRELUDE}
+t = TaskRunnerInterface(description="d", args=["--id", "x", "--input", ""])
+def cleanup():
+    print("cleanup", flush=True)
+    if ${handler === "raises" ? "True" : "False"}:
+        raise RuntimeError("cleanup failed")
+t.on_cancellation(cleanup)
+print("ready", flush=True)
+time.sleep(25)
+`;
+      const dir = await Deno.makeTempDir({ prefix: "pylib-cancel-" });
+      try {
+        const child = new Deno.Command("python3", {
+          args: ["-c", code],
+          env: { PYTHONPATH: LIBRARY_DIR, PYTHONDONTWRITEBYTECODE: "1", DIR: dir },
+          stdin: "null",
+          stdout: "piped",
+          stderr: "null",
+          signal: AbortSignal.timeout(PYTHON_GUARD_MS),
+        }).spawn();
+        let stdout = "";
+        const decoder = new TextDecoder();
+        const lines = child.stdout.getReader();
+        while (!stdout.includes("ready\n")) {
+          const { value, done } = await lines.read();
+          if (done) break;
+          stdout += decoder.decode(value, { stream: true });
+        }
+        const started = performance.now();
+        child.kill("SIGTERM");
+        for (let read = await lines.read(); !read.done; read = await lines.read()) {
+          stdout += decoder.decode(read.value, { stream: true });
+        }
+        const status = await child.status;
+        // The original exits too, but only after the runner's SIGKILL: its self-destruct thread
+        // (not a daemon) keeps the interpreter alive.
+        assertEquals(status.code, 1, stdout);
+        assert(performance.now() - started < 10_000, "the task took its time to exit");
+        assertEquals(stdout, "ready\ncleanup\n");
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
+  }
+});

@@ -125,7 +125,8 @@ def _run_with_timeout(
     peer) can avoid side effects. A thread still blocked after the timeout is a
     daemon thread and never keeps the process alive. (The original waits in a
     ``ThreadPoolExecutor`` whose ``with`` block joins the blocked thread before
-    the ``TimeoutError`` gets out, so its timeouts never return.)
+    the ``TimeoutError`` gets out: its timeouts return only once the blocked
+    call completes, if ever.)
 
     :raises TimeoutError: with ``message``, when the timeout expires.
     """
@@ -394,9 +395,9 @@ class TaskRunnerInterface:
         Must be called from the main thread (a Python rule for signal handlers).
         The runner sends SIGKILL after its grace period, so keep ``func`` short.
         Differs from the original: the self-destruct timer is stopped, so the
-        process really exits with 1 (the original then waits for its timer
-        thread until the runner's SIGKILL), and it exits with 1 even when
-        ``func`` raises.
+        process really exits with 1 (unless :meth:`shutdown` was called before,
+        the original then waits for its timer thread until the runner's
+        SIGKILL), and it exits with 1 even when ``func`` raises.
         """
 
         def signal_handler(sig, frame):
