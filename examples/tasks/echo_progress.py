@@ -33,6 +33,8 @@ def main() -> int:
     taskrunner.on_cancellation(on_cancel)
 
     data = taskrunner.read_input_bytes_with_timeout()
+    if isinstance(data, str):  # given with --input: the interface returns the argument itself
+        data = data.encode("utf-8")
     steps = 3
     step_seconds = 0.0
     try:
