@@ -195,8 +195,13 @@ export const ENGINE_SETTINGS = {
   allowedScripts: setting({
     flag: "--allow-script <pattern>",
     env: "TERARIUM_TASKRUNNER_ALLOWED_SCRIPTS",
-    description: "script allowed to run (repeatable; * matches anything); unset allows any",
-    schema: list,
+    description:
+      "script allowed to run (repeatable; a glob: * within a path segment, ** across); unset allows any",
+    // A `..` in a pattern would be matched against real paths, which never have one.
+    schema: list.refine(
+      (patterns) => !patterns.some((pattern) => pattern.split("/").includes("..")),
+      'a pattern must not have a ".." segment',
+    ),
     default: [],
     repeatable: true,
   }),

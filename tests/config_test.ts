@@ -208,6 +208,14 @@ Deno.test("resolveSettings() reads the allowed scripts as a list", async (t) => 
     const env = { TERARIUM_TASKRUNNER_ALLOWED_SCRIPTS: "x,y" };
     assertEquals(allowed({ env, options: { allowScript: [] } }), ["x", "y"]);
   });
+  await t.step("a pattern with a .. segment is refused", () => {
+    const error = assertThrows(
+      () => allowed({ options: { allowScript: ["/srv/tasks/../*.py"] } }),
+      ConfigError,
+    );
+    assertMatch(error.message, /--allow-script .*must not have a "\.\." segment/);
+    assertEquals(allowed({ options: { allowScript: ["/srv/a..b/*.py"] } }), ["/srv/a..b/*.py"]);
+  });
 });
 
 Deno.test("requestQueueName() appends the request type to the queue base name", () => {
