@@ -249,6 +249,14 @@ export const RUNNER_SETTINGS = {
     schema: z.enum(["classic", "quorum"]),
     default: "classic",
   }),
+  maxLostRuns: setting({
+    flag: "--max-lost-runs <n>",
+    env: "TERARIUM_TASKRUNNER_MAX_LOST_RUNS",
+    description:
+      "a request whose runner was lost this many times while running it gets FAILED; 0 = never",
+    schema: z.coerce.number().int().min(0).max(1000),
+    default: 3,
+  }),
   httpPort: setting({
     flag: "--http-port <port>",
     env: "TERARIUM_TASKRUNNER_HTTP_PORT",

@@ -32,6 +32,8 @@ export interface RunnerOptions {
   maxInputBytes: number;
   logger: Logger;
   observer?: RunnerObserver;
+  /** Runs of a request lost with their runner before it gets `FAILED`; 0 = never. */
+  maxLostRuns?: number;
 }
 
 interface ActiveTask {
@@ -44,6 +46,8 @@ interface ActiveTask {
   /** Aborted on shutdown: the task stops and its request goes back to the queue. */
   shutdown: AbortController;
   done: Promise<void>;
+  /** Runs of this request lost with their runner: at the limit, it is not run again. */
+  lostRuns: number;
 }
 
 // How many finished request ids are remembered to recognise late broker redeliveries.
@@ -51,6 +55,11 @@ const FINISHED_IDS_KEPT = 10_000;
 
 // Invalid bodies are logged by size and with a short excerpt, never whole.
 const LOGGED_ERROR_CHARS = 500;
+
+// A body up to this size is kept while its task runs, so that a shutdown can put the request
+// back as a copy that keeps its count of lost runs; a larger one is let go (memory) and its
+// requeue counts as a lost run.
+const KEPT_BODY_BYTES = 2 * 1024 * 1024;
 
 /**
  * Turns request deliveries into task runs and task events into responses: the one place
@@ -61,6 +70,7 @@ export class Runner {
   readonly #log: Logger;
   readonly #observer: RunnerObserver;
   readonly #active = new Map<string, ActiveTask>();
+  readonly #maxLostRuns: number;
   /** Ids of the latest finished requests, oldest first. */
   readonly #finished = new Set<string>();
 
@@ -68,6 +78,7 @@ export class Runner {
     this.#options = options;
     this.#log = options.logger;
     this.#observer = options.observer ?? {};
+    this.#maxLostRuns = options.maxLostRuns ?? 0;
   }
 
   /** Requests being worked on. */
@@ -91,12 +102,45 @@ export class Runner {
       delivery.reject(false);
       throw error;
     }
-    delivery.releaseBody();
-    return this.#start(delivery, parsed);
+    let lostRuns = delivery.lostRuns;
+    if (this.#isLostRun(delivery, parsed.id)) {
+      lostRuns++;
+      if (lostRuns < this.#maxLostRuns) {
+        return await this.#requeueLostRun(delivery, parsed, lostRuns);
+      }
+    }
+    if (delivery.body.length > KEPT_BODY_BYTES) delivery.releaseBody();
+    return this.#start(delivery, parsed, lostRuns);
+  }
+
+  // Redelivered, and neither running nor finished here: the runner that had it was lost (or
+  // its connection was). Counted only with a limit set.
+  #isLostRun(delivery: RequestDelivery, id: string): boolean {
+    return this.#maxLostRuns > 0 && delivery.redelivered && !this.#active.has(id) &&
+      !this.#finished.has(id);
+  }
+
+  // The broker cannot count for us: a copy carrying the count replaces the redelivery, and
+  // runs when it comes back (at the back of the queue).
+  async #requeueLostRun(
+    delivery: RequestDelivery,
+    request: TaskRequest,
+    lostRuns: number,
+  ): Promise<void> {
+    this.#log.warn("Request redelivered after a runner was lost while running it; requeued", {
+      taskId: request.id,
+      lostRuns,
+      maxLostRuns: this.#maxLostRuns,
+    });
+    if (!await delivery.requeue(lostRuns)) {
+      this.#log.warn("Cannot requeue a copy of the request; requeued as it is", {
+        taskId: request.id,
+      });
+    }
   }
 
   // Not async: a frame that awaits would keep the parsed input alive for the whole task.
-  #start(delivery: RequestDelivery, parsed: TaskRequest): Promise<void> {
+  #start(delivery: RequestDelivery, parsed: TaskRequest, lostRuns = 0): Promise<void> {
     const { input, ...request } = parsed;
     if (delivery.redelivered && this.#finished.has(request.id)) {
       this.#log.info("Redelivery of a request that has finished; acknowledged", {
@@ -120,6 +164,7 @@ export class Runner {
       deliveries: [delivery],
       shutdown: new AbortController(),
       done: Promise.resolve(),
+      lostRuns,
     };
     this.#active.set(request.id, active);
     active.done = this.#run(active).catch((error) => {
@@ -169,6 +214,17 @@ export class Runner {
     const log = this.#log.with({ taskId: request.id, script: request.script });
     const inputBytes = active.input?.length ?? 0;
     this.#observer.inputBytes?.(inputBytes);
+
+    if (this.#maxLostRuns > 0 && active.lostRuns >= this.#maxLostRuns) {
+      const output = `Runner lost ${active.lostRuns} time${
+        active.lostRuns === 1 ? "" : "s"
+      } while running this task; not run again (limit ${this.#maxLostRuns})`;
+      log.error("Request not run again: its task keeps killing the runner", {
+        lostRuns: active.lostRuns,
+      });
+      await this.#finish(active, "FAILED", { output });
+      return;
+    }
 
     if (inputBytes > this.#options.maxInputBytes) {
       this.#observer.requestRejected?.("too_large");
@@ -273,8 +329,9 @@ export class Runner {
         return;
       case "shutdown":
         // No terminal response: the request goes back to the queue for another runner.
+        // A copy with the count unchanged: a shutdown is no lost run.
         log.info("Task stopped by shutdown; request requeued", { durationMs });
-        for (const delivery of active.deliveries) delivery.reject(true);
+        await Promise.all(active.deliveries.map((delivery) => delivery.requeue(delivery.lostRuns)));
         this.#settled(active);
         return;
     }

@@ -114,6 +114,7 @@ export async function serve(
     cancellations,
     engine: engineSettings(config.engine),
     maxInputBytes: config.engine.maxInputBytes,
+    maxLostRuns: config.runner.maxLostRuns,
     logger: log,
     ...(metrics ? { observer: metrics } : {}),
   });
