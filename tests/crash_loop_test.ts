@@ -123,3 +123,19 @@ Deno.test("a request requeued by a shutdown is not counted as a lost run", async
   assertEquals(outputText(responses.at(-1)), "later");
   assertEquals(await s.runs(), 2);
 });
+
+Deno.test("--max-lost-runs 0 turns the count off: a redelivery runs as it is", async () => {
+  const names = uniqueNames("crashoff");
+  await using server = await ServerSide.open(names);
+  await using s = await setup("kill-once");
+  const request = makeRequest({ script: s.task, input: "as is" }, names.routingKey);
+  const first = startRunner(names, s, ["--max-lost-runs", "0"]);
+  await first.ready();
+  server.publishRequest(request);
+  assertEquals((await first.finished()).code, 137);
+  await using second = startRunner(names, s, ["--max-lost-runs", "0"]);
+  await second.ready();
+  const responses = await server.terminal(request.id, 30_000);
+  assertEquals(responses.at(-1)?.status, "SUCCESS");
+  assert(!second.stderrLines.some((line) => line.includes("requeued")), "no copy was made");
+});
