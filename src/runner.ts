@@ -216,14 +216,7 @@ export class Runner {
     this.#observer.inputBytes?.(inputBytes);
 
     if (this.#maxLostRuns > 0 && active.lostRuns >= this.#maxLostRuns) {
-      const output = `Runner lost ${active.lostRuns} time${
-        active.lostRuns === 1 ? "" : "s"
-      } while running this task; not run again (limit ${this.#maxLostRuns})`;
-      log.error("Request not run again: its task keeps killing the runner", {
-        lostRuns: active.lostRuns,
-      });
-      await this.#finish(active, "FAILED", { output });
-      return;
+      return await this.#refuseCrashLoop(active);
     }
 
     if (inputBytes > this.#options.maxInputBytes) {
@@ -335,6 +328,19 @@ export class Runner {
         this.#settled(active);
         return;
     }
+  }
+
+  // Its runner was lost too often while running it: most likely the task kills it (an OOM).
+  async #refuseCrashLoop(active: ActiveTask): Promise<void> {
+    const { lostRuns } = active;
+    const output = `Runner lost ${lostRuns} time${
+      lostRuns === 1 ? "" : "s"
+    } while running this task; not run again (limit ${this.#maxLostRuns})`;
+    this.#log.error("Request not run again: its task keeps killing the runner", {
+      taskId: active.request.id,
+      lostRuns,
+    });
+    await this.#finish(active, "FAILED", { output });
   }
 
   /** Publishes the one terminal response, then acknowledges the request once it is confirmed. */
