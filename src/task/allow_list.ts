@@ -1,5 +1,3 @@
-import { delimiter, dirname, isAbsolute, resolve } from "node:path";
-
 /**
  * The script allow-list. Two kinds of pattern:
  *
@@ -15,6 +13,8 @@ import { delimiter, dirname, isAbsolute, resolve } from "node:path";
  *
  * @module
  */
+
+import { delimiter, dirname, isAbsolute, resolve } from "node:path";
 
 /** Whether `text` matches the glob `pattern` as a whole (`*` stops at `/`, `**` does not). */
 export function globMatches(text: string, pattern: string): boolean {
