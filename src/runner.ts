@@ -71,6 +71,8 @@ export class Runner {
   readonly #observer: RunnerObserver;
   readonly #active = new Map<string, ActiveTask>();
   readonly #maxLostRuns: number;
+  /** Copies of lost runs' requests on their way back to the queue: a shutdown waits for them. */
+  readonly #requeues = new Set<Promise<void>>();
   /** Ids of the latest finished requests, oldest first. */
   readonly #finished = new Set<string>();
 
@@ -106,7 +108,9 @@ export class Runner {
     if (this.#isLostRun(delivery, parsed.id)) {
       lostRuns++;
       if (lostRuns < this.#maxLostRuns) {
-        return await this.#requeueLostRun(delivery, parsed, lostRuns);
+        const requeued = this.#requeueLostRun(delivery, parsed, lostRuns);
+        this.#requeues.add(requeued);
+        return await requeued.finally(() => this.#requeues.delete(requeued));
       }
     }
     if (delivery.body.length > KEPT_BODY_BYTES) delivery.releaseBody();
@@ -396,5 +400,7 @@ export class Runner {
       for (const active of this.#active.values()) active.shutdown.abort("shutdown");
       await all();
     }
+    // Cut short by the channel's close, a copy would leave its original to be counted twice.
+    await Promise.allSettled([...this.#requeues]);
   }
 }
