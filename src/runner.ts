@@ -72,7 +72,7 @@ export class Runner {
   readonly #active = new Map<string, ActiveTask>();
   readonly #maxLostRuns: number;
   /** Copies of lost runs' requests on their way back to the queue: a shutdown waits for them. */
-  readonly #requeues = new Set<Promise<void>>();
+  readonly #requeues = new Set<Promise<boolean>>();
   /** Ids of the latest finished requests, oldest first. */
   readonly #finished = new Set<string>();
 
@@ -110,7 +110,9 @@ export class Runner {
       if (lostRuns < this.#maxLostRuns) {
         const requeued = this.#requeueLostRun(delivery, parsed, lostRuns);
         this.#requeues.add(requeued);
-        return await requeued.finally(() => this.#requeues.delete(requeued));
+        if (await requeued.finally(() => this.#requeues.delete(requeued))) return;
+        if (!delivery.live) return; // back in the queue already
+        // No copy could be made: run it as it comes rather than hold it, uncounted.
       }
     }
     if (delivery.body.length > KEPT_BODY_BYTES) delivery.releaseBody();
@@ -125,22 +127,26 @@ export class Runner {
   }
 
   // The broker cannot count for us: a copy carrying the count replaces the redelivery, and
-  // runs when it comes back (at the back of the queue).
+  // runs when it comes back (at the back of the queue). Resolves with whether it did.
   async #requeueLostRun(
     delivery: RequestDelivery,
     request: TaskRequest,
     lostRuns: number,
-  ): Promise<void> {
-    this.#log.warn("Request redelivered after a runner was lost while running it; requeued", {
-      taskId: request.id,
-      lostRuns,
-      maxLostRuns: this.#maxLostRuns,
-    });
-    if (!await delivery.requeue(lostRuns)) {
-      this.#log.warn("Cannot requeue a copy of the request; requeued as it is", {
+  ): Promise<boolean> {
+    if (await delivery.requeue(lostRuns)) {
+      this.#log.warn("Request redelivered after a runner was lost while running it; requeued", {
         taskId: request.id,
+        lostRuns,
+        maxLostRuns: this.#maxLostRuns,
       });
+      return true;
     }
+    this.#log.warn(
+      "Request redelivered after a runner was lost while running it; its copy with the count " +
+        "could not be published to the request queue, so it runs uncounted",
+      { taskId: request.id, lostRuns },
+    );
+    return false;
   }
 
   // Not async: a frame that awaits would keep the parsed input alive for the whole task.
@@ -328,7 +334,9 @@ export class Runner {
         // No terminal response: the request goes back to the queue for another runner.
         // A copy with the count unchanged: a shutdown is no lost run.
         log.info("Task stopped by shutdown; request requeued", { durationMs });
-        await Promise.all(active.deliveries.map((delivery) => delivery.requeue(delivery.lostRuns)));
+        await Promise.all(active.deliveries.map(async (delivery) => {
+          if (!await delivery.requeue(delivery.lostRuns)) delivery.reject(true);
+        }));
         this.#settled(active);
         return;
     }

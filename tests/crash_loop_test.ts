@@ -2,7 +2,7 @@ import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { makeRequest, outputText, ServerSide } from "./helpers/broker_harness.ts";
 import { brokerFlags, CliChild } from "./helpers/cli_run.ts";
 import { eventually } from "./helpers/engine.ts";
-import { uniqueNames } from "./helpers/ops_harness.ts";
+import { brokerCtl, uniqueNames } from "./helpers/ops_harness.ts";
 
 // A task that does what "$STATE_DIR/mode" says, and counts its runs in "$STATE_DIR/runs":
 // kill: SIGKILLs the runner that started it (its parent: setsid and setpriv exec in place);
@@ -49,10 +49,15 @@ async function setup(mode: "kill" | "kill-once" | "sleep-once"): Promise<Setup> 
   };
 }
 
-function startRunner(names: ReturnType<typeof uniqueNames>, s: Setup, extra: string[] = []) {
+function startRunner(
+  names: ReturnType<typeof uniqueNames>,
+  s: Setup,
+  extra: string[] = [],
+  env: Record<string, string> = {},
+) {
   return new CliChild(
     ["serve", ...brokerFlags(names), "--work-dir", s.workDir, "--kill-grace", "1", ...extra],
-    { env: s.env },
+    { env: { ...s.env, ...env } },
   );
 }
 
@@ -138,4 +143,34 @@ Deno.test("--max-lost-runs 0 turns the count off: a redelivery runs as it is", a
   const responses = await server.terminal(request.id, 30_000);
   assertEquals(responses.at(-1)?.status, "SUCCESS");
   assert(!second.stderrLines.some((line) => line.includes("requeued")), "no copy was made");
+});
+
+Deno.test("a lost run whose copy cannot be published runs as it comes, uncounted", async () => {
+  const names = uniqueNames("crashnocopy");
+  // A broker user that may publish anywhere but to the default exchange, where copies go.
+  const user = `taskrunner-test-${crypto.randomUUID().slice(0, 8)}`;
+  const password = crypto.randomUUID();
+  await brokerCtl(["add_user", user, password]);
+  try {
+    await brokerCtl(["set_permissions", "-p", "/", user, ".*", "^(?!amq\\.default$).*", ".*"]);
+    await using server = await ServerSide.open(names);
+    await using s = await setup("kill-once");
+    const request = makeRequest({ script: s.task, input: "uncounted" }, names.routingKey);
+    const asUser = ["--mq-username", user, "--mq-password", password];
+    const first = startRunner(names, s, asUser);
+    await first.ready();
+    server.publishRequest(request);
+    assertEquals((await first.finished()).code, 137);
+    await using second = startRunner(names, s, asUser);
+    await second.ready();
+    const responses = await server.terminal(request.id, 30_000);
+    assertEquals(responses.at(-1)?.status, "SUCCESS", outputText(responses.at(-1)));
+    assertEquals(await s.runs(), 2, "run once more, not held back");
+    assert(
+      second.stderrLines.some((line) => line.includes("so it runs uncounted")),
+      second.stderrLines.join("\n"),
+    );
+  } finally {
+    await brokerCtl(["delete_user", user]).catch(() => {});
+  }
 });

@@ -89,11 +89,14 @@ Deno.test("RequestDelivery.requeue() replaces the delivery with a copy that carr
   assertEquals(delivery.live, false);
 });
 
-Deno.test("RequestDelivery.requeue() without its body requeues the original as it is", async () => {
+Deno.test("RequestDelivery.requeue() without its body leaves the delivery as it was", async () => {
   await using held = await heldDelivery({ [LOST_RUNS_HEADER]: 1 });
   const { delivery, channel, queue } = held;
   delivery.releaseBody();
   assertEquals(await delivery.requeue(2), false);
+  assert(delivery.live, "not settled");
+  assertEquals((await channel.checkQueue(queue)).messageCount, 0, "no copy");
+  delivery.reject(true);
   const original = await getOne(channel, queue);
   assertEquals(original.fields.redelivered, true);
   assertEquals(original.properties.headers?.[LOST_RUNS_HEADER], 1, "count unchanged");

@@ -87,23 +87,18 @@ export class RequestDelivery {
    * Puts the request back in the queue with a count of lost runs: publishes a copy with
    * `lostRuns` in its {@linkcode LOST_RUNS_HEADER} to the back of the queue, then, once the
    * broker has confirmed it, acknowledges this delivery. A plain requeue would come back
-   * marked `redelivered` with the old count. When no copy can be made (body released, broker
-   * trouble), it is rejected with requeue instead.
+   * marked `redelivered` with the old count.
    *
    * @param lostRuns the count the copy carries
-   * @returns whether the copy replaced this delivery
+   * @returns whether the copy replaced this delivery; if not (body released, channel gone, no
+   * copy confirmed in time, no right to publish to the queue), this delivery is left as it was
    */
   async requeue(lostRuns: number): Promise<boolean> {
-    if (!this.live) return false;
-    if (this.#released) {
-      this.reject(true);
-      return false;
-    }
+    if (!this.live || this.#released) return false;
     const { properties, content } = this.#message;
     try {
       await this.#publishCopy(content, copyProperties(properties, lostRuns));
     } catch {
-      this.reject(true);
       return false;
     }
     // Acknowledged on a channel that closed meanwhile, the original comes back too: at least once.
@@ -180,8 +175,10 @@ export class RequestConsumer implements AsyncDisposable {
               // Delivered before the broker saw our cancel: leave it to another runner. A
               // fresh one goes back as a copy, so that it is not taken for a lost run; a
               // redelivery as it is, so that the next runner counts the loss.
-              if (message.fields.redelivered) delivery.reject(true);
-              else void delivery.requeue(delivery.lostRuns);
+              const requeued = message.fields.redelivered
+                ? Promise.resolve(false)
+                : delivery.requeue(delivery.lostRuns);
+              void requeued.then((copied) => copied || delivery.reject(true));
               return;
             }
             options.onDelivery(delivery);
