@@ -195,8 +195,13 @@ export const ENGINE_SETTINGS = {
   allowedScripts: setting({
     flag: "--allow-script <pattern>",
     env: "TERARIUM_TASKRUNNER_ALLOWED_SCRIPTS",
-    description: "script allowed to run (repeatable; * matches anything); unset allows any",
-    schema: list,
+    description:
+      "script allowed to run (repeatable; a glob: * within a path segment, ** across); unset allows any",
+    // A `..` in a pattern would be matched against real paths, which never have one.
+    schema: list.refine(
+      (patterns) => !patterns.some((pattern) => pattern.split("/").includes("..")),
+      'a pattern must not have a ".." segment',
+    ),
     default: [],
     repeatable: true,
   }),
@@ -243,6 +248,14 @@ export const RUNNER_SETTINGS = {
     description: "request queue type: classic, or quorum for HA (needs durable queues)",
     schema: z.enum(["classic", "quorum"]),
     default: "classic",
+  }),
+  maxLostRuns: setting({
+    flag: "--max-lost-runs <n>",
+    env: "TERARIUM_TASKRUNNER_MAX_LOST_RUNS",
+    description:
+      "a request whose runner was lost this many times while running it gets FAILED; 0 = never",
+    schema: z.coerce.number().int().min(0).max(1000),
+    default: 3,
   }),
   httpPort: setting({
     flag: "--http-port <port>",

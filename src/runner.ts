@@ -32,6 +32,8 @@ export interface RunnerOptions {
   maxInputBytes: number;
   logger: Logger;
   observer?: RunnerObserver;
+  /** Runs of a request lost with their runner before it gets `FAILED`; 0 = never. */
+  maxLostRuns?: number;
 }
 
 interface ActiveTask {
@@ -44,6 +46,8 @@ interface ActiveTask {
   /** Aborted on shutdown: the task stops and its request goes back to the queue. */
   shutdown: AbortController;
   done: Promise<void>;
+  /** Runs of this request lost with their runner: at the limit, it is not run again. */
+  lostRuns: number;
 }
 
 // How many finished request ids are remembered to recognise late broker redeliveries.
@@ -51,6 +55,11 @@ const FINISHED_IDS_KEPT = 10_000;
 
 // Invalid bodies are logged by size and with a short excerpt, never whole.
 const LOGGED_ERROR_CHARS = 500;
+
+// A body up to this size is kept while its task runs, so that a shutdown can put the request
+// back as a copy that keeps its count of lost runs; a larger one is let go (memory) and its
+// requeue counts as a lost run.
+const KEPT_BODY_BYTES = 2 * 1024 * 1024;
 
 /**
  * Turns request deliveries into task runs and task events into responses: the one place
@@ -61,6 +70,9 @@ export class Runner {
   readonly #log: Logger;
   readonly #observer: RunnerObserver;
   readonly #active = new Map<string, ActiveTask>();
+  readonly #maxLostRuns: number;
+  /** Copies of lost runs' requests on their way back to the queue: a shutdown waits for them. */
+  readonly #requeues = new Set<Promise<boolean>>();
   /** Ids of the latest finished requests, oldest first. */
   readonly #finished = new Set<string>();
 
@@ -68,6 +80,7 @@ export class Runner {
     this.#options = options;
     this.#log = options.logger;
     this.#observer = options.observer ?? {};
+    this.#maxLostRuns = options.maxLostRuns ?? 0;
   }
 
   /** Requests being worked on. */
@@ -91,12 +104,53 @@ export class Runner {
       delivery.reject(false);
       throw error;
     }
-    delivery.releaseBody();
-    return this.#start(delivery, parsed);
+    let lostRuns = delivery.lostRuns;
+    if (this.#isLostRun(delivery, parsed.id)) {
+      lostRuns++;
+      if (lostRuns < this.#maxLostRuns) {
+        const requeued = this.#requeueLostRun(delivery, parsed, lostRuns);
+        this.#requeues.add(requeued);
+        if (await requeued.finally(() => this.#requeues.delete(requeued))) return;
+        if (!delivery.live) return; // back in the queue already
+        // No copy could be made: run it as it comes rather than hold it, uncounted.
+      }
+    }
+    if (delivery.body.length > KEPT_BODY_BYTES) delivery.releaseBody();
+    return this.#start(delivery, parsed, lostRuns);
+  }
+
+  // Redelivered, and neither running nor finished here: the runner that had it was lost (or
+  // its connection was). Counted only with a limit set.
+  #isLostRun(delivery: RequestDelivery, id: string): boolean {
+    return this.#maxLostRuns > 0 && delivery.redelivered && !this.#active.has(id) &&
+      !this.#finished.has(id);
+  }
+
+  // The broker cannot count for us: a copy carrying the count replaces the redelivery, and
+  // runs when it comes back (at the back of the queue). Resolves with whether it did.
+  async #requeueLostRun(
+    delivery: RequestDelivery,
+    request: TaskRequest,
+    lostRuns: number,
+  ): Promise<boolean> {
+    if (await delivery.requeue(lostRuns)) {
+      this.#log.warn("Request redelivered after a runner was lost while running it; requeued", {
+        taskId: request.id,
+        lostRuns,
+        maxLostRuns: this.#maxLostRuns,
+      });
+      return true;
+    }
+    this.#log.warn(
+      "Request redelivered after a runner was lost while running it; its copy with the count " +
+        "could not be published to the request queue, so it runs uncounted",
+      { taskId: request.id, lostRuns },
+    );
+    return false;
   }
 
   // Not async: a frame that awaits would keep the parsed input alive for the whole task.
-  #start(delivery: RequestDelivery, parsed: TaskRequest): Promise<void> {
+  #start(delivery: RequestDelivery, parsed: TaskRequest, lostRuns = 0): Promise<void> {
     const { input, ...request } = parsed;
     if (delivery.redelivered && this.#finished.has(request.id)) {
       this.#log.info("Redelivery of a request that has finished; acknowledged", {
@@ -120,6 +174,7 @@ export class Runner {
       deliveries: [delivery],
       shutdown: new AbortController(),
       done: Promise.resolve(),
+      lostRuns,
     };
     this.#active.set(request.id, active);
     active.done = this.#run(active).catch((error) => {
@@ -169,6 +224,10 @@ export class Runner {
     const log = this.#log.with({ taskId: request.id, script: request.script });
     const inputBytes = active.input?.length ?? 0;
     this.#observer.inputBytes?.(inputBytes);
+
+    if (this.#maxLostRuns > 0 && active.lostRuns >= this.#maxLostRuns) {
+      return await this.#refuseCrashLoop(active);
+    }
 
     if (inputBytes > this.#options.maxInputBytes) {
       this.#observer.requestRejected?.("too_large");
@@ -273,11 +332,27 @@ export class Runner {
         return;
       case "shutdown":
         // No terminal response: the request goes back to the queue for another runner.
+        // A copy with the count unchanged: a shutdown is no lost run.
         log.info("Task stopped by shutdown; request requeued", { durationMs });
-        for (const delivery of active.deliveries) delivery.reject(true);
+        await Promise.all(active.deliveries.map(async (delivery) => {
+          if (!await delivery.requeue(delivery.lostRuns)) delivery.reject(true);
+        }));
         this.#settled(active);
         return;
     }
+  }
+
+  // Its runner was lost too often while running it: most likely the task kills it (an OOM).
+  async #refuseCrashLoop(active: ActiveTask): Promise<void> {
+    const { lostRuns } = active;
+    const output = `Runner lost ${lostRuns} time${
+      lostRuns === 1 ? "" : "s"
+    } while running this task; not run again (limit ${this.#maxLostRuns})`;
+    this.#log.error("Request not run again: its task keeps killing the runner", {
+      taskId: active.request.id,
+      lostRuns,
+    });
+    await this.#finish(active, "FAILED", { output });
   }
 
   /** Publishes the one terminal response, then acknowledges the request once it is confirmed. */
@@ -333,5 +408,7 @@ export class Runner {
       for (const active of this.#active.values()) active.shutdown.abort("shutdown");
       await all();
     }
+    // Cut short by the channel's close, a copy would leave its original to be counted twice.
+    await Promise.allSettled([...this.#requeues]);
   }
 }

@@ -67,10 +67,12 @@ Deno.test("allow-list: unset, any script runs and serve warns at start-up", asyn
   }
 });
 
-Deno.test("allow-list: patterns match whole names, * matches any run of characters", async () => {
+Deno.test("allow-list: patterns match whole paths, * matches within a path segment", async () => {
   const names = testNames("pattern");
   await using server = await ServerSide.open(names);
-  await using runner = startRunner(names, { allowScript: ["*/fixtures/e*o.sh"] });
+  // Was "*/fixtures/e*o.sh": * no longer crosses "/", and a relative pattern is taken from the
+  // runner's working directory.
+  await using runner = startRunner(names, { allowScript: [fixture("e*o.sh")] });
   await runner.ready;
   const ok = makeRequest({ script: fixture("echo.sh"), input: "" }, names.routingKey);
   // The pattern is anchored at both ends: a longer name does not match.
@@ -82,5 +84,57 @@ Deno.test("allow-list: patterns match whole names, * matches any run of characte
     const responses = await server.terminal(request.id);
     assertEquals(responses.map((r) => r.status), ["FAILED"]);
     assertMatch(outputText(responses[0]), /script not allowed/);
+  }
+});
+
+// Leaves "spawned-<id>" in the runner's work directory, then echoes its input.
+const MARKING_TASK = `#!/bin/sh
+while [ $# -gt 0 ]; do
+  case "$1" in --id) id=$2 ;; --input_pipe) i=$2 ;; --output_pipe) o=$2 ;; --progress_pipe) p=$2 ;; esac
+  shift 2
+done
+touch "$(dirname "$(dirname "$i")")/spawned-$id"
+printf '{"done":true}' > "$p"
+cat "$i" > "$o"
+`;
+
+Deno.test("allow-list: serve refuses paths that walk around it, by their real path", async () => {
+  const names = testNames("walk");
+  await using server = await ServerSide.open(names);
+  const workDir = await Deno.makeTempDir({ prefix: "taskrunner-allow-" });
+  const root = await Deno.realPath(await Deno.makeTempDir({ prefix: "taskrunner-tree-" }));
+  try {
+    for (const dir of ["tasks/sub", "evil"]) {
+      await Deno.mkdir(`${root}/${dir}`, { recursive: true });
+    }
+    for (const file of ["tasks/ok.sh", "tasks/sub/deep.sh", "evil/evil.sh"]) {
+      await Deno.writeTextFile(`${root}/${file}`, MARKING_TASK, { mode: 0o755 });
+    }
+    await Deno.symlink(`${root}/evil/evil.sh`, `${root}/tasks/link.sh`);
+    await Deno.symlink(`${root}/tasks`, `${root}/linkdir`);
+    // The pattern names the directory through a symlink, as a deployment may.
+    await using runner = startRunner(names, { allowScript: [`${root}/linkdir/*.sh`], workDir });
+    await runner.ready;
+    const walks = [
+      `${root}/tasks/ok.sh/../../evil/evil.sh`,
+      `${root}/tasks/../evil/evil.sh`,
+      `${root}/tasks/link.sh`,
+      `${root}/tasks/sub/deep.sh`,
+    ].map((script) => makeRequest({ script, input: "x" }, names.routingKey));
+    const allowed = makeRequest({ script: `${root}/tasks/ok.sh`, input: "ok" }, names.routingKey);
+    for (const request of [...walks, allowed]) server.publishRequest(request);
+    for (const request of walks) {
+      const responses = await server.terminal(request.id);
+      assertEquals(responses.map((r) => r.status), ["FAILED"], String(request.script));
+      assertMatch(outputText(responses[0]), /^Cannot start task ".*": script not allowed/);
+    }
+    const responses = await server.terminal(allowed.id);
+    assertEquals(responses.map((r) => r.status), ["RUNNING", "SUCCESS"]);
+    assertEquals(outputText(responses.at(-1)), "ok");
+    const left = (await Array.fromAsync(Deno.readDir(workDir))).map((entry) => entry.name);
+    assertEquals(left, [`spawned-${allowed.id}`], "only the allowed script ran");
+  } finally {
+    await Deno.remove(workDir, { recursive: true });
+    await Deno.remove(root, { recursive: true });
   }
 });

@@ -208,6 +208,30 @@ Deno.test("resolveSettings() reads the allowed scripts as a list", async (t) => 
     const env = { TERARIUM_TASKRUNNER_ALLOWED_SCRIPTS: "x,y" };
     assertEquals(allowed({ env, options: { allowScript: [] } }), ["x", "y"]);
   });
+  await t.step("a pattern with a .. segment is refused", () => {
+    const error = assertThrows(
+      () => allowed({ options: { allowScript: ["/srv/tasks/../*.py"] } }),
+      ConfigError,
+    );
+    assertMatch(error.message, /--allow-script .*must not have a "\.\." segment/);
+    assertEquals(allowed({ options: { allowScript: ["/srv/a..b/*.py"] } }), ["/srv/a..b/*.py"]);
+  });
+});
+
+Deno.test("resolveSettings() reads the crash-loop limit: default 3, 0 turns it off", async (t) => {
+  const limit = (s: Sources) => resolveSettings(RUNNER_SETTINGS, sources(s)).maxLostRuns;
+  await t.step("default", () => assertEquals(limit({}), 3));
+  await t.step("from the environment and the flag", () => {
+    const env = { TERARIUM_TASKRUNNER_MAX_LOST_RUNS: "0" };
+    assertEquals(limit({ env }), 0);
+    assertEquals(limit({ env, options: { maxLostRuns: "5" } }), 5);
+  });
+  await t.step("not a whole, non-negative number", () => {
+    for (const value of ["-1", "1.5", "many"]) {
+      const error = assertThrows(() => limit({ options: { maxLostRuns: value } }), ConfigError);
+      assertMatch(error.message, /--max-lost-runs \(TERARIUM_TASKRUNNER_MAX_LOST_RUNS\)/);
+    }
+  });
 });
 
 Deno.test("requestQueueName() appends the request type to the queue base name", () => {

@@ -34,7 +34,7 @@ async function startError(script: string, opts = options()): Promise<TaskStartEr
   return await assertRejects(() => resolveScriptCommand(script, opts), TaskStartError);
 }
 
-Deno.test("isScriptAllowed() matches patterns where * matches anything", async (t) => {
+Deno.test("isScriptAllowed() matches glob patterns where * matches anything but /", async (t) => {
   await t.step("a prefix pattern", () => {
     assert(isScriptAllowed("gollm:embedding", ["gollm:*"]));
     assert(isScriptAllowed("gollm:", ["gollm:*"]), "* matches nothing too");
@@ -52,8 +52,11 @@ Deno.test("isScriptAllowed() matches patterns where * matches anything", async (
     assert(!isScriptAllowed("anything", []));
   });
   await t.step("* in the middle and a lone *", () => {
-    assert(isScriptAllowed("/tasks/gollm/run.py", ["/tasks/*.py"]));
-    assert(!isScriptAllowed("/tasks/gollm/run.sh", ["/tasks/*.py"]));
+    assert(isScriptAllowed("/tasks/run.py", ["/tasks/*.py"]));
+    // Changed with the glob semantics of the allow-list: * no longer crosses a /, ** does.
+    assert(!isScriptAllowed("/tasks/gollm/run.py", ["/tasks/*.py"]));
+    assert(isScriptAllowed("/tasks/gollm/run.py", ["/tasks/**/*.py"]));
+    assert(!isScriptAllowed("/tasks/gollm/run.sh", ["/tasks/**/*.py"]));
     assert(isScriptAllowed("whatever\nnext line", ["*"]));
   });
   await t.step("regex metacharacters are literal", () => {

@@ -1,10 +1,23 @@
-import type { Channel, ConsumeMessage } from "amqplib";
+import type { Channel, ConfirmChannel, ConsumeMessage, Options } from "amqplib";
 import { Buffer } from "node:buffer";
 import type { Logger } from "../observability/log.ts";
+import { errorMessage } from "../util/async.ts";
 import type { BrokerConnection } from "./connection.ts";
 import { ManagedChannel } from "./managed_channel.ts";
 
 const EMPTY_BODY = Buffer.alloc(0);
+
+/**
+ * Header of a request copy that counts how many times a runner was lost while running it:
+ * the broker's `redelivered` flag says only "at least once".
+ */
+export const LOST_RUNS_HEADER = "x-taskrunner-lost-runs";
+
+// How long a copy may take to be confirmed before the original is requeued as it is instead.
+const COPY_TIMEOUT_MS = 10_000;
+
+/** Publishes a copy of a request to the request queue; resolves once the broker confirms it. */
+type PublishCopy = (content: Buffer, properties: Options.Publish) => Promise<void>;
 
 /**
  * One message from the request queue. Settling it is safe at any time: when the channel it
@@ -15,12 +28,19 @@ export class RequestDelivery {
   readonly #channel: Channel;
   #message: ConsumeMessage;
   readonly #isCurrent: (channel: Channel) => boolean;
+  readonly #publishCopy: PublishCopy;
   #settled = false;
+  #released = false;
 
-  constructor(channel: Channel, message: ConsumeMessage, isCurrent: (channel: Channel) => boolean) {
+  constructor(
+    channel: Channel,
+    message: ConsumeMessage,
+    options: { isCurrent: (channel: Channel) => boolean; publishCopy: PublishCopy },
+  ) {
     this.#channel = channel;
     this.#message = message;
-    this.#isCurrent = isCurrent;
+    this.#isCurrent = options.isCurrent;
+    this.#publishCopy = options.publishCopy;
   }
 
   /** The message body. */
@@ -34,6 +54,13 @@ export class RequestDelivery {
    */
   releaseBody(): void {
     this.#message = { ...this.#message, content: EMPTY_BODY };
+    this.#released = true;
+  }
+
+  /** Runs of this request lost with their runner before this delivery (its copy's header). */
+  get lostRuns(): number {
+    const value = Number(this.#message.properties.headers?.[LOST_RUNS_HEADER] ?? 0);
+    return Number.isSafeInteger(value) && value > 0 ? value : 0;
   }
 
   /** Whether the broker delivered it before (to this runner or another). */
@@ -56,6 +83,28 @@ export class RequestDelivery {
     return this.#settle(() => this.#channel.reject(this.#message, requeue));
   }
 
+  /**
+   * Puts the request back in the queue with a count of lost runs: publishes a copy with
+   * `lostRuns` in its {@linkcode LOST_RUNS_HEADER} to the back of the queue, then, once the
+   * broker has confirmed it, acknowledges this delivery. A plain requeue would come back
+   * marked `redelivered` with the old count.
+   *
+   * @param lostRuns the count the copy carries
+   * @returns whether the copy replaced this delivery; if not (body released, channel gone, no
+   * copy confirmed in time, no right to publish to the queue), this delivery is left as it was
+   */
+  async requeue(lostRuns: number): Promise<boolean> {
+    if (!this.live || this.#released) return false;
+    const { properties, content } = this.#message;
+    try {
+      await this.#publishCopy(content, copyProperties(properties, lostRuns));
+    } catch {
+      return false;
+    }
+    // Acknowledged on a channel that closed meanwhile, the original comes back too: at least once.
+    return this.ack();
+  }
+
   #settle(action: () => void): boolean {
     if (!this.live) return false;
     this.#settled = true;
@@ -74,6 +123,10 @@ export class RequestDelivery {
  */
 export class RequestConsumer implements AsyncDisposable {
   readonly #channel: ManagedChannel<Channel>;
+  // Copies of requeued requests go through a confirm channel of their own, so that a copy is
+  // known to be in the queue before its original is acknowledged.
+  readonly #copies: ManagedChannel<ConfirmChannel>;
+  readonly #queue: string;
   #consumerTag: string | undefined;
   #paused = false;
 
@@ -89,6 +142,15 @@ export class RequestConsumer implements AsyncDisposable {
       onConsuming?: (consuming: boolean) => void;
     },
   ) {
+    this.#queue = options.queue;
+    this.#copies = new ManagedChannel<ConfirmChannel>(broker, {
+      name: "requeue",
+      confirm: true,
+      logger: options.logger,
+      handler: { setup: () => Promise.resolve() },
+    });
+    const publishCopy = (content: Buffer, properties: Options.Publish) =>
+      this.#publishCopy(content, properties);
     this.#channel = new ManagedChannel<Channel>(broker, {
       name: "consumer",
       confirm: false,
@@ -108,12 +170,18 @@ export class RequestConsumer implements AsyncDisposable {
               channel.close().catch(() => {});
               return;
             }
+            const delivery = new RequestDelivery(channel, message, { isCurrent, publishCopy });
             if (this.#paused) {
-              // Delivered before the broker saw our cancel: leave it to another runner.
-              channel.reject(message, true);
+              // Delivered before the broker saw our cancel: leave it to another runner. A
+              // fresh one goes back as a copy, so that it is not taken for a lost run; a
+              // redelivery as it is, so that the next runner counts the loss.
+              const requeued = message.fields.redelivered
+                ? Promise.resolve(false)
+                : delivery.requeue(delivery.lostRuns);
+              void requeued.then((copied) => copied || delivery.reject(true));
               return;
             }
-            options.onDelivery(new RequestDelivery(channel, message, isCurrent));
+            options.onDelivery(delivery);
           }, { noAck: false });
           this.#consumerTag = consumerTag;
         },
@@ -147,14 +215,63 @@ export class RequestConsumer implements AsyncDisposable {
     if (channel && tag) await channel.cancel(tag).catch(() => {});
   }
 
-  /** Closes the channel: the broker requeues every unsettled delivery. */
+  async #publishCopy(content: Buffer, properties: Options.Publish): Promise<void> {
+    const signal = AbortSignal.timeout(COPY_TIMEOUT_MS);
+    const channel = await this.#copies.ready({ signal });
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => reject(new Error("Request copy not confirmed in time"));
+      signal.addEventListener("abort", onAbort, { once: true });
+      try {
+        channel.publish("", this.#queue, content, properties, (error: unknown) => {
+          signal.removeEventListener("abort", onAbort);
+          if (error) reject(new Error(`Request copy not confirmed: ${errorMessage(error)}`));
+          else resolve();
+        });
+      } catch (error) {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      }
+    });
+  }
+
+  /** Closes the channels: the broker requeues every unsettled delivery. */
   async close(): Promise<void> {
     await this.#channel.close();
+    await this.#copies.close();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** The properties of a request's copy: the original's, with the count of lost runs. */
+function copyProperties(
+  properties: ConsumeMessage["properties"],
+  lostRuns: number,
+): Options.Publish {
+  const copy: Options.Publish = {
+    headers: { ...properties.headers, [LOST_RUNS_HEADER]: lostRuns },
+  };
+  // user-id is left out: the broker refuses one that is not the publishing connection's user.
+  for (
+    const key of [
+      "contentType",
+      "contentEncoding",
+      "deliveryMode",
+      "priority",
+      "correlationId",
+      "replyTo",
+      "expiration",
+      "messageId",
+      "timestamp",
+      "type",
+      "appId",
+    ] as const
+  ) {
+    if (properties[key] !== undefined) (copy as Record<string, unknown>)[key] = properties[key];
+  }
+  return copy;
 }
 
 /** Whether a channel error is RabbitMQ's delivery acknowledgement timeout. */

@@ -186,6 +186,7 @@ function openService(
     cancellations,
     engine: engineSettings(config.engine, options.env),
     maxInputBytes: config.engine.maxInputBytes,
+    maxLostRuns: config.runner.maxLostRuns,
     logger: log,
     ...(metrics ? { observer: metrics } : {}),
   });

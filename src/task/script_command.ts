@@ -1,4 +1,11 @@
 import { delimiter, isAbsolute, join, resolve } from "node:path";
+import {
+  AllowList,
+  hasParentSegment,
+  isInPathDirectory,
+  matchesAny,
+  realPathOf,
+} from "./allow_list.ts";
 import { TaskStartError } from "./errors.ts";
 
 /** How the pipe arguments are spelled: `--input_pipe` (every Terarium task) or `--input-pipe`. */
@@ -17,7 +24,7 @@ export interface ScriptCommand {
 export interface ScriptCommandOptions {
   /** Interpreter for `.py` scripts. */
   python: string;
-  /** Script patterns allowed to run (`*` matches anything); empty allows any script. */
+  /** Script patterns allowed to run (globs, see `allow_list.ts`); empty allows any script. */
   allowedScripts: readonly string[];
   /** `PATH` to search executables on. */
   path: string;
@@ -25,6 +32,7 @@ export interface ScriptCommandOptions {
 
 /**
  * Checks a requested script name and turns it into the command to spawn, without a shell.
+ * With an allow-list, what runs is the real path that was checked (see `allow_list.ts`).
  *
  * @param script the request's `script`: a `.py` file or an executable name or path
  * @param options interpreter, allow-list and search path
@@ -34,6 +42,36 @@ export async function resolveScriptCommand(
   script: string,
   options: ScriptCommandOptions,
 ): Promise<ScriptCommand> {
+  checkScriptName(script);
+  const allowList = options.allowedScripts.length > 0
+    ? await AllowList.resolve(options.allowedScripts)
+    : undefined;
+  if (allowList && hasParentSegment(script)) {
+    throw new TaskStartError(
+      `Cannot start task "${script}": script not allowed: a path with a ".." segment is refused`,
+    );
+  }
+  if (script.endsWith(".py")) {
+    const file = await allowedPath(script, resolve(script), allowList);
+    if (!await isFile(file)) {
+      throw new TaskStartError(`Cannot start task "${script}": script file not found`);
+    }
+    const python = await findExecutable(options.python, options.path).catch(() => {
+      throw new TaskStartError(
+        `Cannot start task "${script}": interpreter "${options.python}" not found or not executable`,
+      );
+    });
+    return { program: python, args: [file] };
+  }
+  if (script.includes("/")) {
+    const file = await allowedPath(script, resolve(script), allowList);
+    return { program: await findExecutable(file, options.path, script), args: [] };
+  }
+  if (allowList) return { program: await allowedOnPath(script, allowList, options.path), args: [] };
+  return { program: await findExecutable(script, options.path), args: [] };
+}
+
+function checkScriptName(script: string): void {
   if (script.length === 0 || script.length > MAX_SCRIPT_LENGTH) {
     throw new TaskStartError(
       `Cannot start task: script name must be 1 to ${MAX_SCRIPT_LENGTH} characters long`,
@@ -45,34 +83,61 @@ export async function resolveScriptCommand(
       `Cannot start task ${JSON.stringify(script)}: script name contains control characters`,
     );
   }
-  if (options.allowedScripts.length > 0 && !isScriptAllowed(script, options.allowedScripts)) {
-    throw new TaskStartError(`Cannot start task "${script}": script not allowed`);
-  }
-  if (script.endsWith(".py")) {
-    const file = resolve(script);
-    if (!await isFile(file)) {
-      throw new TaskStartError(`Cannot start task "${script}": script file not found`);
-    }
-    const python = await findExecutable(options.python, options.path).catch(() => {
-      throw new TaskStartError(
-        `Cannot start task "${script}": interpreter "${options.python}" not found or not executable`,
-      );
-    });
-    return { program: python, args: [file] };
-  }
-  return { program: await findExecutable(script, options.path), args: [] };
 }
 
 /**
- * Whether `script` matches one of the allow-list patterns, where `*` matches any run of
- * characters and everything else matches itself.
+ * The file a path script names: without an allow-list, as written; with one, its real path,
+ * which must match a path pattern. A missing file is "not allowed" unless its path as written
+ * matches, so that a request cannot probe the file system outside the allow-list.
+ */
+async function allowedPath(
+  script: string,
+  absolute: string,
+  allowList: AllowList | undefined,
+): Promise<string> {
+  if (!allowList) return absolute;
+  const real = await realPathOf(absolute);
+  if (real === undefined) {
+    if (allowList.allowsPath(absolute)) return absolute; // reported missing by the caller
+    throw new TaskStartError(`Cannot start task "${script}": script not allowed`);
+  }
+  if (!allowList.allowsPath(real)) {
+    const why = real === absolute ? "" : ": its real path matches no allowed pattern";
+    throw new TaskStartError(`Cannot start task "${script}": script not allowed${why}`);
+  }
+  return real;
+}
+
+/**
+ * The real path of an executable asked for by bare name, when allowed: by a name pattern, if
+ * it really lies in a `PATH` directory (not a symlink leading out of them), or by a path
+ * pattern that matches its real path.
+ */
+async function allowedOnPath(name: string, allowList: AllowList, path: string): Promise<string> {
+  const byName = allowList.allowsName(name);
+  let found: string;
+  try {
+    found = await findExecutable(name, path);
+  } catch (error) {
+    // Whether a name that is not allowed exists on PATH is none of the requester's business.
+    if (byName) throw error;
+    throw new TaskStartError(`Cannot start task "${name}": script not allowed`);
+  }
+  const real = await realPathOf(found) ?? found;
+  if (allowList.allowsPath(real)) return real;
+  if (!byName) throw new TaskStartError(`Cannot start task "${name}": script not allowed`);
+  if (await isInPathDirectory(real, path)) return real;
+  throw new TaskStartError(
+    `Cannot start task "${name}": script not allowed: "${found}" leads out of the PATH directories`,
+  );
+}
+
+/**
+ * Whether `script` matches one of the allow-list patterns as a glob: `*` matches any run of
+ * characters but `/`, `**` any run at all, everything else matches itself.
  */
 export function isScriptAllowed(script: string, patterns: readonly string[]): boolean {
-  return patterns.some((pattern) => {
-    const source = pattern.split("*").map((part) => part.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))
-      .join(".*");
-    return new RegExp(`^${source}$`, "s").test(script);
-  });
+  return matchesAny(script, patterns);
 }
 
 /** The arguments every task gets, in the configured spelling. */
@@ -94,7 +159,7 @@ export function pipeArgs(
   ];
 }
 
-async function findExecutable(name: string, searchPath: string): Promise<string> {
+async function findExecutable(name: string, searchPath: string, shown = name): Promise<string> {
   const candidates = name.includes("/")
     ? [isAbsolute(name) ? name : resolve(name)]
     : searchPath.split(delimiter).filter((dir) => dir.length > 0).map((dir) => join(dir, name));
@@ -106,10 +171,10 @@ async function findExecutable(name: string, searchPath: string): Promise<string>
     if (((info.mode ?? 0) & 0o111) !== 0) return candidate;
   }
   if (found !== undefined) {
-    throw new TaskStartError(`Cannot start task "${name}": "${found}" is not executable`);
+    throw new TaskStartError(`Cannot start task "${shown}": "${found}" is not executable`);
   }
   const where = name.includes("/") ? "file not found" : "executable not found on PATH";
-  throw new TaskStartError(`Cannot start task "${name}": ${where}`);
+  throw new TaskStartError(`Cannot start task "${shown}": ${where}`);
 }
 
 async function isFile(path: string): Promise<boolean> {
