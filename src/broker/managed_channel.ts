@@ -99,14 +99,17 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
             (this.#confirm ? await model.createConfirmChannel() : await model.createChannel()) as C;
           const closed = this.#watch(channel);
           this.#settingUp = channel;
-          await this.#handler.setup(channel).finally(() => this.#settingUp = undefined);
+          await this.#handler.setup(channel);
           if (closed.value) throw closed.value.error ?? new Error("Channel closed during setup");
+          // Current before it stops being the one set up: a delivery settled in between is kept.
           this.#channel = channel;
+          this.#settingUp = undefined;
           this.#failures = 0;
           this.#handler.opened?.(channel);
           for (const waiter of this.#waiters.splice(0)) waiter(channel);
           return;
         } catch (error) {
+          this.#settingUp = undefined;
           this.#log.warn("Cannot set up broker channel", {
             channel: this.#name,
             error: errorMessage(error),
