@@ -163,7 +163,7 @@ Deno.test("parseTaskRequest() rejects malformed messages with a clear InvalidReq
   });
 });
 
-Deno.test("buildTaskResponse() has every protocol field, null when absent", () => {
+Deno.test("buildTaskResponse() has every protocol field, null when absent, stdout and stderr empty", () => {
   const response = buildTaskResponse({}, { status: "RUNNING" });
   assertEquals(response, {
     id: null,
@@ -173,8 +173,8 @@ Deno.test("buildTaskResponse() has every protocol field, null when absent", () =
     additionalProperties: null,
     projectId: null,
     userId: null,
-    stdout: null,
-    stderr: null,
+    stdout: "",
+    stderr: "",
     requestSHA256: null,
     routingKey: null,
     useCache: true,

@@ -1,7 +1,10 @@
 import { concatBytes } from "../util/bytes.ts";
 import type { TaskStatus } from "./status.ts";
 
-/** The response published to the response exchange; every field is present, absent values are `null`. */
+/**
+ * The response published to the response exchange; every field is present, absent values are
+ * `null` (but `stdout` and `stderr`, which are `""` until the task has written something).
+ */
 export interface TaskResponse {
   id: string | null;
   script: string | null;
@@ -53,8 +56,9 @@ export function buildTaskResponse(echo: ResponseEcho, update: ResponseUpdate): T
     additionalProperties: echo.additionalProperties ?? null,
     projectId: stringOrNull(echo.projectId),
     userId: stringOrNull(echo.userId),
-    stdout: update.stdout ?? null,
-    stderr: update.stderr ?? null,
+    // The Java runner sends "" until the task has written something, never null.
+    stdout: update.stdout ?? "",
+    stderr: update.stderr ?? "",
     requestSHA256: stringOrNull(echo.requestSHA256),
     routingKey: stringOrNull(echo.routingKey),
     useCache: typeof echo.useCache === "boolean" ? echo.useCache : true,
