@@ -288,7 +288,19 @@ export class Runner {
     durationMs = 0,
   ): Promise<void> {
     try {
-      await this.#publish(active.request, { status, ...update });
+      // Until a queue takes it (the server may be away for long), the request stays
+      // unacknowledged; a shutdown stops the wait and the request goes back to the queue.
+      const routed = await untilAborted(
+        this.#publish(active.request, { status, ...update }),
+        active.shutdown.signal,
+      );
+      if (!routed) {
+        this.#log.warn("Shutdown before the terminal response was routed; request requeued", {
+          taskId: active.request.id,
+          status,
+        });
+        return;
+      }
     } catch (error) {
       // Unacknowledged, the request is redelivered when this runner's channel closes.
       this.#log.error("Terminal response not confirmed; request left unacknowledged", {
@@ -334,4 +346,19 @@ export class Runner {
       await all();
     }
   }
+}
+
+// Resolves true once `promise` fulfils, false if `signal` aborts first; rejects as it does.
+function untilAborted(promise: Promise<void>, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) {
+    promise.catch(() => {}); // settled later by the publisher's close
+    return Promise.resolve(false);
+  }
+  return new Promise((resolve, reject) => {
+    const onAbort = () => resolve(false);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(() => resolve(true), reject).finally(() =>
+      signal.removeEventListener("abort", onAbort)
+    );
+  });
 }

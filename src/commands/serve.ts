@@ -100,7 +100,6 @@ export async function serve(
   const metrics = config.runner.httpPort > 0 ? new RunnerMetrics() : undefined;
   const publisher = new ResponsePublisher(broker, {
     exchange: config.broker.responseExchange,
-    durable: config.broker.durableQueues,
     logger: log,
     ...(metrics ? { observer: metrics } : {}),
   });

@@ -82,6 +82,7 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
   readonly #rejected: Counter<"reason">;
   readonly #publishLatency: Histogram;
   readonly #responseBytes: Counter;
+  readonly #unrouted: Gauge;
 
   constructor() {
     const registry = this.registry;
@@ -158,6 +159,13 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
         collect: () => sources().pendingResponses?.() ?? 0,
       }),
     );
+    this.#unrouted = registry.register(
+      new Gauge({
+        name: "taskrunner_responses_unrouted",
+        help: "Responses kept because no queue is bound for their routing key (server away).",
+      }),
+    );
+    this.#unrouted.set(0);
     registry.register(
       new Counter({
         name: "taskrunner_broker_reconnects_total",
@@ -233,6 +241,10 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
   confirmed(latencyMs: number, bytes: number): void {
     this.#publishLatency.observe(latencyMs / 1000);
     this.#responseBytes.inc(bytes);
+  }
+
+  unrouted(count: number): void {
+    this.#unrouted.set(count);
   }
 }
 
