@@ -82,14 +82,18 @@ export class Runner {
     });
   }
 
-  async #handle(delivery: RequestDelivery): Promise<void> {
+  // Not async, like #start: a frame that awaited would keep the parsed input alive.
+  #handle(delivery: RequestDelivery): Promise<void> {
     let parsed: TaskRequest;
     try {
       parsed = parseTaskRequest(delivery.body);
     } catch (error) {
-      if (error instanceof InvalidRequestError) return await this.#rejectInvalid(delivery, error);
+      if (error instanceof InvalidRequestError) {
+        this.#rejectInvalid(delivery, error);
+        return Promise.resolve();
+      }
       delivery.reject(false);
-      throw error;
+      return Promise.reject(error);
     }
     delivery.releaseBody();
     return this.#start(delivery, parsed);
@@ -142,7 +146,7 @@ export class Runner {
     }
   }
 
-  async #rejectInvalid(delivery: RequestDelivery, error: InvalidRequestError): Promise<void> {
+  #rejectInvalid(delivery: RequestDelivery, error: InvalidRequestError): void {
     this.#observer.requestRejected?.("invalid");
     this.#log.warn("Rejected invalid request", {
       taskId: error.id,
@@ -151,7 +155,9 @@ export class Runner {
     });
     if (error.id !== undefined && error.routingKey !== undefined) {
       const echo: ResponseEcho = { ...error.fields, id: error.id, routingKey: error.routingKey };
-      await this.#publish(echo, { status: "FAILED", output: error.message }).catch(
+      // Not awaited: its routing key may have no queue for a long time (hostile messages name
+      // any), and an unsettled message would hold a slot of the prefetch all that while.
+      this.#publish(echo, { status: "FAILED", output: error.message }).catch(
         (publishError) => {
           this.#log.warn("Cannot publish FAILED for invalid request", {
             taskId: error.id,

@@ -139,7 +139,7 @@ export class ResponsePublisher implements AsyncDisposable {
         const channel = this.#channel.current;
         if (!channel) return;
         const item = this.#queue[0]!;
-        if (this.#holds.has(item.routingKey)) {
+        if (this.#holds.waits(item.routingKey, item)) {
           // Its routing key has responses waiting for a queue: it waits behind them, in order.
           this.#queue.shift();
           this.#hold(item);
@@ -198,7 +198,8 @@ export class ResponsePublisher implements AsyncDisposable {
       this.#hold(item);
       return;
     }
-    if (this.#holds.routed(item.routingKey)) {
+    if (this.#holds.routed(item.routingKey, item)) {
+      this.#observer.unrouted?.(this.#holds.size);
       this.#log.info("Responses routed again", {
         routingKey: item.routingKey,
         unrouted: this.#holds.size,
@@ -217,20 +218,25 @@ export class ResponsePublisher implements AsyncDisposable {
   }
 
   #hold(item: Outgoing): void {
-    const retryInMs = this.#holds.hold(item.routingKey, item);
+    const retry = this.#holds.hold(item.routingKey, item);
     this.#observer.unrouted?.(this.#holds.size);
-    if (retryInMs === undefined) return;
-    this.#log.warn("Response not routed: no queue is bound for its routing key; kept and retried", {
-      exchange: this.#exchange,
-      routingKey: item.routingKey,
-      unrouted: this.#holds.size,
-      retryInMs: Math.round(retryInMs),
-    });
+    if (!retry) return;
+    // Said once per hold: a server away for an hour would otherwise fill the log.
+    const level = retry.failedBefore === 0 ? "warn" : "debug";
+    this.#log[level](
+      "Response not routed: no queue is bound for its routing key; kept and retried",
+      {
+        exchange: this.#exchange,
+        routingKey: item.routingKey,
+        unrouted: this.#holds.size,
+        retryInMs: Math.round(retry.retryInMs),
+      },
+    );
   }
 
   #retryUnrouted(_routingKey: string, items: Outgoing[]): void {
     this.#observer.unrouted?.(this.#holds.size);
-    // First in line: they are older than anything queued since.
+    // First in line: they are older than anything of their key queued since.
     this.#queue = [...items, ...this.#queue];
     this.#pump();
   }

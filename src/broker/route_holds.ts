@@ -5,14 +5,17 @@ export const UNROUTED_BACKOFF: Backoff = { initialMs: 200, maxMs: 5_000 };
 
 interface Hold<T> {
   items: T[];
-  timer: ReturnType<typeof setTimeout>;
+  /** The one message out on a try, the others waiting behind it. */
+  probe: T | undefined;
+  timer: ReturnType<typeof setTimeout> | undefined;
 }
 
 /**
  * Messages the broker returned as unroutable (no queue bound for their routing key), kept per
- * routing key, in order, and handed back for another try after a backoff that grows with each
- * failed try of that key. Keys are independent: a routing key no one listens on any more
- * holds up only its own messages.
+ * routing key, in order. After a backoff that grows with each failed try, the oldest goes out
+ * alone as a probe; once it is routed the others follow, and if it comes back it waits at the
+ * front again. Keys are independent: a routing key no one listens on any more holds up only
+ * its own messages, and costs one publication per try.
  */
 export class RouteHolds<T> implements Disposable {
   readonly #held = new Map<string, Hold<T>>();
@@ -23,7 +26,8 @@ export class RouteHolds<T> implements Disposable {
   #size = 0;
 
   /**
-   * @param release takes back the messages of a key when its delay is over, oldest first
+   * @param release takes back messages of a key to publish them, oldest first: the probe
+   * alone when a delay is over, the rest once the probe is routed
    * @param options `backoff` the delays between tries of one key
    */
   constructor(
@@ -34,52 +38,71 @@ export class RouteHolds<T> implements Disposable {
     this.#backoff = options.backoff ?? UNROUTED_BACKOFF;
   }
 
-  /** Messages held, over all keys. */
+  /** Messages held, over all keys (not a probe while it is out on a try). */
   get size(): number {
     return this.#size;
   }
 
-  /** Whether messages of `routingKey` are held: later ones must wait behind them. */
-  has(routingKey: string): boolean {
-    return this.#held.has(routingKey);
+  /** Whether `item` must wait: messages of its key are held, and it is not their probe. */
+  waits(routingKey: string, item: T): boolean {
+    const held = this.#held.get(routingKey);
+    return held !== undefined && held.probe !== item;
   }
 
   /**
-   * Holds a message after the ones of its key already held.
+   * Holds a message: a returned probe goes back to the front and waits for the next try,
+   * any other message waits after those of its key.
    *
-   * @returns the delay before the key's next try when this began a hold, else undefined
+   * @returns when this scheduled a try: its delay, and how many tries of the key failed before
    */
-  hold(routingKey: string, item: T): number | undefined {
-    this.#size++;
+  hold(routingKey: string, item: T): { retryInMs: number; failedBefore: number } | undefined {
     const held = this.#held.get(routingKey);
-    if (held) {
+    this.#size++;
+    if (held && held.probe !== item) {
       held.items.push(item);
       return undefined;
     }
-    const attempt = this.#attempts.get(routingKey) ?? 0;
-    this.#attempts.set(routingKey, attempt + 1);
-    const delayMs = backoffDelay(attempt, this.#backoff);
-    const timer = setTimeout(() => {
-      const hold = this.#held.get(routingKey);
-      if (!hold) return;
-      this.#held.delete(routingKey);
-      this.#size -= hold.items.length;
-      this.#release(routingKey, hold.items);
-    }, delayMs);
-    this.#held.set(routingKey, { items: [item], timer });
-    return delayMs;
+    if (held) {
+      held.probe = undefined;
+      held.items.unshift(item);
+    } else {
+      this.#held.set(routingKey, { items: [item], probe: undefined, timer: undefined });
+    }
+    return this.#schedule(routingKey);
+  }
+
+  #schedule(routingKey: string): { retryInMs: number; failedBefore: number } {
+    const failedBefore = this.#attempts.get(routingKey) ?? 0;
+    this.#attempts.set(routingKey, failedBefore + 1);
+    const retryInMs = backoffDelay(failedBefore, this.#backoff);
+    const held = this.#held.get(routingKey)!;
+    held.timer = setTimeout(() => {
+      held.timer = undefined;
+      held.probe = held.items.shift();
+      if (held.probe === undefined) return;
+      this.#size--;
+      this.#release(routingKey, [held.probe]);
+    }, retryInMs);
+    return { retryInMs, failedBefore };
   }
 
   /**
-   * Notes that a message of `routingKey` was routed.
+   * Notes that a message of `routingKey` was routed: after a probe, the messages held behind
+   * it are handed back.
    *
    * @returns whether the key had failed before (its messages now go through again)
    */
-  routed(routingKey: string): boolean {
+  routed(routingKey: string, item: T): boolean {
+    const held = this.#held.get(routingKey);
+    if (held && held.probe === item) {
+      this.#held.delete(routingKey);
+      this.#size -= held.items.length;
+      if (held.items.length > 0) this.#release(routingKey, held.items);
+    }
     return this.#attempts.delete(routingKey);
   }
 
-  /** Stops every retry and gives back every message held, for the caller to settle. */
+  /** Stops every retry and gives back every message held (not probes out), to be settled. */
   clear(): T[] {
     const items = [...this.#held.values()].flatMap((hold) => {
       clearTimeout(hold.timer);
