@@ -1,5 +1,5 @@
 import type { CancellationWatcher } from "./broker/cancellation_watcher.ts";
-import type { ResponsePublisher } from "./broker/publisher.ts";
+import { type ResponsePublisher, UnroutableResponseError } from "./broker/publisher.ts";
 import type { RequestDelivery } from "./broker/request_consumer.ts";
 import type { Logger } from "./observability/log.ts";
 import {
@@ -308,6 +308,16 @@ export class Runner {
         return;
       }
     } catch (error) {
+      if (error instanceof UnroutableResponseError) {
+        // No one will ever read it: running the task again would end the same way.
+        this.#log.error("Terminal response given up; request acknowledged", {
+          taskId: active.request.id,
+          status,
+        });
+        for (const delivery of active.deliveries) delivery.ack();
+        this.#settled(active, true);
+        return;
+      }
       // Unacknowledged, the request is redelivered when this runner's channel closes.
       this.#log.error("Terminal response not confirmed; request left unacknowledged", {
         taskId: active.request.id,

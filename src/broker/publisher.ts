@@ -5,7 +5,7 @@ import { errorMessage } from "../util/async.ts";
 import type { BrokerConnection } from "./connection.ts";
 import { ManagedChannel } from "./managed_channel.ts";
 import { type Backoff } from "./connection.ts";
-import { RouteHolds } from "./route_holds.ts";
+import { RouteHolds, UNROUTED_ABANDON_MS } from "./route_holds.ts";
 import { exchangeExists } from "./topology.ts";
 
 interface Outgoing {
@@ -22,11 +22,24 @@ interface Outgoing {
   enqueuedAt: number;
 }
 
+/**
+ * A response given up: its routing key had no queue long after other keys were routed again,
+ * so the server process that sent the request is gone and no one will ever read it.
+ */
+export class UnroutableResponseError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UnroutableResponseError";
+  }
+}
+
 /** Observer of publisher activity, for metrics. */
 export interface PublisherObserver {
   confirmed?(latencyMs: number, bytes: number): void;
   /** The number of responses kept because no queue was bound for them changed. */
   unrouted?(count: number): void;
+  /** Responses were given up (see {@linkcode UnroutableResponseError}). */
+  abandoned?(count: number): void;
 }
 
 /**
@@ -60,15 +73,20 @@ export class ResponsePublisher implements AsyncDisposable {
       observer?: PublisherObserver;
       /** Delays between tries of an unroutable response. */
       unroutedBackoff?: Backoff;
+      /** How long a routing key may stay unroutable while others are routed; 5 minutes. */
+      abandonAfterMs?: number;
     },
   ) {
     this.#exchange = options.exchange;
     this.#log = options.logger;
     this.#observer = options.observer ?? {};
-    this.#holds = new RouteHolds<Outgoing>(
-      (routingKey, items) => this.#retryUnrouted(routingKey, items),
-      options.unroutedBackoff ? { backoff: options.unroutedBackoff } : {},
-    );
+    this.#holds = new RouteHolds<Outgoing>({
+      release: (routingKey, items) => this.#retryUnrouted(routingKey, items),
+      abandon: (routingKey, items) => this.#abandon(routingKey, items),
+    }, {
+      ...(options.unroutedBackoff ? { backoff: options.unroutedBackoff } : {}),
+      abandonAfterMs: options.abandonAfterMs ?? UNROUTED_ABANDON_MS,
+    });
     this.#channel = new ManagedChannel<ConfirmChannel>(broker, {
       name: "publisher",
       confirm: true,
@@ -239,6 +257,20 @@ export class ResponsePublisher implements AsyncDisposable {
     // First in line: they are older than anything of their key queued since.
     this.#queue = [...items, ...this.#queue];
     this.#pump();
+  }
+
+  #abandon(routingKey: string, items: Outgoing[]): void {
+    this.#observer.unrouted?.(this.#holds.size);
+    this.#observer.abandoned?.(items.length);
+    this.#log.error(
+      "Responses given up: no queue for their routing key while others are routed; the server process that sent these requests is gone",
+      { exchange: this.#exchange, routingKey, count: items.length },
+    );
+    const error = new UnroutableResponseError(
+      `No queue is bound for routing key "${routingKey}" while other routing keys are routed`,
+    );
+    for (const item of items) item.reject(error);
+    if (this.pending === 0) { for (const waiter of this.#idleWaiters.splice(0)) waiter(); }
   }
 
   #requeueSentOn(channel: ConfirmChannel): void {

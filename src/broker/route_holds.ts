@@ -3,7 +3,25 @@ import { type Backoff, backoffDelay } from "./connection.ts";
 /** Retry delays of unroutable responses: short, so that a server that is back gets them soon. */
 export const UNROUTED_BACKOFF: Backoff = { initialMs: 200, maxMs: 5_000 };
 
+/**
+ * How long a routing key may stay without a queue while other keys are routed before its
+ * messages are given up. The hmi-server binds its queue with a routing key made afresh by each
+ * of its processes: once another key is routed, the server is back, and a key still unbound
+ * this long after belongs to a server process that is gone and will never read it.
+ */
+export const UNROUTED_ABANDON_MS = 5 * 60_000;
+
+/** What {@linkcode RouteHolds} hands back. */
+export interface RouteHoldHandlers<T> {
+  /** Messages of a key to publish again, oldest first: a probe alone, or those behind it. */
+  release(routingKey: string, items: T[]): void;
+  /** Messages of a key given up: no queue for it while others were routed (see above). */
+  abandon(routingKey: string, items: T[]): void;
+}
+
 interface Hold<T> {
+  /** When the key's first message came back. */
+  since: number;
   items: T[];
   /** The one message out on a try, the others waiting behind it. */
   probe: T | undefined;
@@ -15,27 +33,32 @@ interface Hold<T> {
  * routing key, in order. After a backoff that grows with each failed try, the oldest goes out
  * alone as a probe; once it is routed the others follow, and if it comes back it waits at the
  * front again. Keys are independent: a routing key no one listens on any more holds up only
- * its own messages, and costs one publication per try.
+ * its own messages, and costs one publication per try. While nothing at all is routed (the
+ * server is away) a key is held however long; once other keys are routed, a key still without
+ * a queue after `abandonAfterMs` is given up.
  */
 export class RouteHolds<T> implements Disposable {
   readonly #held = new Map<string, Hold<T>>();
   // Failed tries per routing key, for the backoff; forgotten once one of its messages routes.
   readonly #attempts = new Map<string, number>();
-  readonly #release: (routingKey: string, items: T[]) => void;
+  readonly #handlers: RouteHoldHandlers<T>;
   readonly #backoff: Backoff;
+  readonly #abandonAfterMs: number;
+  #lastRoutedAt = -Infinity;
   #size = 0;
 
   /**
-   * @param release takes back messages of a key to publish them, oldest first: the probe
-   * alone when a delay is over, the rest once the probe is routed
-   * @param options `backoff` the delays between tries of one key
+   * @param handlers take back messages to publish again, or to give up
+   * @param options `backoff` the delays between tries of one key; `abandonAfterMs` how long a
+   * key may stay unroutable while others are routed
    */
   constructor(
-    release: (routingKey: string, items: T[]) => void,
-    options: { backoff?: Backoff } = {},
+    handlers: RouteHoldHandlers<T>,
+    options: { backoff?: Backoff; abandonAfterMs?: number } = {},
   ) {
-    this.#release = release;
+    this.#handlers = handlers;
     this.#backoff = options.backoff ?? UNROUTED_BACKOFF;
+    this.#abandonAfterMs = options.abandonAfterMs ?? UNROUTED_ABANDON_MS;
   }
 
   /** Messages held, over all keys (not a probe while it is out on a try). */
@@ -66,7 +89,12 @@ export class RouteHolds<T> implements Disposable {
       held.probe = undefined;
       held.items.unshift(item);
     } else {
-      this.#held.set(routingKey, { items: [item], probe: undefined, timer: undefined });
+      this.#held.set(routingKey, {
+        since: performance.now(),
+        items: [item],
+        probe: undefined,
+        timer: undefined,
+      });
     }
     return this.#schedule(routingKey);
   }
@@ -78,10 +106,17 @@ export class RouteHolds<T> implements Disposable {
     const held = this.#held.get(routingKey)!;
     held.timer = setTimeout(() => {
       held.timer = undefined;
+      if (this.#lastRoutedAt - held.since >= this.#abandonAfterMs) {
+        this.#held.delete(routingKey);
+        this.#attempts.delete(routingKey);
+        this.#size -= held.items.length;
+        this.#handlers.abandon(routingKey, held.items);
+        return;
+      }
       held.probe = held.items.shift();
       if (held.probe === undefined) return;
       this.#size--;
-      this.#release(routingKey, [held.probe]);
+      this.#handlers.release(routingKey, [held.probe]);
     }, retryInMs);
     return { retryInMs, failedBefore };
   }
@@ -93,11 +128,12 @@ export class RouteHolds<T> implements Disposable {
    * @returns whether the key had failed before (its messages now go through again)
    */
   routed(routingKey: string, item: T): boolean {
+    this.#lastRoutedAt = performance.now();
     const held = this.#held.get(routingKey);
     if (held && held.probe === item) {
       this.#held.delete(routingKey);
       this.#size -= held.items.length;
-      if (held.items.length > 0) this.#release(routingKey, held.items);
+      if (held.items.length > 0) this.#handlers.release(routingKey, held.items);
     }
     return this.#attempts.delete(routingKey);
   }

@@ -83,6 +83,7 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
   readonly #publishLatency: Histogram;
   readonly #responseBytes: Counter;
   readonly #unrouted: Gauge;
+  readonly #abandoned: Counter;
 
   constructor() {
     const registry = this.registry;
@@ -166,6 +167,12 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
       }),
     );
     this.#unrouted.set(0);
+    this.#abandoned = registry.register(
+      new Counter({
+        name: "taskrunner_responses_abandoned_total",
+        help: "Responses given up: no queue for their routing key long after others were routed.",
+      }),
+    );
     registry.register(
       new Counter({
         name: "taskrunner_broker_reconnects_total",
@@ -245,6 +252,10 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
 
   unrouted(count: number): void {
     this.#unrouted.set(count);
+  }
+
+  abandoned(count: number): void {
+    this.#abandoned.inc(count);
   }
 }
 
