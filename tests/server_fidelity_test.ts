@@ -227,3 +227,26 @@ Deno.test("additionalProperties come back byte for byte in every response", asyn
     await model.close().catch(() => {});
   }
 });
+
+Deno.test("a task that ends before the server has declared the response exchange: its responses wait for it", async () => {
+  const names = uniqueNames("noexchangeyet");
+  await using server = await ServerSide.open(names, { declareResponseExchange: false });
+  try {
+    await using runner = startRunner(names);
+    await runner.ready;
+    const request = makeRequest({ script: fixture("echo.sh"), input: "kept" }, names.routingKey);
+    server.publishRequest(request);
+    assert(
+      await eventually(() => runner.logs.some((line) => line.includes("Task succeeded")), 20_000),
+      "the task ended",
+    );
+    assert(!await exchangeExists(names.responseExchange), "still not declared by the runner");
+    await server.restoreResponseExchange(); // the server comes: declares it and binds its queue
+    const responses = await server.terminal(request.id, 30_000);
+    const statuses = responses.map((response) => response.status);
+    assertEquals([statuses[0], statuses.at(-1)], ["RUNNING", "SUCCESS"], statuses.join());
+    assertEquals(outputText(responses.at(-1)), "kept");
+  } finally {
+    await deleteQueueAndExchanges(names).catch(() => {});
+  }
+});
