@@ -134,7 +134,8 @@ export const BROKER_SETTINGS = {
   durableQueues: setting({
     flag: "--durable-queues [bool]",
     env: "TERARIUM_DURABLE_QUEUES",
-    description: "declare queues and exchanges durable",
+    description:
+      "declare the request queue, cancellation exchange and queues durable (the server's terarium.durableQueues)",
     schema: bool,
     default: false,
   }),
@@ -238,14 +239,16 @@ export const RUNNER_SETTINGS = {
   deadLetterExchange: setting({
     flag: "--dead-letter-exchange <name>",
     env: "TERARIUM_TASKRUNNER_DEAD_LETTER_EXCHANGE",
-    description: "declare the request queue with this dead-letter exchange for rejected messages",
+    description:
+      "declare this dead-letter exchange and a queue for it; a broker policy attaches it to the request queue",
     schema: z.string(),
     default: "",
   }),
   queueType: setting({
     flag: "--queue-type <type>",
     env: "TERARIUM_TASKRUNNER_QUEUE_TYPE",
-    description: "request queue type: classic, or quorum for HA (needs durable queues)",
+    description:
+      "request queue type: classic, or quorum (declared only when missing; the server must declare it the same way)",
     schema: z.enum(["classic", "quorum"]),
     default: "classic",
   }),

@@ -1,5 +1,5 @@
 import type { CancellationWatcher } from "./broker/cancellation_watcher.ts";
-import type { ResponsePublisher } from "./broker/publisher.ts";
+import { type ResponsePublisher, UnroutableResponseError } from "./broker/publisher.ts";
 import type { RequestDelivery } from "./broker/request_consumer.ts";
 import type { Logger } from "./observability/log.ts";
 import {
@@ -95,26 +95,38 @@ export class Runner {
     });
   }
 
-  async #handle(delivery: RequestDelivery): Promise<void> {
+  // Not async, like #start: a frame that awaited would keep the parsed input alive.
+  #handle(delivery: RequestDelivery): Promise<void> {
     let parsed: TaskRequest;
     try {
       parsed = parseTaskRequest(delivery.body);
     } catch (error) {
-      if (error instanceof InvalidRequestError) return await this.#rejectInvalid(delivery, error);
-      delivery.reject(false);
-      throw error;
-    }
-    let lostRuns = delivery.lostRuns;
-    if (this.#isLostRun(delivery, parsed.id)) {
-      lostRuns++;
-      if (lostRuns < this.#maxLostRuns) {
-        const requeued = this.#requeueLostRun(delivery, parsed, lostRuns);
-        this.#requeues.add(requeued);
-        if (await requeued.finally(() => this.#requeues.delete(requeued))) return;
-        if (!delivery.live) return; // back in the queue already
-        // No copy could be made: run it as it comes rather than hold it, uncounted.
+      if (error instanceof InvalidRequestError) {
+        this.#rejectInvalid(delivery, error);
+        return Promise.resolve();
       }
+      delivery.reject(false);
+      return Promise.reject(error);
     }
+    if (this.#isLostRun(delivery, parsed.id)) return this.#handleLostRun(delivery, parsed);
+    return this.#startDelivered(delivery, parsed, delivery.lostRuns);
+  }
+
+  // A redelivery after a lost runner: requeued as a copy that counts it, or run (uncounted when
+  // no copy could be made, or answered FAILED once the limit is reached).
+  async #handleLostRun(delivery: RequestDelivery, parsed: TaskRequest): Promise<void> {
+    const lostRuns = delivery.lostRuns + 1;
+    if (lostRuns < this.#maxLostRuns) {
+      const requeued = this.#requeueLostRun(delivery, parsed, lostRuns);
+      this.#requeues.add(requeued);
+      if (await requeued.finally(() => this.#requeues.delete(requeued))) return;
+      if (!delivery.live) return; // back in the queue already
+    }
+    return this.#startDelivered(delivery, parsed, lostRuns);
+  }
+
+  #startDelivered(delivery: RequestDelivery, parsed: TaskRequest, lostRuns: number): Promise<void> {
+    // Small bodies are kept while the task runs: a shutdown requeues them as a copy.
     if (delivery.body.length > KEPT_BODY_BYTES) delivery.releaseBody();
     return this.#start(delivery, parsed, lostRuns);
   }
@@ -197,7 +209,7 @@ export class Runner {
     }
   }
 
-  async #rejectInvalid(delivery: RequestDelivery, error: InvalidRequestError): Promise<void> {
+  #rejectInvalid(delivery: RequestDelivery, error: InvalidRequestError): void {
     this.#observer.requestRejected?.("invalid");
     this.#log.warn("Rejected invalid request", {
       taskId: error.id,
@@ -206,7 +218,9 @@ export class Runner {
     });
     if (error.id !== undefined && error.routingKey !== undefined) {
       const echo: ResponseEcho = { ...error.fields, id: error.id, routingKey: error.routingKey };
-      await this.#publish(echo, { status: "FAILED", output: error.message }).catch(
+      // Not awaited: its routing key may have no queue for a long time (hostile messages name
+      // any), and an unsettled message would hold a slot of the prefetch all that while.
+      this.#publish(echo, { status: "FAILED", output: error.message }).catch(
         (publishError) => {
           this.#log.warn("Cannot publish FAILED for invalid request", {
             taskId: error.id,
@@ -332,14 +346,19 @@ export class Runner {
         return;
       case "shutdown":
         // No terminal response: the request goes back to the queue for another runner.
-        // A copy with the count unchanged: a shutdown is no lost run.
         log.info("Task stopped by shutdown; request requeued", { durationMs });
-        await Promise.all(active.deliveries.map(async (delivery) => {
-          if (!await delivery.requeue(delivery.lostRuns)) delivery.reject(true);
-        }));
-        this.#settled(active);
+        await this.#requeueOnShutdown(active);
         return;
     }
+  }
+
+  // Back to the queue for another runner, as a copy with the count unchanged: a shutdown is
+  // no lost run.
+  async #requeueOnShutdown(active: ActiveTask): Promise<void> {
+    await Promise.all(active.deliveries.map(async (delivery) => {
+      if (!await delivery.requeue(delivery.lostRuns)) delivery.reject(true);
+    }));
+    this.#settled(active);
   }
 
   // Its runner was lost too often while running it: most likely the task kills it (an OOM).
@@ -363,8 +382,31 @@ export class Runner {
     durationMs = 0,
   ): Promise<void> {
     try {
-      await this.#publish(active.request, { status, ...update });
+      // Until a queue takes it (the server may be away for long), the request stays
+      // unacknowledged; a shutdown stops the wait and the request goes back to the queue.
+      const routed = await untilAborted(
+        this.#publish(active.request, { status, ...update }),
+        active.shutdown.signal,
+      );
+      if (!routed) {
+        this.#log.warn("Shutdown before the terminal response was routed; request requeued", {
+          taskId: active.request.id,
+          status,
+        });
+        await this.#requeueOnShutdown(active);
+        return;
+      }
     } catch (error) {
+      if (error instanceof UnroutableResponseError) {
+        // No one will ever read it: running the task again would end the same way.
+        this.#log.error("Terminal response given up; request acknowledged", {
+          taskId: active.request.id,
+          status,
+        });
+        for (const delivery of active.deliveries) delivery.ack();
+        this.#settled(active, true);
+        return;
+      }
       // Unacknowledged, the request is redelivered when this runner's channel closes.
       this.#log.error("Terminal response not confirmed; request left unacknowledged", {
         taskId: active.request.id,
@@ -411,4 +453,19 @@ export class Runner {
     // Cut short by the channel's close, a copy would leave its original to be counted twice.
     await Promise.allSettled([...this.#requeues]);
   }
+}
+
+// Resolves true once `promise` fulfils, false if `signal` aborts first; rejects as it does.
+function untilAborted(promise: Promise<void>, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) {
+    promise.catch(() => {}); // settled later by the publisher's close
+    return Promise.resolve(false);
+  }
+  return new Promise((resolve, reject) => {
+    const onAbort = () => resolve(false);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(() => resolve(true), reject).finally(() =>
+      signal.removeEventListener("abort", onAbort)
+    );
+  });
 }

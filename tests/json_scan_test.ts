@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { findTopLevelString } from "../src/protocol/json_scan.ts";
+import { findTopLevelString, findTopLevelValue } from "../src/protocol/json_scan.ts";
 import { parseTaskRequest } from "../src/protocol/request.ts";
 
 const encoder = new TextEncoder();
@@ -77,7 +77,7 @@ Deno.test("parseTaskRequest() decodes a large input straight from the bytes, byt
   const request = parseTaskRequest(body);
   assertEquals(request.id, id);
   assertEquals(request.timeoutMinutes, 2);
-  assertEquals(request.additionalProperties, { input: "decoy", note: "xxxxxxxxxx" });
+  assertEquals(request.additionalProperties?.value, { input: "decoy", note: "xxxxxxxxxx" });
   assertEquals(request.input.length, input.length);
   assert(request.input.every((byte, i) => byte === input[i]), "input decoded exactly");
 });
@@ -96,4 +96,36 @@ Deno.test("parseTaskRequest() rejects a large input that is not base64", () => {
     return;
   }
   throw new Error("accepted");
+});
+
+function rawValueAt(text: string, key: string): string | undefined {
+  const bytes = encoder.encode(text);
+  const span = findTopLevelValue(bytes, key);
+  return span ? decoder.decode(bytes.subarray(span.start, span.end)) : undefined;
+}
+
+Deno.test("findTopLevelValue() finds the raw bytes of any top-level value", async (t) => {
+  await t.step("numbers as written", () => {
+    assertEquals(rawValueAt('{"a":9007199254740993,"b":1.0}', "a"), "9007199254740993");
+    assertEquals(rawValueAt('{"a":9007199254740993,"b":1.0}', "b"), "1.0");
+  });
+  await t.step("objects, arrays, strings, literals, with their inner whitespace", () => {
+    assertEquals(rawValueAt('{"p": { "x" : [1, "}"] } , "q":2}', "p"), '{ "x" : [1, "}"] }');
+    assertEquals(rawValueAt('{"p":"a\\\\"}', "p"), '"a\\\\"');
+    assertEquals(rawValueAt('{"p":null}', "p"), "null");
+    assertEquals(rawValueAt('{"p":true }', "p"), "true");
+  });
+  await t.step("the last of a repeated key, as JSON.parse keeps", () => {
+    assertEquals(rawValueAt('{"p":1,"p":2}', "p"), "2");
+  });
+  await t.step("nothing when absent, malformed, or a key is written with escapes", () => {
+    assertEquals(rawValueAt('{"q":1}', "p"), undefined);
+    assertEquals(rawValueAt("[1]", "p"), undefined);
+    assertEquals(rawValueAt('{"p":1', "p"), undefined);
+    assertEquals(rawValueAt('{"p":1,"\\u0070":2}', "p"), undefined);
+  });
+  await t.step("nesting a million deep costs no stack", () => {
+    const deep = "[".repeat(1_000_000) + "]".repeat(1_000_000);
+    assertEquals(rawValueAt(`{"p":${deep},"q":1}`, "p")?.length, deep.length);
+  });
 });

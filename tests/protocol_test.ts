@@ -2,6 +2,7 @@ import { assert, assertEquals, assertMatch, assertThrows } from "./helpers/asser
 import {
   buildTaskResponse,
   DEFAULT_TIMEOUT_MINUTES,
+  encodeResponse,
   encodeTaskResponse,
   InvalidRequestError,
   parseTaskRequest,
@@ -70,12 +71,13 @@ Deno.test("parseTaskRequest() keeps every given field", () => {
     useCache: false,
     type: "gollm",
   }));
-  assertEquals(request, {
+  const { additionalProperties, ...rest } = request;
+  assertEquals(additionalProperties?.value, { nested: { a: [1, 2] } });
+  assertEquals(rest, {
     id: ID,
     script: "mira:x",
     input: new TextEncoder().encode("hi"),
     timeoutMinutes: 0.5,
-    additionalProperties: { nested: { a: [1, 2] } },
     userId: "adam",
     projectId: PROJECT_ID,
     requestSHA256: "abc",
@@ -163,7 +165,7 @@ Deno.test("parseTaskRequest() rejects malformed messages with a clear InvalidReq
   });
 });
 
-Deno.test("buildTaskResponse() has every protocol field, null when absent", () => {
+Deno.test("buildTaskResponse() has every protocol field, null when absent, stdout and stderr empty", () => {
   const response = buildTaskResponse({}, { status: "RUNNING" });
   assertEquals(response, {
     id: null,
@@ -173,8 +175,8 @@ Deno.test("buildTaskResponse() has every protocol field, null when absent", () =
     additionalProperties: null,
     projectId: null,
     userId: null,
-    stdout: null,
-    stderr: null,
+    stdout: "",
+    stderr: "",
     requestSHA256: null,
     routingKey: null,
     useCache: true,
@@ -271,4 +273,42 @@ Deno.test("parseTaskRequest() rejects a routing key AMQP cannot carry, and names
   const error = assertThrows(() => parseTaskRequest(body), InvalidRequestError);
   assertMatch(error.message, /routingKey: must be at most 255 bytes/);
   assertEquals(error.routingKey, undefined);
+});
+
+Deno.test("encodeResponse() passes additionalProperties back byte for byte", async (t) => {
+  const raw = '{"big":9007199254740993,"one":1.0,"s":"\\u00e9 \\"q\\"","n":[1e2, -0.0]}';
+  const request = parseTaskRequest(body(
+    `{"id":"${ID}","script":"s","routingKey":"rk","additionalProperties":${raw}}`,
+  ));
+  const text = (bytes: Uint8Array) => new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  await t.step("small output", () => {
+    const json = text(encodeResponse(request, { status: "SUCCESS", output: "x" }));
+    assert(json.includes(`"additionalProperties":${raw},`), json);
+    assertEquals(JSON.parse(json).output, "eA==");
+  });
+  await t.step("large output spliced too", () => {
+    const output = new Uint8Array(100_000).map((_, i) => i % 251);
+    const json = text(encodeResponse(request, { status: "SUCCESS", output: [output] }));
+    assert(json.includes(`"additionalProperties":${raw},`));
+    assertEquals(Uint8Array.fromBase64(JSON.parse(json).output), output);
+  });
+  await t.step("a script that spells the field is no decoy", () => {
+    const decoy = parseTaskRequest(body({
+      id: ID,
+      script: '"additionalProperties":null',
+      additionalProperties: 1.5,
+    }));
+    const parsed = JSON.parse(text(encodeResponse(decoy, { status: "FAILED", output: "e" })));
+    assertEquals([parsed.script, parsed.additionalProperties], [
+      '"additionalProperties":null',
+      1.5,
+    ]);
+  });
+  await t.step("absent or null stays null", () => {
+    const plain = parseTaskRequest(body({ id: ID, script: "s", additionalProperties: null }));
+    assertEquals(
+      JSON.parse(text(encodeResponse(plain, { status: "RUNNING" }))).additionalProperties,
+      null,
+    );
+  });
 });

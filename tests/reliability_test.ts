@@ -1,7 +1,12 @@
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { makeRequest, outputText, ServerSide } from "./helpers/broker_harness.ts";
 import { behave, eventually } from "./helpers/engine.ts";
-import { brokerConnections, closeBrokerConnection, uniqueNames } from "./helpers/ops_harness.ts";
+import {
+  brokerConnections,
+  brokerCtl,
+  closeBrokerConnection,
+  uniqueNames,
+} from "./helpers/ops_harness.ts";
 import { fixture, startRunner } from "./helpers/serve_harness.ts";
 import { TcpProxy } from "./helpers/tcp_proxy.ts";
 import { VERSION } from "../src/version.ts";
@@ -158,13 +163,23 @@ Deno.test("a missing response exchange: responses are kept and retried until it 
   assertEquals(outputText((await server.terminal(next.id)).at(-1)), "still serving");
 });
 
-Deno.test("invalid messages go to the dead-letter exchange when the queue has one", async () => {
+Deno.test("invalid messages go to the dead-letter exchange that a policy attaches to the queue", async () => {
   const names = uniqueNames("dlx");
   const deadLetterExchange = `test-dlx-${crypto.randomUUID().slice(0, 8)}`;
+  const policy = `test-dlx-${names.requestType}`;
   await using server = await ServerSide.open(names);
   try {
     await using runner = startRunner(names, { deadLetterExchange });
     await runner.ready;
+    // The runner declares the exchange and its queue; the operator's policy attaches it.
+    await brokerCtl([
+      "set_policy",
+      policy,
+      `^${names.fullRequestQueue}$`,
+      JSON.stringify({ "dead-letter-exchange": deadLetterExchange }),
+      "--apply-to",
+      "queues",
+    ]);
     server.publishRaw(new TextEncoder().encode("not a request"));
     const deadLetters = `${names.fullRequestQueue}.dead-letter`;
     assert(
@@ -173,6 +188,7 @@ Deno.test("invalid messages go to the dead-letter exchange when the queue has on
     );
     assertEquals(await server.queueDepth(), 0);
   } finally {
+    await brokerCtl(["clear_policy", policy]).catch(() => {});
     await server.deleteExchange(deadLetterExchange);
   }
 });

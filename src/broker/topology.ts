@@ -8,8 +8,12 @@ export interface Topology {
   requestQueue: string;
   responseExchange: string;
   cancellationExchange: string;
+  /** Durability of the request queue and cancellation exchange (the server's `durableQueues`). */
   durable: boolean;
-  /** Dead-letter exchange of the request queue; empty for none. */
+  /**
+   * Dead-letter exchange for the request queue, declared with a queue of its own; empty for
+   * none. A policy attaches it to the request queue, never a queue argument.
+   */
   deadLetterExchange: string;
   queueType: "classic" | "quorum";
 }
@@ -60,9 +64,13 @@ export class DeclarationChannel implements AsyncDisposable {
 }
 
 /**
- * Declares the topology as the Terarium protocol has it. Objects that already exist with other
- * flags (declared by the server or an operator) are used as they are, with a warning; the
- * response exchange belongs to the server and is only declared when missing.
+ * Declares what the runner uses, with exactly the flags and arguments of the hmi-server's own
+ * declarations (`TaskService`: `new Queue(name, durableQueues, false, false)`, `new
+ * DirectExchange(name, durableQueues, false)`), so that neither side's declaration fails on
+ * the other's (406). The response exchange belongs to the server, which declares it with a
+ * durability setting of its own: it is only checked here, never declared. A dead-letter
+ * exchange is declared with its queue but never named in the request queue's arguments (a
+ * policy attaches it); a quorum request queue is only declared when missing.
  */
 export async function declareTopology(
   model: ChannelModel,
@@ -70,41 +78,55 @@ export async function declareTopology(
   log: Logger,
 ): Promise<void> {
   await using declarations = new DeclarationChannel(model);
-  const queueArguments: Record<string, unknown> = {};
-  if (topology.deadLetterExchange) {
-    await ensureDeadLetterExchange(declarations, topology, log);
-    queueArguments["x-dead-letter-exchange"] = topology.deadLetterExchange;
-  }
-  if (topology.queueType === "quorum") queueArguments["x-queue-type"] = "quorum";
-  const durable = topology.durable || topology.queueType === "quorum";
-
-  try {
-    await declarations.run((channel) =>
-      channel.assertQueue(topology.requestQueue, {
-        durable,
-        exclusive: false,
-        autoDelete: false,
-        arguments: queueArguments,
-      })
-    );
-  } catch (error) {
-    if (replyCode(error) !== PRECONDITION_FAILED) throw error;
-    log.warn("Request queue exists with other settings; using it as it is", {
-      queue: topology.requestQueue,
-      error: errorMessage(error),
-    });
-    await declarations.run((channel) => channel.checkQueue(topology.requestQueue));
-  }
+  if (topology.deadLetterExchange) await ensureDeadLetterExchange(declarations, topology, log);
+  await declareRequestQueue(declarations, topology, log);
   await ensureExchange(declarations, topology.cancellationExchange, {
     type: "direct",
     durable: topology.durable,
     log,
   });
-  await ensureExchange(declarations, topology.responseExchange, {
-    type: "direct",
-    durable: topology.durable,
-    log,
-  });
+  if (!await exchangeExistsOn(declarations, topology.responseExchange)) {
+    log.warn("Response exchange missing; waiting for the hmi-server to declare it", {
+      exchange: topology.responseExchange,
+    });
+  }
+}
+
+// The server declares the request queue with no arguments: the runner's declaration must be
+// the same, or whichever comes second gets a 406 (and the server's RabbitAdmin stops it).
+async function declareRequestQueue(
+  declarations: DeclarationChannel,
+  topology: Topology,
+  log: Logger,
+): Promise<void> {
+  const queue = topology.requestQueue;
+  if (topology.queueType === "quorum") {
+    // A quorum queue needs `x-queue-type`, which the stock server never sends: it is made by
+    // the operator (or by the runner when missing), and used as it is when it exists.
+    if (await queueExistsOn(declarations, queue)) return;
+    log.info("Request queue missing; declaring it as a quorum queue", { queue });
+    await declarations.run((channel) =>
+      channel.assertQueue(queue, {
+        durable: true,
+        exclusive: false,
+        autoDelete: false,
+        arguments: { "x-queue-type": "quorum" },
+      })
+    );
+    return;
+  }
+  try {
+    await declarations.run((channel) =>
+      channel.assertQueue(queue, { durable: topology.durable, exclusive: false, autoDelete: false })
+    );
+  } catch (error) {
+    if (replyCode(error) !== PRECONDITION_FAILED) throw error;
+    log.warn("Request queue exists with other settings; using it as it is", {
+      queue,
+      error: errorMessage(error),
+    });
+    await declarations.run((channel) => channel.checkQueue(queue));
+  }
 }
 
 /**
@@ -145,6 +167,16 @@ export async function exchangeExists(
   return await exchangeExistsOn(declarations, name);
 }
 
+async function queueExistsOn(declarations: DeclarationChannel, name: string): Promise<boolean> {
+  try {
+    await declarations.run((channel) => channel.checkQueue(name));
+    return true;
+  } catch (error) {
+    if (replyCode(error) === NOT_FOUND) return false;
+    throw error;
+  }
+}
+
 async function exchangeExistsOn(declarations: DeclarationChannel, name: string): Promise<boolean> {
   try {
     await declarations.run((channel) => channel.checkExchange(name));
@@ -163,7 +195,7 @@ async function ensureDeadLetterExchange(
 ): Promise<void> {
   if (await exchangeExistsOn(declarations, topology.deadLetterExchange)) return;
   const queue = `${topology.requestQueue}.dead-letter`;
-  log.info("Declaring dead-letter exchange and queue", {
+  log.info("Declaring dead-letter exchange and queue; a policy attaches it to the request queue", {
     exchange: topology.deadLetterExchange,
     queue,
   });

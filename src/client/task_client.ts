@@ -2,12 +2,19 @@ import amqp from "amqplib";
 import type { Channel, ChannelModel, ConfirmChannel } from "amqplib";
 import { Buffer } from "node:buffer";
 import { buildAmqpUrl, redactAmqpUrl } from "../broker/amqp_url.ts";
-import { DeclarationChannel, declareTopology, ensureExchange } from "../broker/topology.ts";
+import { DeclarationChannel, ensureExchange } from "../broker/topology.ts";
 import { type BrokerConfig, requestQueueName } from "../config.ts";
 import type { Logger } from "../observability/log.ts";
 import { isTerminalStatus, type TaskResponse } from "../protocol/mod.ts";
 import { errorMessage } from "../util/async.ts";
 import { VERSION } from "../version.ts";
+
+/**
+ * Durability of the response exchange as the hmi-server declares it: its own setting
+ * `terarium.taskrunner.durable-queues`, true in its `application.properties`, not the
+ * `terarium.durableQueues` (`TERARIUM_DURABLE_QUEUES`) of everything else.
+ */
+export const SERVER_RESPONSE_EXCHANGE_DURABLE = true;
 
 /** A request as the hmi-server publishes it: every field it sends, in its order. */
 export interface ClientRequest {
@@ -97,19 +104,25 @@ export class TaskClient implements AsyncDisposable {
   }
 
   /**
-   * Declares the request queue as the server does and publishes `request` on it through the
-   * default exchange; resolves once the broker has confirmed it.
+   * Declares what the server declares before it sends a request (the request queue, the
+   * cancellation exchange, the task's cancellation queue bound to it), with its flags, and
+   * publishes `request` on the request queue through the default exchange; resolves once the
+   * broker has confirmed it.
    */
   async submit(request: ClientRequest): Promise<void> {
     const queue = requestQueueName(this.#config);
-    await declareTopology(this.#model, {
-      requestQueue: queue,
-      responseExchange: this.#config.responseExchange,
-      cancellationExchange: this.#config.cancellationExchange,
-      durable: this.#config.durableQueues,
-      deadLetterExchange: "",
-      queueType: "classic",
-    }, this.#log);
+    const durable = this.#config.durableQueues;
+    const exchange = this.#config.cancellationExchange;
+    await this.#ensureExchange(exchange, durable);
+    await using declarations = new DeclarationChannel(this.#model);
+    // `TaskService`: new Queue(name, durableQueues, false, false) and, so that a cancellation
+    // sent before the runner has seen the request waits for it, new Queue(id, durableQueues,
+    // false, true) bound with the id.
+    await declarations.run(async (channel) => {
+      await channel.assertQueue(queue, { durable, exclusive: false, autoDelete: false });
+      await channel.assertQueue(request.id, { durable, exclusive: false, autoDelete: true });
+      await channel.bindQueue(request.id, exchange, request.id);
+    });
     await this.#confirmed((channel) =>
       channel.sendToQueue(queue, Buffer.from(JSON.stringify(request)), {
         contentType: "application/json",
@@ -125,7 +138,7 @@ export class TaskClient implements AsyncDisposable {
    * before {@linkcode TaskClient.submit}, so that no response is missed.
    */
   async follow(routingKey: string): Promise<ResponseStream> {
-    await this.#ensureExchange(this.#config.responseExchange);
+    await this.#ensureExchange(this.#config.responseExchange, SERVER_RESPONSE_EXCHANGE_DURABLE);
     const channel = await this.#model.createChannel();
     channel.on("error", () => {}); // reported through the connection or the calls
     const { queue } = await channel.assertQueue("", { exclusive: true, autoDelete: true });
@@ -143,7 +156,7 @@ export class TaskClient implements AsyncDisposable {
    */
   async cancel(taskId: string): Promise<void> {
     const exchange = this.#config.cancellationExchange;
-    await this.#ensureExchange(exchange);
+    await this.#ensureExchange(exchange, this.#config.durableQueues);
     await this.#confirmed((channel) => channel.publish(exchange, taskId, Buffer.alloc(0)));
     this.#log.debug("Cancellation published", { taskId, exchange });
   }
@@ -160,13 +173,9 @@ export class TaskClient implements AsyncDisposable {
   }
 
   // Direct exchanges, declared as the server does when they are missing.
-  async #ensureExchange(name: string): Promise<void> {
+  async #ensureExchange(name: string, durable: boolean): Promise<void> {
     await using declarations = new DeclarationChannel(this.#model);
-    await ensureExchange(declarations, name, {
-      type: "direct",
-      durable: this.#config.durableQueues,
-      log: this.#log,
-    });
+    await ensureExchange(declarations, name, { type: "direct", durable, log: this.#log });
   }
 
   /** Closes the connection (and with it any private response queue). */

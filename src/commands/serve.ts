@@ -169,7 +169,6 @@ function openService(
   const publisher = stack.use(
     new ResponsePublisher(broker, {
       exchange: config.broker.responseExchange,
-      durable: config.broker.durableQueues,
       logger: log,
       ...(metrics ? { observer: metrics } : {}),
     }),

@@ -82,6 +82,8 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
   readonly #rejected: Counter<"reason">;
   readonly #publishLatency: Histogram;
   readonly #responseBytes: Counter;
+  readonly #unrouted: Gauge;
+  readonly #abandoned: Counter;
 
   constructor() {
     const registry = this.registry;
@@ -156,6 +158,19 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
         name: "taskrunner_responses_pending",
         help: "Responses not yet confirmed by the broker.",
         collect: () => sources().pendingResponses?.() ?? 0,
+      }),
+    );
+    this.#unrouted = registry.register(
+      new Gauge({
+        name: "taskrunner_responses_unrouted",
+        help: "Responses kept because no queue is bound for their routing key (server away).",
+      }),
+    );
+    this.#unrouted.set(0);
+    this.#abandoned = registry.register(
+      new Counter({
+        name: "taskrunner_responses_abandoned_total",
+        help: "Responses given up: no queue for their routing key long after others were routed.",
       }),
     );
     registry.register(
@@ -233,6 +248,14 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
   confirmed(latencyMs: number, bytes: number): void {
     this.#publishLatency.observe(latencyMs / 1000);
     this.#responseBytes.inc(bytes);
+  }
+
+  unrouted(count: number): void {
+    this.#unrouted.set(count);
+  }
+
+  abandoned(count: number): void {
+    this.#abandoned.inc(count);
   }
 }
 

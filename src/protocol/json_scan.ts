@@ -55,6 +55,49 @@ export function findTopLevelString(json: Uint8Array, key: string): StringSpan | 
   return undefined;
 }
 
+/** Where a JSON value sits in a JSON text: `start` is its first byte, `end` just after its last. */
+export interface ValueSpan {
+  start: number;
+  end: number;
+}
+
+/**
+ * Finds the raw bytes of a top-level key's value (any JSON value) in a JSON object, so that
+ * it can be passed on byte for byte: a number such as `9007199254740993` or `1.0` survives
+ * only if it is never parsed into a double. The scan is a loop, never recursion: nesting of
+ * any depth costs no stack.
+ *
+ * @param json UTF-8 JSON bytes that `JSON.parse` has accepted
+ * @param key the key, which must not need escaping
+ * @returns the span of the value `JSON.parse` keeps (the last one, if the key repeats);
+ * undefined when the key is absent, the text is malformed, or a key is written with escapes
+ * (it might spell `key` in another way)
+ */
+export function findTopLevelValue(json: Uint8Array, key: string): ValueSpan | undefined {
+  const wanted = new TextEncoder().encode(key);
+  let found: ValueSpan | undefined;
+  let i = skipWhitespace(json, 0);
+  if (json[i] !== OPEN_BRACE) return undefined;
+  i = skipWhitespace(json, i + 1);
+  while (i < json.length && json[i] === QUOTE) {
+    const keyEnd = stringEnd(json, i + 1);
+    if (keyEnd < 0 || json.subarray(i + 1, keyEnd).includes(BACKSLASH)) return undefined;
+    const isWanted = keyEnd - (i + 1) === wanted.length &&
+      wanted.every((byte, k) => json[i + 1 + k] === byte);
+    i = skipWhitespace(json, keyEnd + 1);
+    if (json[i] !== COLON) return undefined;
+    const start = skipWhitespace(json, i + 1);
+    const end = skipValue(json, start);
+    if (end < 0) return undefined;
+    if (isWanted) found = { start, end };
+    i = skipWhitespace(json, end);
+    if (json[i] === CLOSE_BRACE) return found;
+    if (json[i] !== COMMA) return undefined;
+    i = skipWhitespace(json, i + 1);
+  }
+  return undefined;
+}
+
 function skipWhitespace(json: Uint8Array, i: number): number {
   while (i < json.length) {
     if (!isJsonWhitespace(json[i]!)) break;

@@ -1,3 +1,4 @@
 export * from "./status.ts";
 export * from "./request.ts";
 export * from "./response.ts";
+export * from "./raw_json.ts";

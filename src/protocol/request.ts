@@ -1,7 +1,8 @@
 import { z } from "zod";
 import { errorMessage } from "../util/async.ts";
 import { concatBytes } from "../util/bytes.ts";
-import { findTopLevelString } from "./json_scan.ts";
+import { findTopLevelString, findTopLevelValue } from "./json_scan.ts";
+import { RawJson } from "./raw_json.ts";
 
 /** Bodies from this size have their input decoded straight from the bytes. */
 const LARGE_BODY_BYTES = 1024 * 1024;
@@ -41,7 +42,8 @@ export interface TaskRequest {
   script: string;
   input: Uint8Array;
   timeoutMinutes: number;
-  additionalProperties: unknown;
+  /** Passed back byte for byte in every response; null when absent or null. */
+  additionalProperties: RawJson | null;
   userId: string | null;
   projectId: string | null;
   requestSHA256: string | null;
@@ -115,9 +117,11 @@ function parseRequestJson(
     const reason = errorMessage(error).replace(/, (?:\.\.\.)?".*$/s, "");
     throw new InvalidRequestError(`Request is not valid JSON: ${reason}`, { cause: error });
   }
-  const fields = typeof json === "object" && json !== null && !Array.isArray(json)
+  const object = typeof json === "object" && json !== null && !Array.isArray(json)
     ? json as Record<string, unknown>
-    : {};
+    : undefined;
+  const additionalProperties = object ? rawAdditionalProperties(body, object) : null;
+  const fields = object ? { ...object, additionalProperties } : {};
   const parsed = TaskRequestSchema.safeParse(json);
   if (!parsed.success) {
     const issues = parsed.error.issues.map((issue) =>
@@ -146,13 +150,30 @@ function parseRequestJson(
     script: request.script,
     base64Input: request.input ?? null,
     timeoutMinutes: request.timeoutMinutes ?? DEFAULT_TIMEOUT_MINUTES,
-    additionalProperties: request.additionalProperties ?? null,
+    additionalProperties,
     userId: request.userId ?? null,
     projectId: request.projectId ?? null,
     requestSHA256: request.requestSHA256 ?? null,
     routingKey: request.routingKey ?? "",
     useCache: request.useCache ?? true,
   };
+}
+
+// The raw bytes of `additionalProperties` (a copy: the body is let go once parsed). When they
+// cannot be found (a key written with escapes), the parsed value is written back instead.
+function rawAdditionalProperties(
+  body: Uint8Array,
+  json: Record<string, unknown>,
+): RawJson | null {
+  const value = json.additionalProperties;
+  if (value === undefined || value === null) return null;
+  const span = findTopLevelValue(body, "additionalProperties");
+  if (span) return new RawJson(body.slice(span.start, span.end));
+  try {
+    return new RawJson(new TextEncoder().encode(JSON.stringify(value)));
+  } catch {
+    return null; // too deep to write back: the check after the schema rejects the request
+  }
 }
 
 function decodeInput(base64: string | null, request: Omit<TaskRequest, "input">): Uint8Array {

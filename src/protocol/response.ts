@@ -1,7 +1,11 @@
 import { concatBytes } from "../util/bytes.ts";
+import { RawJson } from "./raw_json.ts";
 import type { TaskStatus } from "./status.ts";
 
-/** The response published to the response exchange; every field is present, absent values are `null`. */
+/**
+ * The response published to the response exchange; every field is present, absent values are
+ * `null` (but `stdout` and `stderr`, which are `""` until the task has written something).
+ */
 export interface TaskResponse {
   id: string | null;
   script: string | null;
@@ -53,8 +57,9 @@ export function buildTaskResponse(echo: ResponseEcho, update: ResponseUpdate): T
     additionalProperties: echo.additionalProperties ?? null,
     projectId: stringOrNull(echo.projectId),
     userId: stringOrNull(echo.userId),
-    stdout: update.stdout ?? null,
-    stderr: update.stderr ?? null,
+    // The Java runner sends "" until the task has written something, never null.
+    stdout: update.stdout ?? "",
+    stderr: update.stderr ?? "",
     requestSHA256: stringOrNull(echo.requestSHA256),
     routingKey: stringOrNull(echo.routingKey),
     useCache: typeof echo.useCache === "boolean" ? echo.useCache : true,
@@ -63,6 +68,7 @@ export function buildTaskResponse(echo: ResponseEcho, update: ResponseUpdate): T
 
 const encoder = new TextEncoder();
 const EMPTY_OUTPUT = '"output":""';
+const NULL_PROPERTIES = '"additionalProperties":null';
 // Above this, the base64 output is written into the JSON bytes rather than copied through it.
 const SPLICE_OUTPUT_BYTES = 48 * 1024;
 
@@ -72,10 +78,11 @@ export function encodeTaskResponse(response: TaskResponse): Uint8Array {
 }
 
 /**
- * Builds and serialises a response in one step, for the runner: the same bytes as
- * `encodeTaskResponse(buildTaskResponse(echo, update))`, but a large output (bytes, or the
- * chunks a task wrote) is base64-encoded piece by piece straight into the JSON bytes. For a
- * 64 MiB result that spares a joined copy, an 85 MiB base64 string and an 85 MiB JSON string.
+ * Builds and serialises a response in one step, for the runner: the JSON of
+ * `buildTaskResponse(echo, update)`, but `additionalProperties` given as {@linkcode RawJson} is
+ * written as its exact bytes, and a large output (bytes, or the chunks a task wrote) is
+ * base64-encoded piece by piece straight into the JSON bytes. For a 64 MiB result that spares
+ * a joined copy, an 85 MiB base64 string and an 85 MiB JSON string.
  *
  * @param echo the request fields to pass back
  * @param update status, output (text, bytes or chunks of bytes) and stdout/stderr so far
@@ -87,29 +94,60 @@ export function encodeResponse(
   },
 ): Uint8Array {
   const { output, ...rest } = update;
+  const raw = echo.additionalProperties instanceof RawJson ? echo.additionalProperties : undefined;
   const chunks = output instanceof Uint8Array
     ? [output]
     : Array.isArray(output)
     ? output
     : undefined;
   const size = chunks?.reduce((total, chunk) => total + chunk.length, 0) ?? 0;
-  if (!chunks || size < SPLICE_OUTPUT_BYTES) {
-    const bytes = chunks && chunks.length !== 1 ? concatBytes(chunks, size) : chunks?.[0];
-    return encodeTaskResponse(
-      buildTaskResponse(echo, { ...rest, output: bytes ?? (output as string | null | undefined) }),
-    );
+  const spliced = chunks !== undefined && size >= SPLICE_OUTPUT_BYTES;
+  const joined = spliced ? "" : joinOutput(output, chunks, size);
+  if (!spliced && !raw) {
+    return encodeTaskResponse(buildTaskResponse(echo, { ...rest, output: joined }));
   }
-  const json = JSON.stringify(buildTaskResponse(echo, { ...rest, output: "" }));
-  // "" encodes as ""; id, script and status come first and never hold an unescaped quote.
-  const at = json.indexOf(EMPTY_OUTPUT) + EMPTY_OUTPUT.length - 1;
-  const head = encoder.encode(json.slice(0, at));
-  const tail = encoder.encode(json.slice(at));
-  const base64Size = Math.ceil(size / 3) * 4;
-  const bytes = new Uint8Array(head.length + base64Size + tail.length);
-  bytes.set(head);
-  writeBase64(chunks, bytes.subarray(head.length, head.length + base64Size));
-  bytes.set(tail, head.length + base64Size);
+  const json = JSON.stringify(
+    buildTaskResponse(raw ? { ...echo, additionalProperties: null } : echo, {
+      ...rest,
+      output: joined,
+    }),
+  );
+  // id, script and status come first: a quote in them is escaped, so neither pattern can
+  // match inside them; output (base64 or null) and additionalProperties come next, in order.
+  const outputAt = spliced ? json.indexOf(EMPTY_OUTPUT) + EMPTY_OUTPUT.length - 1 : 0;
+  const propertiesAt = raw ? json.indexOf(NULL_PROPERTIES) + NULL_PROPERTIES.length - 4 : 0;
+  const cuts = [outputAt, propertiesAt].filter((at) => at > 0);
+  const texts = [json.slice(0, cuts[0]), ...cuts.map((at, k) => json.slice(at, cuts[k + 1]))]
+    .map((text) => encoder.encode(text));
+  if (raw) texts[texts.length - 1] = texts.at(-1)!.subarray(4); // the "null" it replaces
+  const base64Size = spliced ? Math.ceil(size / 3) * 4 : 0;
+  const bytes = new Uint8Array(
+    texts.reduce((total, text) => total + text.length, 0) + base64Size + (raw?.bytes.length ?? 0),
+  );
+  let offset = 0;
+  texts.forEach((text, k) => {
+    bytes.set(text, offset);
+    offset += text.length;
+    if (k === texts.length - 1) return;
+    if (spliced && k === 0) {
+      writeBase64(chunks, bytes.subarray(offset, offset + base64Size));
+      offset += base64Size;
+    } else {
+      bytes.set(raw!.bytes, offset);
+      offset += raw!.bytes.length;
+    }
+  });
   return bytes;
+}
+
+// The output as one value for buildTaskResponse: chunks joined, text or null as given.
+function joinOutput(
+  output: Uint8Array | readonly Uint8Array[] | string | null | undefined,
+  chunks: readonly Uint8Array[] | undefined,
+  size: number,
+): Uint8Array | string | null {
+  if (!chunks) return (output as string | null | undefined) ?? null;
+  return chunks.length === 1 ? chunks[0]! : concatBytes(chunks, size);
 }
 
 // Base64 of the chunks joined, written into `target`: three bytes at a time make four

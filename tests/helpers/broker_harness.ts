@@ -7,6 +7,12 @@ import { isTerminalStatus } from "../../src/protocol/status.ts";
 /** The local test broker. */
 export const AMQP_URL = Deno.env.get("TEST_AMQP_URL") ?? "amqp://guest:guest@127.0.0.1:5672";
 
+/**
+ * The response exchange's flags as the hmi-server declares it (`TaskService`: `new
+ * DirectExchange(name, terarium.taskrunner.durable-queues = true, false)`).
+ */
+export const SERVER_RESPONSE_EXCHANGE = { durable: true, autoDelete: false } as const;
+
 /** Queue and exchange names private to one test. */
 export interface TestNames {
   requestType: string;
@@ -78,15 +84,13 @@ export class ServerSide implements AsyncDisposable {
   /** Connects, declares the response exchange and a queue for the responses. */
   static async open(
     names: TestNames,
-    options: { declareResponseExchange?: boolean } = {},
+    options: { declareResponseExchange?: boolean; url?: string } = {},
   ): Promise<ServerSide> {
-    const model = await amqp.connect(AMQP_URL);
+    const model = await amqp.connect(options.url ?? AMQP_URL);
+    model.on("error", () => {}); // a broker stopped by a test: the calls report it
     const channel = await model.createChannel();
     if (options.declareResponseExchange ?? true) {
-      await channel.assertExchange(names.responseExchange, "direct", {
-        durable: false,
-        autoDelete: false,
-      });
+      await channel.assertExchange(names.responseExchange, "direct", SERVER_RESPONSE_EXCHANGE);
     }
     const { queue } = await channel.assertQueue("", { exclusive: true, autoDelete: true });
     const side = new ServerSide(names, model, channel, queue);
@@ -96,6 +100,20 @@ export class ServerSide implements AsyncDisposable {
       side.#record(JSON.parse(message.content.toString("utf8")));
     }, { noAck: true });
     return side;
+  }
+
+  /** Declares the response exchange as the server does, without binding anything to it. */
+  async declareResponseExchange(): Promise<void> {
+    await this.#channel.assertExchange(
+      this.names.responseExchange,
+      "direct",
+      SERVER_RESPONSE_EXCHANGE,
+    );
+  }
+
+  /** Closes the connection and leaves everything on the broker, as a server that goes away. */
+  async disconnect(): Promise<void> {
+    await this.#model.close().catch(() => {});
   }
 
   /** Binds the response queue (after the exchange exists). */
@@ -131,10 +149,11 @@ export class ServerSide implements AsyncDisposable {
 
   /** Declares the response exchange again and binds the response queue to it. */
   async restoreResponseExchange(): Promise<void> {
-    await this.#channel.assertExchange(this.names.responseExchange, "direct", {
-      durable: false,
-      autoDelete: false,
-    });
+    await this.#channel.assertExchange(
+      this.names.responseExchange,
+      "direct",
+      SERVER_RESPONSE_EXCHANGE,
+    );
     await this.bindResponses();
   }
 
