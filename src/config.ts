@@ -192,6 +192,21 @@ export const ENGINE_SETTINGS = {
     schema: positiveInt,
     default: DEFAULT_MAX_OUTPUT_BYTES,
   }),
+  maxTaskMinutes: setting({
+    flag: "--max-task-duration <minutes>",
+    env: "TERARIUM_TASKRUNNER_MAX_TASK_MINUTES",
+    description:
+      "cap on a task's whole run, however much progress it reports, in minutes; 0 = none (timeoutMinutes is an inactivity limit)",
+    schema: nonNegativeNumber,
+    default: 0,
+  }),
+  maxProgressBytes: setting({
+    flag: "--max-progress-bytes <bytes>",
+    env: "TERARIUM_TASKRUNNER_MAX_PROGRESS_BYTES",
+    description: "largest progress message forwarded; a larger one is dropped with a warning",
+    schema: positiveInt,
+    default: 1024 * 1024,
+  }),
   allowedScripts: setting({
     flag: "--allow-script <pattern>",
     env: "TERARIUM_TASKRUNNER_ALLOWED_SCRIPTS",

@@ -40,6 +40,8 @@ export function engineSettings(config: EngineConfig): TaskEngineSettings {
     killGraceMs: config.killGraceSeconds * 1000,
     logTailBytes: config.logTailBytes,
     maxOutputBytes: config.maxOutputBytes,
+    maxTaskMs: config.maxTaskMinutes * 60_000,
+    maxProgressBytes: config.maxProgressBytes,
     allowedScripts: config.allowedScripts,
     env: childEnvironment(Deno.env.toObject()),
     dieWithRunner: true,
