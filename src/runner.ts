@@ -18,6 +18,10 @@ export interface RunnerObserver {
   taskStarted?(): void;
   taskFinished?(status: TaskStatus, durationMs: number): void;
   progressForwarded?(): void;
+  /** A progress message larger than the limit was dropped. */
+  progressDropped?(): void;
+  /** Lines a task printed that its log limits kept out of the runner's log. */
+  taskLogSuppressed?(lines: number): void;
   inputBytes?(bytes: number): void;
   outputBytes?(bytes: number): void;
   requestRejected?(reason: "invalid" | "too_large"): void;
@@ -226,6 +230,13 @@ export class Runner {
             this.#observer.progressForwarded?.();
             tails = { stdout: task.stdout, stderr: task.stderr };
             progress("RUNNING", message);
+          },
+          onProgressDropped: (bytes) => {
+            this.#observer.progressDropped?.();
+            log.warn("Progress message dropped: larger than the limit", {
+              bytes,
+              limit: this.#options.engine.maxProgressBytes,
+            });
           },
           onLog: (stream, line) => log.info(line, { stream }),
         },

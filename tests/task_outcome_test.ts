@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
-import { behave, testEngineSettings } from "./helpers/engine.ts";
+import { behave, runShellTask, testEngineSettings } from "./helpers/engine.ts";
 import { fixture } from "./helpers/serve_harness.ts";
-import { runTask, type TaskEngineSettings, type TaskResult } from "../src/task/mod.ts";
+import { runTask, type TaskResult } from "../src/task/mod.ts";
 
 const settings = testEngineSettings({ killGraceMs: 200 });
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -15,24 +15,8 @@ function spec(script: string, input: Uint8Array | string = "", timeoutMs = 20_00
   };
 }
 
-/**
- * Runs a shell task whose body sees the pipe paths as $input, $output and $progress, and
- * returns its result and id.
- */
-async function runShell(
-  body: string,
-  options: { timeoutMs?: number; settings?: TaskEngineSettings; input?: string } = {},
-): Promise<{ result: TaskResult; id: string }> {
-  const script = await Deno.makeTempFile({ suffix: ".sh" });
-  try {
-    await Deno.writeTextFile(script, `#!/bin/sh\n. "${fixture("_task_args.sh")}"\n${body}\n`);
-    await Deno.chmod(script, 0o755);
-    const task = spec(script, options.input ?? "", options.timeoutMs ?? 20_000);
-    return { result: await runTask(task, options.settings ?? settings), id: task.id };
-  } finally {
-    await Deno.remove(script);
-  }
-}
+const runShell = (body: string, options: Parameters<typeof runShellTask>[1] = {}) =>
+  runShellTask(body, { settings, ...options });
 
 function messageOf(result: TaskResult): string {
   assert(result.outcome === "failure" || result.outcome === "timeout", JSON.stringify(result));

@@ -5,7 +5,7 @@ import { writeTaskOwner } from "./stale_tasks.ts";
 import { forEachLine } from "./lines.ts";
 import { OutputTail } from "./output_tail.ts";
 import { ProcessGroup, type StopReason } from "./process_group.ts";
-import { isDoneMessage, ProgressFramer } from "./progress_framer.ts";
+import { isDoneMessage, MAX_PROGRESS_MESSAGE_BYTES, ProgressFramer } from "./progress_framer.ts";
 import { concatBytes } from "../util/bytes.ts";
 import { classifyTaskEnd, type TaskPhase } from "./task_outcome.ts";
 export { formatDuration } from "./task_outcome.ts";
@@ -73,6 +73,8 @@ export interface TaskHooks {
   onStart?(task: RunningTask): void;
   /** A progress message (the `done` sentinel is not passed on). */
   onProgress?(message: Uint8Array, task: RunningTask): void;
+  /** A progress message larger than the limit was dropped (`bytes` long). */
+  onProgressDropped?(bytes: number, task: RunningTask): void;
   /** A line the task printed. */
   onLog?(stream: "stdout" | "stderr", line: string, task: RunningTask): void;
 }
@@ -157,9 +159,16 @@ export async function runTask(
     if (progressDone) return;
     if (isDoneMessage(message)) progressDone = true;
     else options.onProgress?.(message, running);
+  }, {
+    maxBytes: settings.maxProgressBytes ?? MAX_PROGRESS_MESSAGE_BYTES,
+    onDropped: (bytes) => {
+      timer.touch();
+      if (!progressDone) options.onProgressDropped?.(bytes, running);
+    },
   });
   const progressReader = new FifoReader(pipes.progress, {
     data: (chunk) => framer.push(chunk),
+    closed: () => framer.close(),
     end: () => framer.end(),
   });
 
