@@ -10,7 +10,13 @@ import {
   type TaskRequest,
   type TaskStatus,
 } from "./protocol/mod.ts";
-import { runTask, type TaskEngineSettings, type TaskResult, TaskStartError } from "./task/mod.ts";
+import {
+  type RunningTask,
+  runTask,
+  type TaskEngineSettings,
+  type TaskResult,
+  TaskStartError,
+} from "./task/mod.ts";
 import { errorMessage, settlesWithin } from "./util/async.ts";
 
 /** What the runner reports, for metrics. */
@@ -195,13 +201,16 @@ export class Runner {
     let started = false;
     let finished = false;
     let tails = { stdout: "", stderr: "" };
-    const progress = (status: TaskStatus, output?: Uint8Array) => {
-      this.#publish(request, { status, output: output ?? null, ...tails }).catch((error) => {
+    let task: RunningTask | undefined;
+    // CANCELLING carries the task's stdout and stderr as of the cancel, as the Java runner's did.
+    const tailsNow = () => task ? { stdout: task.stdout, stderr: task.stderr } : tails;
+    const progress = (status: TaskStatus, output?: Uint8Array, logs = tails) => {
+      this.#publish(request, { status, output: output ?? null, ...logs }).catch((error) => {
         log.warn("Cannot publish response", { status, error: errorMessage(error) });
       });
     };
     cancellation.signal.addEventListener("abort", () => {
-      if (started && !finished) progress("CANCELLING");
+      if (started && !finished) progress("CANCELLING", undefined, tailsNow());
     }, { once: true });
 
     const spec = {
@@ -218,13 +227,14 @@ export class Runner {
         this.#options.engine,
         {
           signal: AbortSignal.any([cancellation.signal, active.shutdown.signal]),
-          onStart: (task) => {
+          onStart: (running) => {
             started = true;
+            task = running;
             this.#observer.taskStarted?.();
-            log.info("Task started", { pid: task.pid });
+            log.info("Task started", { pid: running.pid });
             progress("RUNNING");
             // Cancelled between the engine's last check and the start: say so, in order.
-            if (cancellation.signal.aborted) progress("CANCELLING");
+            if (cancellation.signal.aborted) progress("CANCELLING", undefined, tailsNow());
           },
           onProgress: (message, task) => {
             this.#observer.progressForwarded?.();

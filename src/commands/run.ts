@@ -9,7 +9,13 @@ import {
   type ResponseEcho,
   type ResponseUpdate,
 } from "../protocol/mod.ts";
-import { formatDuration, runTask, type TaskResult, TaskStartError } from "../task/mod.ts";
+import {
+  formatDuration,
+  type RunningTask,
+  runTask,
+  type TaskResult,
+  TaskStartError,
+} from "../task/mod.ts";
 import { engineSettings } from "./serve.ts";
 
 /** One local task run, as `taskrunner run` takes it. */
@@ -62,12 +68,13 @@ export async function run(
 
   const cancel = new AbortController();
   let pid = 0;
-  let started = false;
   let tails = { stdout: "", stderr: "" };
+  let task: RunningTask | undefined;
   const onSignal = () => {
     if (!cancel.signal.aborted) {
       display.line("Cancelling: stopping the task (again to kill it now)");
-      if (started) queueResponse({ status: "CANCELLING", ...tails });
+      // As of the cancel, not of the last progress message.
+      if (task) queueResponse({ status: "CANCELLING", stdout: task.stdout, stderr: task.stderr });
       cancel.abort("cancelled");
     } else if (pid > 0) {
       display.line("Killing the task");
@@ -95,11 +102,11 @@ export async function run(
       engineSettings(config.engine),
       {
         signal: cancel.signal,
-        onStart: (task) => {
-          started = true;
-          pid = task.pid;
-          log.debug("Task started", { taskId: config.id, pid: task.pid });
-          display.line(`RUNNING ${config.script} (id ${config.id}, pid ${task.pid})`);
+        onStart: (running) => {
+          task = running;
+          pid = running.pid;
+          log.debug("Task started", { taskId: config.id, pid: running.pid });
+          display.line(`RUNNING ${config.script} (id ${config.id}, pid ${running.pid})`);
           queueResponse({ status: "RUNNING", ...tails });
         },
         onProgress: (message, task) => {

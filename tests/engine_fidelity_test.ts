@@ -1,0 +1,138 @@
+/**
+ * The engine's behaviour as the hmi-server sees it through the real broker: no empty SUCCESS,
+ * timeoutMinutes as an inactivity limit, CANCELLING with the output as of the cancel, and the
+ * Java runner's FAILED texts.
+ */
+import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { makeRequest, outputText, ServerSide, testNames } from "./helpers/broker_harness.ts";
+import { behave, eventually } from "./helpers/engine.ts";
+import { fixture, startRunner, type TestRunner } from "./helpers/serve_harness.ts";
+
+/** Opens the server side and a runner on fresh names, and tears both down. */
+async function withRunner(
+  label: string,
+  test: (server: ServerSide, runner: TestRunner) => Promise<void>,
+  options: Record<string, unknown> = {},
+): Promise<void> {
+  const names = testNames(label);
+  await using server = await ServerSide.open(names);
+  await using runner = startRunner(names, { killGrace: "0.3", ...options });
+  await runner.ready;
+  await test(server, runner);
+}
+
+/** A shell task (the pipe paths in $input, $output, $progress), removed on dispose. */
+async function shellTask(body: string): Promise<{ path: string } & AsyncDisposable> {
+  const path = await Deno.makeTempFile({ suffix: ".sh" });
+  await Deno.writeTextFile(path, `#!/bin/sh\n. "${fixture("_task_args.sh")}"\n${body}\n`);
+  await Deno.chmod(path, 0o755);
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path) };
+}
+
+Deno.test("serve: a task that exits 0 without writing its output gives FAILED, exited early", async () => {
+  await withRunner("noout", async (server) => {
+    await using task = await shellTask('cat "$input" >/dev/null; echo "caught: boom" >&2');
+    const request = makeRequest({ script: task.path, input: "x" }, server.names.routingKey);
+    server.publishRequest(request);
+    const responses = await server.terminal(request.id);
+    assertEquals(responses.map((response) => response.status), ["RUNNING", "FAILED"]);
+    assertMatch(
+      outputText(responses[1]),
+      new RegExp(`^Process for task ${request.id} exited early with code 0: .*: caught: boom$`),
+    );
+    assertEquals(responses[1]!.stderr, "caught: boom\n");
+  });
+});
+
+Deno.test("serve: a task that opens and closes its output without a byte gives SUCCESS", async () => {
+  await withRunner("emptyout", async (server) => {
+    await using task = await shellTask('cat "$input" >/dev/null; : > "$output"');
+    const request = makeRequest({ script: task.path, input: "x" }, server.names.routingKey);
+    server.publishRequest(request);
+    const responses = await server.terminal(request.id);
+    assertEquals(responses.map((response) => response.status), ["RUNNING", "SUCCESS"]);
+    assertEquals(outputText(responses[1]), "");
+  });
+});
+
+Deno.test("serve: progress keeps a task alive past timeoutMinutes; silence does not", async (t) => {
+  await withRunner("inactivity", async (server) => {
+    await t.step("progress every 0.3 s for 2.4 s, timeoutMinutes 0.02 (1.2 s)", async () => {
+      const request = makeRequest({
+        script: fixture("behave.py"),
+        input: behave({ progress: 8, progress_interval: 0.3, output: "alive" }),
+        timeoutMinutes: 0.02,
+      }, server.names.routingKey);
+      server.publishRequest(request);
+      const responses = await server.terminal(request.id);
+      assertEquals(responses.at(-1)?.status, "SUCCESS", outputText(responses.at(-1)));
+      assertEquals(outputText(responses.at(-1)), "alive");
+      assertEquals(responses.length, 10);
+    });
+    await t.step("silent after one progress message", async () => {
+      const request = makeRequest({
+        script: fixture("behave.py"),
+        input: behave({ progress: 1, sleep: 60 }),
+        timeoutMinutes: 0.01,
+      }, server.names.routingKey);
+      server.publishRequest(request);
+      const responses = await server.terminal(request.id);
+      assertEquals(responses.map((response) => response.status), ["RUNNING", "RUNNING", "FAILED"]);
+      assertMatch(
+        outputText(responses[2]),
+        new RegExp(
+          `^Reading from pipe took too long for task ${request.id}: .* timed out after 600 ms without progress`,
+        ),
+      );
+    });
+  });
+});
+
+Deno.test("serve: --max-task-duration stops a task that keeps reporting progress", async () => {
+  await withRunner("maxduration", async (server) => {
+    const request = makeRequest({
+      script: fixture("behave.py"),
+      input: behave({ progress: 100, progress_interval: 0.1 }),
+      timeoutMinutes: 1,
+    }, server.names.routingKey);
+    server.publishRequest(request);
+    const responses = await server.terminal(request.id);
+    assertEquals(responses.at(-1)?.status, "FAILED");
+    assertMatch(
+      outputText(responses.at(-1)),
+      /^Process did not exit within the timeout: .* the maximum task duration \(--max-task-duration\)$/,
+    );
+  }, { maxTaskDuration: "0.015" });
+});
+
+Deno.test("serve: CANCELLING carries the stdout and stderr printed since the last progress", async () => {
+  await withRunner("cancellingtails", async (server, runner) => {
+    const flag = `${await Deno.makeTempDir()}/go`;
+    await using task = await shellTask(
+      `flag=$(cat "$input"); printf '{"step":1}' > "$progress"
+      while [ ! -f "$flag" ]; do sleep 0.02; done
+      echo "printed after the progress"; echo "and on stderr" >&2; sleep 60`,
+    );
+    const request = makeRequest({ script: task.path, input: flag }, server.names.routingKey);
+    server.publishRequest(request);
+    await server.waitFor(() => server.statuses(request.id).length >= 2, 20_000, "progress");
+    await Deno.writeTextFile(flag, "");
+    assert(
+      await eventually(() => runner.logs.some((line) => line.includes("and on stderr")), 20_000),
+      "the task's lines are read",
+    );
+    await server.cancel(request.id);
+    const responses = await server.terminal(request.id);
+    assertEquals(responses.map((response) => response.status), [
+      "RUNNING",
+      "RUNNING",
+      "CANCELLING",
+      "CANCELLED",
+    ]);
+    assertEquals(responses[1]!.stdout, "", "the progress came before the line");
+    assertEquals(responses[2]!.stdout, "printed after the progress\n");
+    assertEquals(responses[2]!.stderr, "and on stderr\n");
+    assert(responses[3]!.stdout?.includes("printed after the progress"));
+    await Deno.remove(flag);
+  });
+});
