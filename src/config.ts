@@ -259,6 +259,20 @@ export const RUNNER_SETTINGS = {
     schema: z.enum(["classic", "quorum"]),
     default: "classic",
   }),
+  taskLogLinesPerSecond: setting({
+    flag: "--task-log-rate <lines>",
+    env: "TERARIUM_TASKRUNNER_TASK_LOG_LINES_PER_SECOND",
+    description: "lines of one task's stdout/stderr logged per second; the rest is counted",
+    schema: positiveInt,
+    default: 100,
+  }),
+  taskLogMaxBytes: setting({
+    flag: "--task-log-max-bytes <bytes>",
+    env: "TERARIUM_TASKRUNNER_TASK_LOG_MAX_BYTES",
+    description: "task stdout/stderr logged per task in all; the rest is counted",
+    schema: positiveInt,
+    default: 1024 * 1024,
+  }),
   httpPort: setting({
     flag: "--http-port <port>",
     env: "TERARIUM_TASKRUNNER_HTTP_PORT",

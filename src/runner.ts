@@ -3,6 +3,11 @@ import type { ResponsePublisher } from "./broker/publisher.ts";
 import type { RequestDelivery } from "./broker/request_consumer.ts";
 import type { Logger } from "./observability/log.ts";
 import {
+  DEFAULT_TASK_LOG_LIMITS,
+  TaskLogLimiter,
+  type TaskLogLimits,
+} from "./observability/task_log_limiter.ts";
+import {
   encodeResponse,
   InvalidRequestError,
   parseTaskRequest,
@@ -42,6 +47,8 @@ export interface RunnerOptions {
   maxInputBytes: number;
   logger: Logger;
   observer?: RunnerObserver;
+  /** How much of each task's stdout and stderr the log takes (default 100 lines/s, 1 MiB). */
+  taskLog?: TaskLogLimits;
 }
 
 interface ActiveTask {
@@ -220,6 +227,7 @@ export class Runner {
       timeoutMs: request.timeoutMinutes * 60_000,
     };
     active.input = undefined; // the engine has it now, and lets go of it once written
+    const taskLog = new TaskLogLimiter(this.#options.taskLog ?? DEFAULT_TASK_LOG_LIMITS);
     let result: TaskResult;
     try {
       result = await runTask(
@@ -248,9 +256,11 @@ export class Runner {
               limit: this.#options.engine.maxProgressBytes,
             });
           },
-          onLog: (stream, line) => log.info(line, { stream }),
+          onLog: (stream, line) => {
+            if (taskLog.admit(line)) log.info(line, { stream });
+          },
         },
-      );
+      ).finally(() => this.#summariseTaskLog(log, taskLog));
     } catch (error) {
       finished = true;
       const message = error instanceof TaskStartError
@@ -299,6 +309,19 @@ export class Runner {
         this.#settled(active);
         return;
     }
+  }
+
+  // One line for all the task output the limits kept out of the log.
+  #summariseTaskLog(log: Logger, limiter: TaskLogLimiter): void {
+    if (limiter.suppressedLines === 0) return;
+    this.#observer.taskLogSuppressed?.(limiter.suppressedLines);
+    const limits = this.#options.taskLog ?? DEFAULT_TASK_LOG_LIMITS;
+    log.warn("Task output over the log limits was not logged", {
+      lines: limiter.suppressedLines,
+      bytes: limiter.suppressedBytes,
+      linesPerSecond: limits.linesPerSecond,
+      maxBytes: limits.maxBytes,
+    });
   }
 
   /** Publishes the one terminal response, then acknowledges the request once it is confirmed. */

@@ -117,6 +117,10 @@ export async function serve(
     engine: engineSettings(config.engine),
     maxInputBytes: config.engine.maxInputBytes,
     logger: log,
+    taskLog: {
+      linesPerSecond: config.runner.taskLogLinesPerSecond,
+      maxBytes: config.runner.taskLogMaxBytes,
+    },
     ...(metrics ? { observer: metrics } : {}),
   });
   const consumer = new RequestConsumer(broker, {
