@@ -261,7 +261,7 @@ export const RUNNER_SETTINGS = {
   }),
   taskLogLinesPerSecond: setting({
     flag: "--task-log-rate <lines>",
-    env: "TERARIUM_TASKRUNNER_TASK_LOG_LINES_PER_SECOND",
+    env: "TERARIUM_TASKRUNNER_TASK_LOG_RATE",
     description: "lines of one task's stdout/stderr logged per second; the rest is counted",
     schema: positiveInt,
     default: 100,
