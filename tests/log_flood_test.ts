@@ -94,7 +94,7 @@ async function floodTask(lines: number): Promise<{ path: string } & AsyncDisposa
   await Deno.writeTextFile(
     path,
     `#!/bin/sh\n. "${fixture("_task_args.sh")}"\ncat "$input" >/dev/null\n` +
-      `printf 'nul:\\000:end\\n'; printf 'esc:\\033[2J:end\\n' >&2\n` +
+      `printf 'nul:\\000:end\\n'; printf 'esc:\\033[2J:end\\n'\n` +
       `yes 'flood line of the task' | head -n ${lines}\n: > "$output"\n`,
   );
   await Deno.chmod(path, 0o755);
