@@ -1,13 +1,13 @@
 import { settlesWithin } from "../util/async.ts";
-import { FifoReader, FifoWriter } from "./fifo_io.ts";
+import { FifoWriter } from "./fifo_io.ts";
 import { TaskPipes } from "./fifo.ts";
 import { writeTaskOwner } from "./stale_tasks.ts";
 import { forEachLine } from "./lines.ts";
 import { OutputTail } from "./output_tail.ts";
 import { ProcessGroup, type StopReason } from "./process_group.ts";
-import { isDoneMessage, MAX_PROGRESS_MESSAGE_BYTES, ProgressFramer } from "./progress_framer.ts";
 import { concatBytes } from "../util/bytes.ts";
-import { classifyTaskEnd, type TaskPhase } from "./task_outcome.ts";
+import { classifyTaskEnd } from "./task_outcome.ts";
+import { TaskPipeReaders } from "./task_readers.ts";
 export { formatDuration } from "./task_outcome.ts";
 import { TaskTimer, type TimeLimit } from "./task_timer.ts";
 import { pipeArgs, type PipeArgStyle, resolveScriptCommand } from "./script_command.ts";
@@ -152,44 +152,8 @@ export async function runTask(
 
   // Every sign of life restarts the inactivity limit; the phase names the Java runner's text.
   using timer = new TaskTimer(timeoutMs, { maxDurationMs: settings.maxTaskMs ?? 0 });
-  let phase: TaskPhase = "input";
-  let progressDone = false;
-  const framer = new ProgressFramer((message) => {
-    timer.touch();
-    if (progressDone) return;
-    if (isDoneMessage(message)) progressDone = true;
-    else options.onProgress?.(message, running);
-  }, {
-    maxBytes: settings.maxProgressBytes ?? MAX_PROGRESS_MESSAGE_BYTES,
-    onDropped: (bytes) => {
-      timer.touch();
-      if (!progressDone) options.onProgressDropped?.(bytes, running);
-    },
-  });
-  const progressReader = new FifoReader(pipes.progress, {
-    data: (chunk) => framer.push(chunk),
-    closed: () => framer.close(),
-    end: () => framer.end(),
-  });
-
-  const outputParts: Uint8Array[] = [];
-  let outputSize = 0;
-  let outputTooLarge = false;
-  let outputClosed = false;
-  const outputReader = new FifoReader(pipes.output, {
-    data: (chunk) => {
-      outputSize += chunk.length;
-      if (outputSize > settings.maxOutputBytes) outputTooLarge = true;
-      else outputParts.push(chunk);
-    },
-    opened: () => timer.touch(),
-    closed: () => {
-      timer.touch();
-      outputClosed = true;
-      phase = "exit";
-    },
-    end: () => {},
-  }, { bufferBytes: 1024 * 1024 });
+  const readers = new TaskPipeReaders(pipes, settings, { timer, running, hooks: options });
+  const { progressReader, outputReader } = readers;
   const inputWriter = new FifoWriter(pipes.input);
 
   if (options.signal?.aborted) {
@@ -225,10 +189,7 @@ export async function runTask(
   pid = group.pid;
   // Lets a runner restarted after a crash find this task's group and stop it.
   await writeTaskOwner(pipes.dir, group.pid);
-  inputWriter.start(spec.input, () => {
-    timer.touch();
-    if (phase === "input") phase = "reading";
-  });
+  inputWriter.start(spec.input, () => readers.inputWritten());
   // The writer has the input now; a frame that awaits keeps its locals alive, so let go here.
   spec.input = EMPTY_INPUT;
   const logsDone = Promise.all([
@@ -280,15 +241,16 @@ export async function runTask(
     script,
     status,
     limit: stopReason === "timeout" ? timer.fired : undefined,
-    phase,
-    outputClosed,
-    outputTooLarge,
+    phase: readers.phase,
+    outputClosed: readers.outputClosed,
+    outputTooLarge: readers.outputTooLarge,
     stderr: common.stderr,
     timeoutMs,
     maxDurationMs: settings.maxTaskMs ?? 0,
     maxOutputBytes: settings.maxOutputBytes,
   });
   if (failure) return { ...common, ...failure };
+  const { outputParts, outputSize } = readers;
   let joined: Uint8Array | undefined;
   return {
     ...common,
