@@ -5,8 +5,10 @@
  */
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { makeRequest, outputText, ServerSide, testNames } from "./helpers/broker_harness.ts";
-import { behave, eventually } from "./helpers/engine.ts";
+import { behave, behaveJson, eventually } from "./helpers/engine.ts";
 import { fixture, startRunner, type TestRunner } from "./helpers/serve_harness.ts";
+import { freePort } from "./helpers/ops_harness.ts";
+import { CliChild, jsonLines, runCli } from "./helpers/cli_run.ts";
 
 /** Opens the server side and a runner on fresh names, and tears both down. */
 async function withRunner(
@@ -109,7 +111,7 @@ Deno.test("serve: CANCELLING carries the stdout and stderr printed since the las
   await withRunner("cancellingtails", async (server, runner) => {
     const flag = `${await Deno.makeTempDir()}/go`;
     await using task = await shellTask(
-      `flag=$(cat "$input"); printf '{"step":1}' > "$progress"
+      `flag=$(tr -d '"' < "$input"); printf '{"step":1}' > "$progress"
       while [ ! -f "$flag" ]; do sleep 0.02; done
       echo "printed after the progress"; echo "and on stderr" >&2; sleep 60`,
     );
@@ -133,6 +135,72 @@ Deno.test("serve: CANCELLING carries the stdout and stderr printed since the las
     assertEquals(responses[2]!.stdout, "printed after the progress\n");
     assertEquals(responses[2]!.stderr, "and on stderr\n");
     assert(responses[3]!.stdout?.includes("printed after the progress"));
+    await Deno.remove(flag);
+  });
+});
+
+Deno.test("serve: an oversized progress message is dropped with a warning and counted in /metrics", async () => {
+  const port = freePort();
+  await withRunner("progressdrop", async (server, runner) => {
+    await using task = await shellTask(
+      `cat "$input" >/dev/null; printf '{"step":1}' > "$progress"
+      { printf '{"d":"'; head -c 5000 /dev/zero | tr '\\0' x; printf '"}'; } > "$progress"
+      printf 'not json either %01500d' 0 > "$progress"
+      printf '{"step":2}' > "$progress"; printf ok > "$output"`,
+    );
+    const request = makeRequest({ script: task.path, input: "x" }, server.names.routingKey);
+    server.publishRequest(request);
+    const responses = await server.terminal(request.id);
+    assertEquals(responses.map((response) => outputText(response)), [
+      "",
+      '{"step":1}',
+      '{"step":2}',
+      "ok",
+    ]);
+    const warnings = runner.logs.filter((line) => line.includes("Progress message dropped"));
+    assertEquals(warnings.length, 2);
+    assertMatch(warnings[0]!, /bytes=5008 limit=1000/);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assertMatch(metrics, /^taskrunner_progress_messages_dropped_total 2$/m);
+    assertMatch(metrics, /^taskrunner_progress_messages_total 2$/m);
+  }, { maxProgressBytes: "1000", httpPort: String(port), httpHost: "127.0.0.1" });
+});
+
+Deno.test("run: --timeout is an inactivity limit, and CANCELLING carries the output as of the cancel", async (t) => {
+  await t.step("progress every 0.3 s for 2.4 s passes a 1 s --timeout", async () => {
+    const result = await runCli([
+      "run",
+      fixture("behave.py"),
+      "--timeout",
+      "1s",
+      "--input-json",
+      behaveJson({ progress: 8, progress_interval: 0.3, output: "alive" }),
+    ]);
+    assertEquals(result.code, 0, result.stderr);
+    assertEquals(result.text, "alive");
+  });
+  await t.step("--json: CANCELLING has the line printed after the last progress", async () => {
+    const flag = `${await Deno.makeTempDir()}/go`;
+    await using task = await shellTask(
+      `flag=$(tr -d '"' < "$input"); printf '{"step":1}' > "$progress"
+      while [ ! -f "$flag" ]; do sleep 0.02; done; echo after; sleep 60`,
+    );
+    await using cli = new CliChild(["run", task.path, "--json", "--input-json", `"${flag}"`]);
+    await cli.waitFor(({ stdout }) => stdout.includes('"output":"eyJzdGVwIjoxfQ=="'), "progress");
+    await Deno.writeTextFile(flag, "");
+    await cli.waitFor(({ stderr }) => stderr.includes("[stdout] after"), "its line");
+    cli.signal("SIGINT");
+    const result = await cli.finished();
+    assertEquals(result.code, 130, result.stderr);
+    const lines = jsonLines(result.text);
+    assertEquals(lines.map((line) => line.status), [
+      "RUNNING",
+      "RUNNING",
+      "CANCELLING",
+      "CANCELLED",
+    ]);
+    assertEquals(lines[1]?.stdout, "", "the progress came before the line");
+    assertEquals(lines[2]?.stdout, "after\n");
     await Deno.remove(flag);
   });
 });
