@@ -1,5 +1,6 @@
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { eventually, isAlive } from "./helpers/engine.ts";
+import { eventually, isAlive, testEngineSettings } from "./helpers/engine.ts";
+import { runTask } from "../src/task/mod.ts";
 import { fixture } from "./helpers/serve_harness.ts";
 import { reapStaleTasks, runnerTag } from "../src/task/stale_tasks.ts";
 
@@ -145,5 +146,26 @@ Deno.test("a runner SIGKILLed mid-task leaves nothing the next start does not re
     }
   } finally {
     await Deno.remove(workDir, { recursive: true });
+  }
+});
+
+Deno.test("runTask() keeps a task directory inside the work dir whatever the task id", async () => {
+  const parent = await Deno.makeTempDir();
+  try {
+    const workDir = `${parent}/work`;
+    const result = await runTask(
+      {
+        id: "../../../escaped/id",
+        script: fixture("echo.sh"),
+        input: new TextEncoder().encode("x"),
+        timeoutMs: 20_000,
+      },
+      testEngineSettings({ workDir }),
+    );
+    assertEquals(result.outcome, "success");
+    assertEquals(await entries(parent), ["work"]);
+    assertEquals(await entries(workDir), []);
+  } finally {
+    await Deno.remove(parent, { recursive: true });
   }
 });

@@ -58,7 +58,9 @@ export class TaskPipes implements AsyncDisposable {
   ): Promise<TaskPipes> {
     await Deno.mkdir(workDir, { recursive: true });
     const random = crypto.randomUUID().slice(0, 8);
-    const dir = join(workDir, `task-${taskId}-${runnerTag()}-${random}`);
+    // The id only helps an operator tell whose directory it is: never a path of its own.
+    const name = taskId.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 64);
+    const dir = join(workDir, `task-${name}-${runnerTag()}-${random}`);
     await writeTaskOwner(dir);
     const pipes = new TaskPipes(dir);
     try {
