@@ -18,6 +18,7 @@ import {
 import {
   type RunningTask,
   runTask,
+  startFailureText,
   type TaskEngineSettings,
   type TaskResult,
   TaskStartError,
@@ -264,7 +265,7 @@ export class Runner {
     } catch (error) {
       finished = true;
       const message = error instanceof TaskStartError
-        ? error.message
+        ? startFailureText(error)
         : `Task failed in the runner: ${errorMessage(error)}`;
       log.warn("Task not started", { error: message });
       await this.#finish(active, "FAILED", { output: message });

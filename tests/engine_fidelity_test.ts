@@ -204,3 +204,30 @@ Deno.test("run: --timeout is an inactivity limit, and CANCELLING carries the out
     await Deno.remove(flag);
   });
 });
+
+Deno.test("serve: a script that cannot start gives FAILED in the Java runner's words first", async (t) => {
+  await withRunner("nostartjava", async (server) => {
+    for (
+      const [name, script, text] of [
+        [
+          "missing .py",
+          "/nonexistent/model.py",
+          'Script file: /nonexistent/model.py not found: Cannot start task "/nonexistent/model.py": script file not found',
+        ],
+        [
+          "not on PATH",
+          "gollm:does-not-exist",
+          'Cannot run program "gollm:does-not-exist": error=2, No such file or directory: Cannot start task "gollm:does-not-exist": executable not found on PATH',
+        ],
+      ] as const
+    ) {
+      await t.step(name, async () => {
+        const request = makeRequest({ script }, server.names.routingKey);
+        server.publishRequest(request);
+        const responses = await server.terminal(request.id);
+        assertEquals(responses.map((response) => response.status), ["FAILED"]);
+        assertEquals(outputText(responses[0]), text);
+      });
+    }
+  });
+});

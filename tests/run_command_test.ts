@@ -63,7 +63,11 @@ Deno.test("run exits 1 when the task fails", async (t) => {
   await t.step("script that cannot start", async () => {
     const result = await runCli(["run", "tests/fixtures/no_such_task.py", "--input-json", "{}"]);
     assertEquals(result.code, 1);
-    assertMatch(result.stderr, /^FAILED: Cannot start task .*script file not found$/m);
+    // The Java runner's words first (issue 9.8).
+    assertMatch(
+      result.stderr,
+      /^FAILED: Script file: tests\/fixtures\/no_such_task\.py not found: Cannot start task .*script file not found$/m,
+    );
   });
 });
 

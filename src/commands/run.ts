@@ -13,6 +13,7 @@ import {
   formatDuration,
   type RunningTask,
   runTask,
+  startFailureText,
   type TaskResult,
   TaskStartError,
 } from "../task/mod.ts";
@@ -119,9 +120,10 @@ export async function run(
     );
   } catch (error) {
     if (!(error instanceof TaskStartError)) throw error;
-    display.line(`FAILED: ${error.message}`);
+    const message = startFailureText(error);
+    display.line(`FAILED: ${message}`);
     await responses;
-    await respond({ status: "FAILED", output: error.message });
+    await respond({ status: "FAILED", output: message });
     return EXIT_CODES.failed;
   } finally {
     for (const name of signals) Deno.removeSignalListener(name, onSignal);

@@ -8,7 +8,7 @@ import { ProcessGroup, type StopReason } from "./process_group.ts";
 import { concatBytes } from "../util/bytes.ts";
 import { classifyTaskEnd } from "./task_outcome.ts";
 import { TaskPipeReaders } from "./task_readers.ts";
-export { formatDuration } from "./task_outcome.ts";
+export { formatDuration, startFailureText } from "./task_outcome.ts";
 import { TaskTimer, type TimeLimit } from "./task_timer.ts";
 import { pipeArgs, type PipeArgStyle, resolveScriptCommand } from "./script_command.ts";
 

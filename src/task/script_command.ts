@@ -51,7 +51,9 @@ export async function resolveScriptCommand(
   if (script.endsWith(".py")) {
     const file = resolve(script);
     if (!await isFile(file)) {
-      throw new TaskStartError(`Cannot start task "${script}": script file not found`);
+      throw new TaskStartError(`Cannot start task "${script}": script file not found`, {
+        javaText: `Script file: ${script} not found`,
+      });
     }
     const python = await findExecutable(options.python, options.path).catch(() => {
       throw new TaskStartError(
@@ -109,7 +111,9 @@ async function findExecutable(name: string, searchPath: string): Promise<string>
     throw new TaskStartError(`Cannot start task "${name}": "${found}" is not executable`);
   }
   const where = name.includes("/") ? "file not found" : "executable not found on PATH";
-  throw new TaskStartError(`Cannot start task "${name}": ${where}`);
+  throw new TaskStartError(`Cannot start task "${name}": ${where}`, {
+    javaText: `Cannot run program "${name}": error=2, No such file or directory`,
+  });
 }
 
 async function isFile(path: string): Promise<boolean> {

@@ -1,3 +1,4 @@
+import type { TaskStartError } from "./errors.ts";
 import type { TimeLimit } from "./task_timer.ts";
 
 /**
@@ -89,6 +90,14 @@ export function classifyTaskEnd(end: TaskEnd): TaskFailure | undefined {
     };
   }
   return undefined;
+}
+
+/**
+ * The `FAILED` text of a task that could not be started: the Java runner's words for the same
+ * case first (`Script file: <script> not found`), where it had any, then this runner's.
+ */
+export function startFailureText(error: TaskStartError): string {
+  return error.javaText ? `${error.javaText}: ${error.message}` : error.message;
 }
 
 function exitedEarly(end: TaskEnd): string {
