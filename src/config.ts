@@ -193,6 +193,21 @@ export const ENGINE_SETTINGS = {
     schema: positiveInt,
     default: DEFAULT_MAX_OUTPUT_BYTES,
   }),
+  maxTaskMinutes: setting({
+    flag: "--max-task-duration <minutes>",
+    env: "TERARIUM_TASKRUNNER_MAX_TASK_MINUTES",
+    description:
+      "cap on a task's whole run, however much progress it reports, in minutes; 0 = none (timeoutMinutes is an inactivity limit)",
+    schema: nonNegativeNumber,
+    default: 0,
+  }),
+  maxProgressBytes: setting({
+    flag: "--max-progress-bytes <bytes>",
+    env: "TERARIUM_TASKRUNNER_MAX_PROGRESS_BYTES",
+    description: "largest progress message forwarded; a larger one is dropped with a warning",
+    schema: positiveInt,
+    default: 1024 * 1024,
+  }),
   allowedScripts: setting({
     flag: "--allow-script <pattern>",
     env: "TERARIUM_TASKRUNNER_ALLOWED_SCRIPTS",
@@ -259,6 +274,20 @@ export const RUNNER_SETTINGS = {
       "a request whose runner was lost this many times while running it gets FAILED; 0 = never",
     schema: z.coerce.number().int().min(0).max(1000),
     default: 3,
+  }),
+  taskLogLinesPerSecond: setting({
+    flag: "--task-log-rate <lines>",
+    env: "TERARIUM_TASKRUNNER_TASK_LOG_RATE",
+    description: "lines of one task's stdout/stderr logged per second; the rest is counted",
+    schema: positiveInt,
+    default: 100,
+  }),
+  taskLogMaxBytes: setting({
+    flag: "--task-log-max-bytes <bytes>",
+    env: "TERARIUM_TASKRUNNER_TASK_LOG_MAX_BYTES",
+    description: "task stdout/stderr logged per task in all; the rest is counted",
+    schema: positiveInt,
+    default: 1024 * 1024,
   }),
   httpPort: setting({
     flag: "--http-port <port>",
@@ -398,6 +427,8 @@ export function engineSettings(
     killGraceMs: config.killGraceSeconds * 1000,
     logTailBytes: config.logTailBytes,
     maxOutputBytes: config.maxOutputBytes,
+    maxTaskMs: config.maxTaskMinutes * 60_000,
+    maxProgressBytes: config.maxProgressBytes,
     allowedScripts: config.allowedScripts,
     env: childEnvironment(env),
     dieWithRunner: true,

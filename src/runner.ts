@@ -3,6 +3,11 @@ import { type ResponsePublisher, UnroutableResponseError } from "./broker/publis
 import type { RequestDelivery } from "./broker/request_consumer.ts";
 import type { Logger } from "./observability/log.ts";
 import {
+  DEFAULT_TASK_LOG_LIMITS,
+  TaskLogLimiter,
+  type TaskLogLimits,
+} from "./observability/task_log_limiter.ts";
+import {
   encodeResponse,
   InvalidRequestError,
   parseTaskRequest,
@@ -10,7 +15,14 @@ import {
   type TaskRequest,
   type TaskStatus,
 } from "./protocol/mod.ts";
-import { runTask, type TaskEngineSettings, type TaskResult, TaskStartError } from "./task/mod.ts";
+import {
+  type RunningTask,
+  runTask,
+  startFailureText,
+  type TaskEngineSettings,
+  type TaskResult,
+  TaskStartError,
+} from "./task/mod.ts";
 import { errorMessage, settlesWithin } from "./util/async.ts";
 
 /** What the runner reports, for metrics. */
@@ -18,6 +30,10 @@ export interface RunnerObserver {
   taskStarted?(): void;
   taskFinished?(status: TaskStatus, durationMs: number): void;
   progressForwarded?(): void;
+  /** A progress message larger than the limit was dropped. */
+  progressDropped?(): void;
+  /** Lines a task printed that its log limits kept out of the runner's log. */
+  taskLogSuppressed?(lines: number): void;
   inputBytes?(bytes: number): void;
   outputBytes?(bytes: number): void;
   requestRejected?(reason: "invalid" | "too_large"): void;
@@ -34,6 +50,8 @@ export interface RunnerOptions {
   observer?: RunnerObserver;
   /** Runs of a request lost with their runner before it gets `FAILED`; 0 = never. */
   maxLostRuns?: number;
+  /** How much of each task's stdout and stderr the log takes (default 100 lines/s, 1 MiB). */
+  taskLog?: TaskLogLimits;
 }
 
 interface ActiveTask {
@@ -264,13 +282,16 @@ export class Runner {
     let started = false;
     let finished = false;
     let tails = { stdout: "", stderr: "" };
-    const progress = (status: TaskStatus, output?: Uint8Array) => {
-      this.#publish(request, { status, output: output ?? null, ...tails }).catch((error) => {
+    let task: RunningTask | undefined;
+    // CANCELLING carries the task's stdout and stderr as of the cancel, as the Java runner's did.
+    const tailsNow = () => task ? { stdout: task.stdout, stderr: task.stderr } : tails;
+    const progress = (status: TaskStatus, output?: Uint8Array, logs = tails) => {
+      this.#publish(request, { status, output: output ?? null, ...logs }).catch((error) => {
         log.warn("Cannot publish response", { status, error: errorMessage(error) });
       });
     };
     cancellation.signal.addEventListener("abort", () => {
-      if (started && !finished) progress("CANCELLING");
+      if (started && !finished) progress("CANCELLING", undefined, tailsNow());
     }, { once: true });
 
     const spec = {
@@ -280,6 +301,7 @@ export class Runner {
       timeoutMs: request.timeoutMinutes * 60_000,
     };
     active.input = undefined; // the engine has it now, and lets go of it once written
+    const taskLog = new TaskLogLimiter(this.#options.taskLog ?? DEFAULT_TASK_LOG_LIMITS);
     let result: TaskResult;
     try {
       result = await runTask(
@@ -287,26 +309,36 @@ export class Runner {
         this.#options.engine,
         {
           signal: AbortSignal.any([cancellation.signal, active.shutdown.signal]),
-          onStart: (task) => {
+          onStart: (running) => {
             started = true;
+            task = running;
             this.#observer.taskStarted?.();
-            log.info("Task started", { pid: task.pid });
+            log.info("Task started", { pid: running.pid });
             progress("RUNNING");
             // Cancelled between the engine's last check and the start: say so, in order.
-            if (cancellation.signal.aborted) progress("CANCELLING");
+            if (cancellation.signal.aborted) progress("CANCELLING", undefined, tailsNow());
           },
           onProgress: (message, task) => {
             this.#observer.progressForwarded?.();
             tails = { stdout: task.stdout, stderr: task.stderr };
             progress("RUNNING", message);
           },
-          onLog: (stream, line) => log.info(line, { stream }),
+          onProgressDropped: (bytes) => {
+            this.#observer.progressDropped?.();
+            log.warn("Progress message dropped: larger than the limit", {
+              bytes,
+              limit: this.#options.engine.maxProgressBytes,
+            });
+          },
+          onLog: (stream, line) => {
+            if (taskLog.admit(line)) log.info(line, { stream });
+          },
         },
-      );
+      ).finally(() => this.#summariseTaskLog(log, taskLog));
     } catch (error) {
       finished = true;
       const message = error instanceof TaskStartError
-        ? error.message
+        ? startFailureText(error)
         : `Task failed in the runner: ${errorMessage(error)}`;
       log.warn("Task not started", { error: message });
       await this.#finish(active, "FAILED", { output: message });
@@ -372,6 +404,19 @@ export class Runner {
       lostRuns,
     });
     await this.#finish(active, "FAILED", { output });
+  }
+
+  // One line for all the task output the limits kept out of the log.
+  #summariseTaskLog(log: Logger, limiter: TaskLogLimiter): void {
+    if (limiter.suppressedLines === 0) return;
+    this.#observer.taskLogSuppressed?.(limiter.suppressedLines);
+    const limits = this.#options.taskLog ?? DEFAULT_TASK_LOG_LIMITS;
+    log.warn("Task output over the log limits was not logged", {
+      lines: limiter.suppressedLines,
+      bytes: limiter.suppressedBytes,
+      linesPerSecond: limits.linesPerSecond,
+      maxBytes: limits.maxBytes,
+    });
   }
 
   /** Publishes the one terminal response, then acknowledges the request once it is confirmed. */

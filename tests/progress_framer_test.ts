@@ -19,6 +19,30 @@ function frame(chunks: (string | Uint8Array)[], options: { maxBytes?: number } =
   return messages;
 }
 
+/**
+ * Feeds each write to a framer as the reader would (pushed in `pieces` chunks, then a close)
+ * and returns the messages and the sizes of the messages dropped.
+ */
+function frameWrites(
+  writes: string[],
+  options: { maxBytes?: number; pieces?: number } = {},
+): { messages: string[]; dropped: number[] } {
+  const messages: string[] = [];
+  const dropped: number[] = [];
+  const framer = new ProgressFramer((message) => messages.push(decoder.decode(message)), {
+    ...options,
+    onDropped: (bytes) => dropped.push(bytes),
+  });
+  for (const write of writes) {
+    const bytes = encoder.encode(write);
+    const step = Math.max(1, Math.ceil(bytes.length / (options.pieces ?? 1)));
+    for (let at = 0; at < bytes.length; at += step) framer.push(bytes.subarray(at, at + step));
+    framer.close();
+  }
+  framer.end();
+  return { messages, dropped };
+}
+
 function byteByByte(text: string): Uint8Array[] {
   return Array.from(encoder.encode(text), (byte) => new Uint8Array([byte]));
 }
@@ -82,22 +106,55 @@ Deno.test("ProgressFramer ignores braces and escaped quotes inside strings", asy
   });
 });
 
-Deno.test("ProgressFramer passes text that is not JSON through, one message per line", async (t) => {
-  await t.step("ends at a newline", () => {
-    assertEquals(frame(["50% done\n75% done\n"]), ["50% done", "75% done"]);
+Deno.test("ProgressFramer keeps text that is not JSON whole, up to the writer's close", async (t) => {
+  await t.step("lines of one write are one message", () => {
+    assertEquals(frame(["50% done\n75% done\n"]), ["50% done\n75% done"]);
   });
-  await t.step("ends at the end of a push", () => {
-    assertEquals(frame(["50% done", "75% done"]), ["50% done", "75% done"]);
+  await t.step("reads of one write join", () => {
+    assertEquals(frame(["50% done", ", 75% done"]), ["50% done, 75% done"]);
   });
-  await t.step("text after a document on the same line", () => {
+  await t.step("each close ends one", () => {
+    assertEquals(frameWrites(["50% done", "75% done"]).messages, ["50% done", "75% done"]);
+  });
+  await t.step("text after a document in the same write", () => {
     assertEquals(frame(['{"a":1} tail\n']), ['{"a":1}', "tail"]);
   });
-  await t.step("an object right after text is a message of its own (two writes, one read)", () => {
-    assertEquals(frame(['almost{"done":true}']), ["almost", '{"done":true}']);
-    assertEquals(frame(['note: {"a":1}\n']), ["note:", '{"a":1}']);
+  await t.step("a number, a string, a keyword, each in its own write", () => {
+    assertEquals(frameWrites(["42", '"hi"', "true"]).messages, ["42", '"hi"', "true"]);
   });
-  await t.step("a number, a string, a keyword", () => {
-    assertEquals(frame(['42\n"hi"\ntrue\n']), ["42", '"hi"', "true"]);
+});
+
+Deno.test("ProgressFramer never lets one write swallow the next (issue 11.5)", async (t) => {
+  await t.step("text that is not JSON, then valid messages", () => {
+    const writes = ["starting up", '{"step":1}', "50% {done", '{"step":2}', '{"done":true}'];
+    assertEquals(frameWrites(writes, { pieces: 3 }).messages, writes);
+  });
+  await t.step("an unbalanced brace", () => {
+    const writes = ["loading {model", '{"step":1}', '{"unclosed":[1,2', '{"step":2}'];
+    assertEquals(frameWrites(writes).messages, writes);
+  });
+  await t.step("an unterminated string", () => {
+    assertEquals(frameWrites(['{"s":"open', '{"step":1}']).messages, ['{"s":"open', '{"step":1}']);
+  });
+  await t.step("writes that reached the pipe together (a fast writer) are split again", () => {
+    const writes = [
+      "loading {model",
+      '{"step":1}',
+      "50% [done",
+      '{"step":2}',
+      '{"unclosed":[1,2',
+      '{"step":3}',
+    ];
+    assertEquals(frame([writes.join("")]), writes);
+    assertEquals(frame(byteByByte(writes.join(""))), writes);
+  });
+  await t.step("two documents in one write are still split", () => {
+    assertEquals(frameWrites(['{"a":1}{"b":2}', '{"c":3}\n{"d":4}\n']).messages, [
+      '{"a":1}',
+      '{"b":2}',
+      '{"c":3}',
+      '{"d":4}',
+    ]);
   });
 });
 
@@ -133,26 +190,31 @@ Deno.test("ProgressFramer emits messages the reader may reuse its buffer after",
   assertEquals(messages.map((m) => decoder.decode(m)), ['{"a":1}']);
 });
 
-Deno.test("ProgressFramer cuts a message longer than maxBytes", async (t) => {
-  await t.step("the default bound is 16 MiB", () => {
-    assertEquals(MAX_PROGRESS_MESSAGE_BYTES, 16 * 1024 * 1024);
+Deno.test("ProgressFramer drops a message longer than maxBytes whole and counts it", async (t) => {
+  await t.step("the default bound is 1 MiB", () => {
+    assertEquals(MAX_PROGRESS_MESSAGE_BYTES, 1024 * 1024);
   });
-  await t.step("an unterminated document is forwarded in bounded pieces", () => {
-    const maxBytes = 64;
-    const doc = `{"data":"${"x".repeat(1000)}`;
-    const chunks = doc.match(/.{1,8}/gs)!;
-    const messages = frame(chunks, { maxBytes });
-    assert(messages.length > 1, "cut into several messages");
-    for (const message of messages) {
-      assert(message.length <= maxBytes + 8, `message of ${message.length} bytes`);
-    }
-    assertEquals(messages.join(""), doc, "no byte lost");
+  await t.step("a large document, read in many pieces, is dropped, never cut", () => {
+    const big = `{"data":"${"x".repeat(1000)}"}`;
+    const { messages, dropped } = frameWrites([big, '{"ok":true}'], { maxBytes: 64, pieces: 50 });
+    assertEquals(messages, ['{"ok":true}']);
+    assertEquals(dropped, [big.length]);
   });
-  await t.step("the framer keeps working after a cut", () => {
-    const messages = frame([`{"big":"${"y".repeat(100)}`, '"}', '{"ok":true}'], {
-      maxBytes: 32,
-    });
-    assertEquals(messages.at(-1), '{"ok":true}');
+  await t.step("large text that is not JSON is dropped up to its close", () => {
+    const { messages, dropped } = frameWrites(["y".repeat(500), "small"], { maxBytes: 64 });
+    assertEquals(messages, ["small"]);
+    assertEquals(dropped, [500]);
+  });
+  await t.step("among documents of one write, only the large one goes", () => {
+    const big = `{"big":"${"}{".repeat(100)}"}`;
+    const { messages, dropped } = frameWrites([`{"a":1}${big}{"c":3}`], { maxBytes: 32 });
+    assertEquals(messages, ['{"a":1}', '{"c":3}']);
+    assertEquals(dropped, [big.length]);
+  });
+  await t.step("a message of exactly maxBytes passes", () => {
+    const doc = `{"d":"${"z".repeat(56)}"}`;
+    assertEquals(doc.length, 64);
+    assertEquals(frameWrites([doc], { maxBytes: 64 }).messages, [doc]);
   });
 });
 

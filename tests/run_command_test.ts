@@ -54,12 +54,20 @@ Deno.test("run exits 1 when the task fails", async (t) => {
     assertEquals(result.text, "");
     assertMatch(result.stderr, /^\[stdout\] working$/m);
     assertMatch(result.stderr, /^\[stderr\] boom$/m);
-    assertMatch(result.stderr, /^FAILED: Task ".*behave\.py" exited with code 3: boom$/m);
+    // The Java runner's words first (issue 9.8): the output was written before the exit.
+    assertMatch(
+      result.stderr,
+      /^FAILED: Python script exited with non-zero exit code: 3: task ".*behave\.py" exited with code 3: boom$/m,
+    );
   });
   await t.step("script that cannot start", async () => {
     const result = await runCli(["run", "tests/fixtures/no_such_task.py", "--input-json", "{}"]);
     assertEquals(result.code, 1);
-    assertMatch(result.stderr, /^FAILED: Cannot start task .*script file not found$/m);
+    // The Java runner's words first (issue 9.8).
+    assertMatch(
+      result.stderr,
+      /^FAILED: Script file: tests\/fixtures\/no_such_task\.py not found: Cannot start task .*script file not found$/m,
+    );
   });
 });
 
@@ -73,7 +81,11 @@ Deno.test("run exits 124 when the task times out", async () => {
     behaveJson({ sleep: 60 }),
   ]);
   assertEquals(result.code, 124, result.stderr);
-  assertMatch(result.stderr, /^FAILED: Task ".*behave\.py" timed out after 1 s$/m);
+  // The Java runner's words first (issue 9.8); the limit is one of inactivity (issue 9.3).
+  assertMatch(
+    result.stderr,
+    /^FAILED: Reading from pipe took too long for task .*: task ".*behave\.py" timed out after 1 s without progress/m,
+  );
 });
 
 Deno.test("run --timeout rejects a duration it cannot read", async () => {

@@ -145,8 +145,9 @@ Deno.test("a runner killed with SIGKILL: its task dies, another runner completes
     assertEquals(await server.consumers(), 1, "the dead runner's consumer is gone");
     assertEquals(await entries(workB), []);
 
-    // The dead runner left its task directory; the next runner on that work dir removes it.
-    assertEquals((await entries(workA)).length, 1);
+    // The dead runner left its task directory and the owner record beside it (issue 11.6); the
+    // next runner on that work dir removes both.
+    assertEquals((await entries(workA)).length, 2);
     await using third = new CliChild(["serve", ...brokerFlags(names), "--work-dir", workA]);
     await third.ready();
     assertEquals(await entries(workA), [], "stale task directory removed at start-up");

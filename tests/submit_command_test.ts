@@ -145,7 +145,11 @@ Deno.test("submit --follow exits 1 when the task fails", async () => {
     assertEquals(result.code, 1, result.stderr);
     assertEquals(result.text, "");
     assertMatch(result.stderr, /^\[stderr\] broken$/m);
-    assertMatch(result.stderr, /^FAILED: Task ".*behave\.py" exited with code 4: broken$/m);
+    // The Java runner's words first (issue 9.8): the output was written before the exit.
+    assertMatch(
+      result.stderr,
+      /^FAILED: Python script exited with non-zero exit code: 4: task ".*behave\.py" exited with code 4: broken$/m,
+    );
   });
 });
 

@@ -17,7 +17,14 @@ import {
   type ResponseEcho,
   type ResponseUpdate,
 } from "../protocol/mod.ts";
-import { formatDuration, runTask, type TaskResult, TaskStartError } from "../task/mod.ts";
+import {
+  formatDuration,
+  type RunningTask,
+  runTask,
+  startFailureText,
+  type TaskResult,
+  TaskStartError,
+} from "../task/mod.ts";
 import { onStopSignals } from "../util/stop_signals.ts";
 import { type CommandContext, commandLogger } from "./context.ts";
 import { addSettingOptions } from "./settings_options.ts";
@@ -106,8 +113,9 @@ export async function run(config: RunConfig, options: RunOptions): Promise<numbe
     result = await runHere(config, { ...options, display, responses });
   } catch (error) {
     if (!(error instanceof TaskStartError)) throw error;
-    display.line(`FAILED: ${error.message}`);
-    await responses.last({ status: "FAILED", output: error.message });
+    const message = startFailureText(error);
+    display.line(`FAILED: ${message}`);
+    await responses.last({ status: "FAILED", output: message });
     return EXIT_CODES.failed;
   } finally {
     display.close();
@@ -126,12 +134,13 @@ async function runHere(
   const { display, responses } = options;
   const cancel = new AbortController();
   let pid = 0;
-  let started = false;
   let tails = { stdout: "", stderr: "" };
+  let task: RunningTask | undefined;
   using _signals = onStopSignals({
     first: () => {
       display.line("Cancelling: stopping the task (again to kill it now)");
-      if (started) responses.queue({ status: "CANCELLING", ...tails });
+      // As of the cancel, not of the last progress message.
+      if (task) responses.queue({ status: "CANCELLING", stdout: task.stdout, stderr: task.stderr });
       cancel.abort("cancelled");
     },
     again: () => {
@@ -148,11 +157,11 @@ async function runHere(
   const engine = engineSettings(config.engine, options.env);
   return await runTask({ id, script, input, timeoutMs }, engine, {
     signal: cancel.signal,
-    onStart: (task) => {
-      started = true;
-      pid = task.pid;
-      options.logger.debug("Task started", { taskId: id, pid: task.pid });
-      display.line(`RUNNING ${script} (id ${id}, pid ${task.pid})`);
+    onStart: (running) => {
+      task = running;
+      pid = running.pid;
+      options.logger.debug("Task started", { taskId: id, pid: running.pid });
+      display.line(`RUNNING ${script} (id ${id}, pid ${running.pid})`);
       responses.queue({ status: "RUNNING", ...tails });
     },
     onProgress: (message, task) => {

@@ -186,6 +186,10 @@ function openService(
     engine: engineSettings(config.engine, options.env),
     maxInputBytes: config.engine.maxInputBytes,
     maxLostRuns: config.runner.maxLostRuns,
+    taskLog: {
+      linesPerSecond: config.runner.taskLogLinesPerSecond,
+      maxBytes: config.runner.taskLogMaxBytes,
+    },
     logger: log,
     ...(metrics ? { observer: metrics } : {}),
   });

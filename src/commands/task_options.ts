@@ -11,7 +11,7 @@ export function addTaskOptions<Args extends unknown[], Opts extends OptionValues
     .option("--input-json <json>", "give the input inline, as JSON text")
     .option(
       "--timeout <duration>",
-      `time limit of the task: 90s, 5m, 1.5m, 2h, or a number of minutes (default ${DEFAULT_TIMEOUT_MINUTES}m)`,
+      `inactivity limit of the task (progress restarts it): 90s, 5m, 1.5m, 2h, or a number of minutes (default ${DEFAULT_TIMEOUT_MINUTES}m)`,
       parseDuration,
     )
     .option("--output <file>", "write the output to a file instead of stdout")

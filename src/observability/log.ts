@@ -12,6 +12,17 @@ const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 const encoder = new TextEncoder();
 // Shorter "secrets" would mask ordinary words and numbers all over the log.
 const MIN_SECRET_LENGTH = 4;
+/** Longest message written whole; the rest is cut and its length said. */
+export const MAX_LOGGED_MESSAGE_CHARS = 8 * 1024;
+/** Longest field value written whole (a script name, an error): the rest is cut. */
+export const MAX_LOGGED_FIELD_CHARS = 1024;
+// Characters that would break a line or play tricks on a terminal: C0 and C1 controls, DEL,
+// and the Unicode line and paragraph separators.
+// deno-lint-ignore no-control-regex -- matching control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+// deno-lint-ignore no-control-regex -- as above
+const HAS_CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+const ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
 
 /** Where log lines go; stderr by default, replaceable in tests. */
 export type LogSink = (line: string) => void;
@@ -101,12 +112,13 @@ export class Logger {
     if (!this.enabled(level)) return;
     const all = { ...this.#fields, ...fields };
     const time = new Date().toISOString();
-    const msg = this.#redact(message);
-    const shown = this.#redactFields(plain(all));
+    // Redacted before it is cut: a cut must never leave part of a secret unmatched.
+    const msg = cut(this.#redact(message), MAX_LOGGED_MESSAGE_CHARS);
+    const shown = capFields(this.#redactFields(plain(all)));
     this.#sink(
       this.#format === "json"
-        ? `${JSON.stringify({ time, level, msg, ...shown })}\n`
-        : `${time} ${level.toUpperCase().padEnd(5)} ${msg}${formatFields(shown)}\n`,
+        ? `${escapeJsonControls(JSON.stringify({ time, level, msg, ...shown }))}\n`
+        : `${time} ${level.toUpperCase().padEnd(5)} ${escapeControls(msg)}${formatFields(shown)}\n`,
     );
   }
 
@@ -147,7 +159,48 @@ function formatFields(fields: LogFields): string {
   let text = "";
   for (const [key, value] of Object.entries(plain(fields))) {
     const shown = typeof value === "string" ? value : JSON.stringify(value);
-    text += ` ${key}=${/[\s"=]/.test(shown) ? JSON.stringify(shown) : shown}`;
+    const quoted = /[\s"=]/.test(shown) || HAS_CONTROL.test(shown);
+    text += ` ${escapeControls(key)}=${quoted ? escapeJsonControls(JSON.stringify(shown)) : shown}`;
   }
   return text;
+}
+
+/** Cuts text longer than `max` characters, saying how much was left out. */
+function cut(text: string, max: number): string {
+  if (text.length <= max) return text;
+  // Never half a surrogate pair.
+  const end = /[\ud800-\udbff]/.test(text[max - 1]!) ? max - 1 : max;
+  return `${text.slice(0, end)}… (${text.length - end} more characters)`;
+}
+
+// A task's output and a request's script name end up in fields: each is bounded.
+function capFields(fields: LogFields): LogFields {
+  const out: LogFields = {};
+  for (const [key, value] of Object.entries(fields)) {
+    if (typeof value === "string") {
+      out[key] = cut(value, MAX_LOGGED_FIELD_CHARS);
+    } else if (typeof value === "object" && value !== null) {
+      const text = JSON.stringify(value);
+      out[key] = text.length > MAX_LOGGED_FIELD_CHARS ? cut(text, MAX_LOGGED_FIELD_CHARS) : value;
+    } else {
+      out[key] = value;
+    }
+  }
+  return out;
+}
+
+/** Text with every control character written as an escape (`\n`, `\u0000`): one line. */
+function escapeControls(text: string): string {
+  return text.replace(
+    CONTROL,
+    (c) => ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+// JSON.stringify escapes C0 controls but leaves DEL, C1 controls and U+2028/9 as they are.
+function escapeJsonControls(json: string): string {
+  return json.replace(
+    /[\u007f-\u009f\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }

@@ -77,6 +77,8 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
   readonly #finished: Counter<"status">;
   readonly #duration: Histogram<"status">;
   readonly #progress: Counter;
+  readonly #progressDropped: Counter;
+  readonly #logLinesSuppressed: Counter;
   readonly #inputBytes: Counter;
   readonly #outputBytes: Counter;
   readonly #rejected: Counter<"reason">;
@@ -118,6 +120,18 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
       new Counter({
         name: "taskrunner_progress_messages_total",
         help: "Progress messages forwarded as RUNNING responses.",
+      }),
+    );
+    this.#progressDropped = registry.register(
+      new Counter({
+        name: "taskrunner_progress_messages_dropped_total",
+        help: "Progress messages dropped for being larger than the limit.",
+      }),
+    );
+    this.#logLinesSuppressed = registry.register(
+      new Counter({
+        name: "taskrunner_task_log_lines_suppressed_total",
+        help: "Lines of task stdout/stderr not written to the runner's log (over its limits).",
       }),
     );
     this.#inputBytes = registry.register(
@@ -231,6 +245,14 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
 
   progressForwarded(): void {
     this.#progress.inc();
+  }
+
+  progressDropped(): void {
+    this.#progressDropped.inc();
+  }
+
+  taskLogSuppressed(lines: number): void {
+    this.#logLinesSuppressed.inc(lines);
   }
 
   inputBytes(bytes: number): void {

@@ -4,7 +4,7 @@ const POLLFD_BYTES = 8; // struct pollfd { int fd; short events; short revents; 
 
 interface Waiter {
   events: number;
-  resolve: () => void;
+  resolve: (revents: number) => void;
 }
 
 /**
@@ -27,10 +27,12 @@ export class FdPoller {
   /**
    * Resolves when `fd` is ready for `events` (POLLIN or POLLOUT), has an error or hang-up,
    * or `release(fd)` is called. One waiter per descriptor.
+   *
+   * @returns the events `poll()` reported (`revents`), 0 when woken without any
    */
-  wait(fd: number, events: number): Promise<void> {
+  wait(fd: number, events: number): Promise<number> {
     return new Promise((resolve) => {
-      this.#waiters.get(fd)?.resolve();
+      this.#waiters.get(fd)?.resolve(0);
       this.#waiters.set(fd, { events, resolve });
       this.#kick();
     });
@@ -41,7 +43,7 @@ export class FdPoller {
     const waiter = this.#waiters.get(fd);
     if (!waiter) return;
     this.#waiters.delete(fd);
-    waiter.resolve();
+    waiter.resolve(0);
     this.#kick();
   }
 
@@ -62,7 +64,7 @@ export class FdPoller {
     } catch {
       // poll() itself failed: wake everyone, so that their next read or write reports it.
       this.#polling = false;
-      for (const waiter of this.#waiters.values()) waiter.resolve();
+      for (const waiter of this.#waiters.values()) waiter.resolve(0);
       this.#waiters.clear();
     }
   }
@@ -86,11 +88,12 @@ export class FdPoller {
       if (ready < 0) continue; // EINTR: poll again
       if (view.getInt16(6, true) !== 0) this.#lib.read(this.#wakeFd, this.#wakeBytes, 8n);
       for (let i = 1; i < fds.length; i++) {
-        if (view.getInt16(i * POLLFD_BYTES + 6, true) === 0) continue;
+        const revents = view.getInt16(i * POLLFD_BYTES + 6, true);
+        if (revents === 0) continue;
         const fd = fds[i]!;
         const waiter = this.#waiters.get(fd);
         this.#waiters.delete(fd);
-        waiter?.resolve();
+        waiter?.resolve(revents);
       }
     }
   }

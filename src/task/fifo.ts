@@ -1,5 +1,6 @@
 import { cPath, libc } from "./libc.ts";
 import { join } from "node:path";
+import { removeTaskOwner, runnerTag, writeTaskOwner } from "./stale_tasks.ts";
 
 const FIFO_MODE = 0o600;
 
@@ -42,7 +43,9 @@ export class TaskPipes implements AsyncDisposable {
   }
 
   /**
-   * Makes a fresh directory (mode 0700) under `workDir` holding the three FIFOs.
+   * Makes a fresh directory (mode 0700) under `workDir` holding the three FIFOs. The owner
+   * record comes first, and the directory's name carries this runner's pid and start time:
+   * whenever this runner dies, the next one can tell the directory is stale and remove it.
    *
    * @param workDir parent directory, created if missing
    * @param taskId used in the directory name so that an operator can tell whose it is
@@ -54,9 +57,14 @@ export class TaskPipes implements AsyncDisposable {
     options: { owner?: { uid: number; gid: number } } = {},
   ): Promise<TaskPipes> {
     await Deno.mkdir(workDir, { recursive: true });
-    const dir = await Deno.makeTempDir({ dir: workDir, prefix: `task-${taskId}-` });
+    const random = crypto.randomUUID().slice(0, 8);
+    // The id only helps an operator tell whose directory it is: never a path of its own.
+    const name = taskId.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 64);
+    const dir = join(workDir, `task-${name}-${runnerTag()}-${random}`);
+    await writeTaskOwner(dir);
     const pipes = new TaskPipes(dir);
     try {
+      await Deno.mkdir(dir, { mode: 0o700 });
       await Deno.chmod(dir, 0o700);
       await makeFifo(pipes.input);
       await makeFifo(pipes.output);
@@ -76,5 +84,6 @@ export class TaskPipes implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+    await removeTaskOwner(this.dir); // last: a record without its directory is still reaped
   }
 }

@@ -11,7 +11,7 @@ import {
   type Libc,
   O_CLOEXEC,
   O_NONBLOCK,
-  O_RDWR,
+  O_RDONLY,
   O_WRONLY,
   POLLIN,
   POLLOUT,
@@ -22,6 +22,13 @@ import {
 export interface FifoSink {
   /** Bytes read, in order; the chunk is owned by the sink. */
   data(chunk: Uint8Array): void;
+  /** A writer has opened the FIFO since the last `closed` (seen at its first write at the latest). */
+  opened?(): void;
+  /**
+   * Every writer seen since the last call has closed its end, and all it wrote has been
+   * passed to `data`: one open-write-close is complete (possibly without any byte).
+   */
+  closed?(): void;
   /** Everything written before `stop()` has been read. */
   end(): void;
 }
@@ -30,16 +37,21 @@ export interface FifoSink {
 const PIPE_BYTES = 1024 * 1024;
 // Read at most this much before letting other work run (broker heartbeats, other tasks).
 const BYTES_BEFORE_YIELD = 4 * 1024 * 1024;
+const POLLHUP = 0x10;
+const POLL_ONE_BYTES = 8;
 
 /**
  * Reads a FIFO for as long as the task runs, however often the task opens, writes and closes
- * it, without ever holding a thread.
+ * it, without ever holding a thread, and tells each open-write-close from the next.
  *
- * The FIFO is opened read-write and non-blocking: the task's opens never wait, no write is
- * lost between one writer's close and the next one's open (with a read-only reader, the kernel
- * drops what a writer leaves in the pipe if the reader closes after its end of file), and the
- * reader waits for data through the shared {@linkcode FdPoller}. Since it never sees end of
- * file, `stop()` (called once the task's process group is gone) reads until the pipe is empty.
+ * The FIFO is opened read-only and non-blocking before the task starts, so the task's opens
+ * never wait. Linux reports a hang-up (POLLHUP, then end of file) on a read-only descriptor
+ * once every writer that connected after that descriptor was opened has closed: that marks
+ * the end of one open-write-close, even one without a byte. The hang-up then stays until the
+ * next writer comes, so the reader moves to a fresh descriptor, opened before the old one is
+ * closed: the FIFO always has a reader, so no writer ever meets EPIPE and nothing written is
+ * lost between one writer's close and the next one's open. `stop()` (called once the task's
+ * process group is gone) reads until the pipe is empty.
  */
 export class FifoReader {
   readonly #path: string;
@@ -48,13 +60,17 @@ export class FifoReader {
   readonly #lib: Libc;
   readonly #poller: FdPoller;
   #fd = -1;
+  /** The descriptor that takes over once the current one has seen no new writer. */
+  #next = -1;
+  /** A writer connected to the current descriptor since its last close was reported. */
+  #writer = false;
   #stopping = false;
   #loop: Promise<void> | undefined;
   #error: unknown;
 
   /**
    * @param path the FIFO
-   * @param sink receives the bytes
+   * @param sink receives the bytes and the writers' opens and closes
    * @param options `bufferBytes`: read size (default 64 KiB)
    */
   constructor(path: string, sink: FifoSink, options: { bufferBytes?: number } = {}) {
@@ -68,17 +84,20 @@ export class FifoReader {
   /** Opens the FIFO (never blocks) and reads it in the background. */
   start(): void {
     if (this.#loop) return;
-    this.#fd = this.#lib.open(cPath(this.#path), O_RDWR | O_NONBLOCK | O_CLOEXEC, 0);
-    if (this.#fd < 0) {
-      throw new Error(`Cannot open FIFO "${this.#path}": errno ${errno(this.#lib)}`);
-    }
+    this.#fd = this.#openReader();
     if (this.#bufferBytes > 64 * 1024) growPipe(this.#lib, this.#fd, PIPE_BYTES);
     this.#loop = this.#run().catch((error) => {
       this.#error = error;
     }).finally(() => {
-      this.#lib.close(this.#fd);
-      this.#fd = -1;
+      for (const fd of [this.#fd, this.#next]) if (fd >= 0) this.#lib.close(fd);
+      this.#fd = this.#next = -1;
     });
+  }
+
+  #openReader(): number {
+    const fd = this.#lib.open(cPath(this.#path), O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0);
+    if (fd < 0) throw new Error(`Cannot open FIFO "${this.#path}": errno ${errno(this.#lib)}`);
+    return fd;
   }
 
   async #run(): Promise<void> {
@@ -87,6 +106,7 @@ export class FifoReader {
     while (true) {
       const n = Number(this.#lib.read(this.#fd, buffer, BigInt(buffer.length)));
       if (n > 0) {
+        this.#writerSeen();
         this.#sink.data(buffer.slice(0, n));
         sinceYield += n;
         if (sinceYield >= BYTES_BEFORE_YIELD) {
@@ -95,15 +115,69 @@ export class FifoReader {
         }
         continue;
       }
-      const code = n === 0 ? EAGAIN : errno(this.#lib);
-      if (code === EINTR) continue;
-      if (code !== EAGAIN) throw new Error(`Cannot read FIFO "${this.#path}": errno ${code}`);
-      // Empty. Once stopping, no writer is left: empty means done.
-      if (this.#stopping) break;
       sinceYield = 0;
-      await this.#poller.wait(this.#fd, POLLIN);
+      const code = n === 0 ? 0 : errno(this.#lib);
+      if (code === EINTR) continue;
+      if (code !== 0 && code !== EAGAIN) {
+        throw new Error(`Cannot read FIFO "${this.#path}": errno ${code}`);
+      }
+      if (code === EAGAIN) {
+        // A writer is connected and has nothing more for now. It hangs up on this descriptor.
+        this.#writerSeen();
+        this.#dropNext();
+        if (this.#stopping) break; // a writer outlived the task's group (a detached grandchild)
+        await this.#poller.wait(this.#fd, POLLIN);
+        continue;
+      }
+      // End of file: no writer is connected and the pipe is empty.
+      if (this.#writer) {
+        this.#writer = false;
+        this.#sink.closed?.();
+        this.#dropNext();
+        this.#next = this.#openReader();
+        continue; // one more read on the old descriptor: did a writer come meanwhile?
+      }
+      if (this.#next >= 0) {
+        // Nobody came since the fresh descriptor was opened: it takes over.
+        this.#lib.close(this.#fd);
+        this.#fd = this.#next;
+        this.#next = -1;
+      }
+      if (this.#stopping) {
+        // Every writer is gone; one that opened and closed without writing left only a hang-up.
+        if (await this.#hungUp()) {
+          this.#writerSeen();
+          this.#writer = false;
+          this.#sink.closed?.();
+        }
+        break;
+      }
+      // Before any writer, poll() waits; data or a hang-up means one has come.
+      const revents = await this.#poller.wait(this.#fd, POLLIN);
+      if (revents & (POLLIN | POLLHUP)) this.#writerSeen();
     }
     this.#sink.end();
+  }
+
+  #writerSeen(): void {
+    if (this.#writer) return;
+    this.#writer = true;
+    this.#sink.opened?.();
+  }
+
+  #dropNext(): void {
+    if (this.#next < 0) return;
+    this.#lib.close(this.#next);
+    this.#next = -1;
+  }
+
+  async #hungUp(): Promise<boolean> {
+    const table = new Uint8Array(POLL_ONE_BYTES);
+    const view = new DataView(table.buffer);
+    view.setInt32(0, this.#fd, true);
+    view.setInt16(4, POLLIN, true);
+    if (await this.#lib.poll(table, 1n, 0) <= 0) return false;
+    return (view.getInt16(6, true) & POLLHUP) !== 0;
   }
 
   /**
@@ -141,9 +215,15 @@ export class FifoWriter {
     this.#poller = fdPoller();
   }
 
-  /** Starts writing `data` in the background. */
-  start(data: Uint8Array): void {
-    this.#job ??= this.#write(data).catch((error) => {
+  /**
+   * Starts writing `data` in the background.
+   *
+   * @param onWritten called once every byte has been written and the pipe closed
+   */
+  start(data: Uint8Array, onWritten?: () => void): void {
+    this.#job ??= this.#write(data).then((complete) => {
+      if (complete) onWritten?.();
+    }).catch((error) => {
       this.#error = error;
     }).finally(() => {
       if (this.#fd >= 0) this.#lib.close(this.#fd);
@@ -151,8 +231,9 @@ export class FifoWriter {
     });
   }
 
-  async #write(data: Uint8Array): Promise<void> {
-    if (!await this.#open()) return;
+  // Resolves true once all was written, false when the task or `stop()` ended it first.
+  async #write(data: Uint8Array): Promise<boolean> {
+    if (!await this.#open()) return false;
     if (data.length > 64 * 1024) growPipe(this.#lib, this.#fd, PIPE_BYTES);
     let offset = 0;
     while (offset < data.length) {
@@ -164,11 +245,14 @@ export class FifoWriter {
       }
       const code = errno(this.#lib);
       if (code === EINTR) continue;
-      if (code === EPIPE) return; // the task closed its end: it wants no more
+      if (code === EPIPE) return false; // the task closed its end: it wants no more
       if (code !== EAGAIN) throw new Error(`Cannot write FIFO "${this.#path}": errno ${code}`);
-      if (this.#stopping.signal.aborted) return;
+      if (this.#stopping.signal.aborted) return false;
       await this.#poller.wait(this.#fd, POLLOUT);
     }
+    this.#lib.close(this.#fd);
+    this.#fd = -1;
+    return true;
   }
 
   // A non-blocking write-only open fails (ENXIO) until the task opens its end for reading, and

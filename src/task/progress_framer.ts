@@ -1,115 +1,138 @@
 import { concatBytes } from "../util/bytes.ts";
+import { isJsonWhitespace, OPEN_BRACE, OPEN_BRACKET } from "../util/json_bytes.ts";
+import { JsonDocScanner, SCAN } from "./json_doc_scanner.ts";
 
-import {
-  BACKSLASH,
-  CLOSE_BRACE,
-  CLOSE_BRACKET,
-  isJsonWhitespace,
-  NEWLINE,
-  OPEN_BRACE,
-  OPEN_BRACKET,
-  QUOTE,
-} from "../util/json_bytes.ts";
+/** Default bound on one progress message; a longer one is dropped, never cut. */
+export const MAX_PROGRESS_MESSAGE_BYTES = 1024 * 1024;
 
-/** Default bound on one progress message; a longer one is cut and forwarded as-is. */
-export const MAX_PROGRESS_MESSAGE_BYTES = 16 * 1024 * 1024;
+/** Options of a {@linkcode ProgressFramer}. */
+export interface ProgressFramerOptions {
+  /** Largest message passed on (default {@linkcode MAX_PROGRESS_MESSAGE_BYTES}). */
+  maxBytes?: number;
+  /** Called with the size of each message dropped for being larger than `maxBytes`. */
+  onDropped?: (bytes: number) => void;
+}
+
+/** Bytes of one message being gathered, or only counted once they are too many. */
+class Pending {
+  parts: Uint8Array[] = [];
+  size = 0;
+  over = false;
+
+  add(bytes: Uint8Array, maxBytes: number): void {
+    if (bytes.length === 0) return;
+    this.size += bytes.length;
+    if (this.over) return;
+    if (this.size > maxBytes) {
+      this.over = true;
+      this.parts = [];
+      return;
+    }
+    // Copy: the chunk belongs to the reader, and a message may span reads.
+    this.parts.push(bytes.slice());
+  }
+
+  addAll(other: Pending, maxBytes: number): void {
+    if (other.over) {
+      this.size += other.size;
+      this.over = true;
+      this.parts = [];
+    } else {
+      for (const part of other.parts) this.add(part, maxBytes);
+    }
+  }
+
+  bytes(): Uint8Array {
+    return this.parts.length === 1 ? this.parts[0]! : concatBytes(this.parts, this.size);
+  }
+}
 
 /**
- * Splits the bytes written to the progress pipe into messages: one per JSON document, even
- * when several writes arrive in one read (`{...}{...}` or one per line), and one per line
- * (or per read) of anything that is not a JSON object or array.
+ * Splits the bytes written to the progress pipe into messages. Each open-write-close of the
+ * pipe (marked by `close()`) bounds a message, whatever its bytes, as in the Java runner: text
+ * that is not JSON, or a brace that opens no document (`loading {model`), ends there and never
+ * swallows what the next write brings. Within one write, every JSON document (`{...}{...}`,
+ * or one per line) is a message of its own, passed on once complete, and so is the text
+ * between documents; that also splits again writes that reached the pipe together because
+ * the task wrote faster than the runner read. A message larger than `maxBytes` is dropped
+ * whole, never cut into pieces.
  *
- * Feed it with `push()`, and call `end()` when the pipe is done.
+ * Feed it with `push()`, call `close()` when a writer has closed the pipe and `end()` when the
+ * pipe is done.
  */
 export class ProgressFramer {
   readonly #emit: (message: Uint8Array) => void;
   readonly #maxBytes: number;
-  #parts: Uint8Array[] = [];
-  #size = 0;
-  #depth = 0;
-  #inString = false;
-  #escaped = false;
-  /** Inside a document (`json`), inside non-JSON text (`raw`), or between messages. */
-  #mode: "idle" | "json" | "raw" = "idle";
+  readonly #onDropped: (bytes: number) => void;
+  readonly #scanner = new JsonDocScanner();
+  /** Text since the last message. */
+  #text = new Pending();
+  /** The document being read, from its `{` or `[`; undefined between documents. */
+  #doc: Pending | undefined;
 
-  constructor(emit: (message: Uint8Array) => void, options: { maxBytes?: number } = {}) {
+  constructor(emit: (message: Uint8Array) => void, options: ProgressFramerOptions = {}) {
     this.#emit = emit;
     this.#maxBytes = options.maxBytes ?? MAX_PROGRESS_MESSAGE_BYTES;
+    this.#onDropped = options.onDropped ?? (() => {});
   }
 
   /** Feeds the next chunk read from the pipe. */
   push(chunk: Uint8Array): void {
-    let start = 0;
+    let from = 0;
     for (let i = 0; i < chunk.length; i++) {
       const byte = chunk[i]!;
-      if (this.#mode === "idle") {
-        if (isJsonWhitespace(byte)) {
-          start = i + 1;
+      if (this.#doc) {
+        const result = this.#scanner.step(byte);
+        if (result === SCAN.more) continue;
+        if (result === SCAN.complete) {
+          this.#doc.add(chunk.subarray(from, i + 1), this.#maxBytes);
+          from = i + 1;
+          this.#completeDoc();
           continue;
         }
-        this.#mode = byte === OPEN_BRACE || byte === OPEN_BRACKET ? "json" : "raw";
-        start = i;
+        // Not JSON after all: what looked like a document is text, and so is this byte,
+        // unless it opens a document itself.
+        this.#doc.add(chunk.subarray(from, i), this.#maxBytes);
+        from = i;
+        this.#text.addAll(this.#doc, this.#maxBytes);
+        this.#doc = undefined;
       }
-      if (this.#mode === "raw") {
-        if (byte === NEWLINE) {
-          this.#take(chunk.subarray(start, i));
-          this.#flush();
-          start = i + 1;
-          continue;
-        }
-        if (byte !== OPEN_BRACE) continue;
-        // A JSON object right after text (two writes in one read) is a message of its own.
-        this.#take(chunk.subarray(start, i));
-        this.#flush();
-        this.#mode = "json";
-        start = i;
-      }
-      if (this.#inString) {
-        if (this.#escaped) this.#escaped = false;
-        else if (byte === BACKSLASH) this.#escaped = true;
-        else if (byte === QUOTE) this.#inString = false;
-      } else if (byte === QUOTE) {
-        this.#inString = true;
-      } else if (byte === OPEN_BRACE || byte === OPEN_BRACKET) {
-        this.#depth++;
-      } else if (byte === CLOSE_BRACE || byte === CLOSE_BRACKET) {
-        if (--this.#depth === 0) {
-          this.#take(chunk.subarray(start, i + 1));
-          this.#flush();
-          start = i + 1;
-        }
+      if (byte === OPEN_BRACE || byte === OPEN_BRACKET) {
+        this.#text.add(chunk.subarray(from, i), this.#maxBytes);
+        from = i;
+        this.#doc = new Pending();
+        this.#scanner.reset();
+        this.#scanner.step(byte);
       }
     }
-    if (this.#mode !== "idle" && start < chunk.length) this.#take(chunk.subarray(start));
-    // Text that is not JSON has no structure to wait for: a read ends it, as a newline does.
-    if (this.#mode === "raw" || this.#size > this.#maxBytes) this.#flush();
+    (this.#doc ?? this.#text).add(chunk.subarray(from), this.#maxBytes);
+  }
+
+  /** A writer has closed the pipe: whatever it left pending is a message of its own. */
+  close(): void {
+    if (this.#doc) this.#text.addAll(this.#doc, this.#maxBytes);
+    this.#doc = undefined;
+    this.#flush(this.#text);
+    this.#text = new Pending();
   }
 
   /** The pipe is done: whatever is pending is a message of its own. */
   end(): void {
-    this.#flush();
+    this.close();
   }
 
-  #take(bytes: Uint8Array): void {
-    if (bytes.length === 0) return;
-    // Copy: the chunk belongs to the reader, and a message may span reads.
-    this.#parts.push(bytes.slice());
-    this.#size += bytes.length;
+  #completeDoc(): void {
+    this.#flush(this.#text);
+    this.#text = new Pending();
+    this.#flush(this.#doc!);
+    this.#doc = undefined;
   }
 
-  #flush(): void {
-    this.#mode = "idle";
-    this.#depth = 0;
-    this.#inString = false;
-    this.#escaped = false;
-    if (this.#size === 0) return;
-    const message = this.#parts.length === 1
-      ? this.#parts[0]!
-      : concatBytes(this.#parts, this.#size);
-    this.#parts = [];
-    this.#size = 0;
-    const text = trimEnd(message);
-    if (text.length > 0) this.#emit(text);
+  #flush(pending: Pending): void {
+    if (pending.over) return this.#onDropped(pending.size);
+    if (pending.size === 0) return;
+    const message = trim(pending.bytes());
+    if (message.length > 0) this.#emit(message);
   }
 }
 
@@ -125,8 +148,10 @@ export function isDoneMessage(message: Uint8Array): boolean {
   }
 }
 
-function trimEnd(bytes: Uint8Array): Uint8Array {
+function trim(bytes: Uint8Array): Uint8Array {
+  let start = 0;
   let end = bytes.length;
-  while (end > 0 && isJsonWhitespace(bytes[end - 1]!)) end--;
-  return end === bytes.length ? bytes : bytes.subarray(0, end);
+  while (start < end && isJsonWhitespace(bytes[start]!)) start++;
+  while (end > start && isJsonWhitespace(bytes[end - 1]!)) end--;
+  return start === 0 && end === bytes.length ? bytes : bytes.subarray(start, end);
 }

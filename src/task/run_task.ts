@@ -1,12 +1,15 @@
 import { settlesWithin } from "../util/async.ts";
-import { FifoReader, FifoWriter } from "./fifo_io.ts";
+import { FifoWriter } from "./fifo_io.ts";
 import { TaskPipes } from "./fifo.ts";
 import { writeTaskOwner } from "./stale_tasks.ts";
 import { forEachLine } from "./lines.ts";
 import { OutputTail } from "./output_tail.ts";
 import { ProcessGroup, type StopReason } from "./process_group.ts";
-import { isDoneMessage, ProgressFramer } from "./progress_framer.ts";
 import { concatBytes } from "../util/bytes.ts";
+import { classifyTaskEnd } from "./task_outcome.ts";
+import { TaskPipeReaders } from "./task_readers.ts";
+export { formatDuration, startFailureText } from "./task_outcome.ts";
+import { TaskTimer, type TimeLimit } from "./task_timer.ts";
 import { pipeArgs, type PipeArgStyle, resolveScriptCommand } from "./script_command.ts";
 
 /**
@@ -17,7 +20,12 @@ export interface TaskSpec {
   id: string;
   script: string;
   input: Uint8Array;
-  /** Wall-clock limit for the whole task, in milliseconds. */
+  /**
+   * Inactivity limit, in milliseconds (the request's `timeoutMinutes`): the task is stopped
+   * when this long passes without a sign of life. Its input being written, each progress
+   * message, and the output pipe's open and close start the time again, as the Java runner
+   * applied the limit to each of those phases.
+   */
   timeoutMs: number;
 }
 
@@ -34,6 +42,10 @@ export interface TaskEngineSettings {
   logTailBytes: number;
   /** Bound on the output a task may write. */
   maxOutputBytes: number;
+  /** Cap on a task's whole run, whatever it reports, in milliseconds; 0 or absent: none. */
+  maxTaskMs?: number;
+  /** Largest progress message forwarded; a larger one is dropped (default 1 MiB). */
+  maxProgressBytes?: number;
   /** Script patterns allowed to run; empty allows any. */
   allowedScripts: readonly string[];
   /** The child's whole environment. */
@@ -61,6 +73,8 @@ export interface TaskHooks {
   onStart?(task: RunningTask): void;
   /** A progress message (the `done` sentinel is not passed on). */
   onProgress?(message: Uint8Array, task: RunningTask): void;
+  /** A progress message larger than the limit was dropped (`bytes` long). */
+  onProgressDropped?(bytes: number, task: RunningTask): void;
   /** A line the task printed. */
   onLog?(stream: "stdout" | "stderr", line: string, task: RunningTask): void;
 }
@@ -78,7 +92,7 @@ export type TaskResult =
       readonly outputSize: number;
     }
     | { outcome: "failure"; message: string; exitCode: number | null }
-    | { outcome: "timeout"; message: string }
+    | { outcome: "timeout"; message: string; limit: TimeLimit }
     | { outcome: "cancelled" | "shutdown" }
   );
 
@@ -88,7 +102,6 @@ export interface RunTaskOptions extends TaskHooks {
   signal?: AbortSignal;
 }
 
-const MAX_TIMER_MS = 2 ** 31 - 1;
 const EMPTY_INPUT = new Uint8Array(0);
 
 // Bounded wait for stdout/stderr to close once the group is gone (a detached grandchild may keep them).
@@ -137,28 +150,10 @@ export async function runTask(
     },
   };
 
-  let progressDone = false;
-  const framer = new ProgressFramer((message) => {
-    if (progressDone) return;
-    if (isDoneMessage(message)) progressDone = true;
-    else options.onProgress?.(message, running);
-  });
-  const progressReader = new FifoReader(pipes.progress, {
-    data: (chunk) => framer.push(chunk),
-    end: () => framer.end(),
-  });
-
-  const outputParts: Uint8Array[] = [];
-  let outputSize = 0;
-  let outputTooLarge = false;
-  const outputReader = new FifoReader(pipes.output, {
-    data: (chunk) => {
-      outputSize += chunk.length;
-      if (outputSize > settings.maxOutputBytes) outputTooLarge = true;
-      else outputParts.push(chunk);
-    },
-    end: () => {},
-  }, { bufferBytes: 1024 * 1024 });
+  // Every sign of life restarts the inactivity limit; the phase names the Java runner's text.
+  using timer = new TaskTimer(timeoutMs, { maxDurationMs: settings.maxTaskMs ?? 0 });
+  const readers = new TaskPipeReaders(pipes, settings, { timer, running, hooks: options });
+  const { progressReader, outputReader } = readers;
   const inputWriter = new FifoWriter(pipes.input);
 
   if (options.signal?.aborted) {
@@ -194,7 +189,7 @@ export async function runTask(
   pid = group.pid;
   // Lets a runner restarted after a crash find this task's group and stop it.
   await writeTaskOwner(pipes.dir, group.pid);
-  inputWriter.start(spec.input);
+  inputWriter.start(spec.input, () => readers.inputWritten());
   // The writer has the input now; a frame that awaits keeps its locals alive, so let go here.
   spec.input = EMPTY_INPUT;
   const logsDone = Promise.all([
@@ -209,8 +204,7 @@ export async function runTask(
   ]).catch(() => {});
   options.onStart?.(running);
 
-  // Timers fire at once past 2^31 - 1 ms (about 24.8 days): a longer timeout is that long.
-  const timeout = AbortSignal.timeout(Math.min(timeoutMs, MAX_TIMER_MS));
+  const timeout = timer.signal;
   const stop = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
   let stopReason: StopReason | undefined;
   let onStop = () => {};
@@ -220,9 +214,8 @@ export async function runTask(
     else stop.addEventListener("abort", onStop, { once: true });
   });
   const first = await Promise.race([group.status, stopped]);
-  // While it has a listener, Deno keeps the timeout's timer referenced: the process could not
-  // exit before the task's full timeout, long after the task ended.
   stop.removeEventListener("abort", onStop);
+  timer[Symbol.dispose](); // the task has ended: its reading and waiting are no activity
   let status: Deno.CommandStatus;
   if (typeof first === "string") {
     stopReason = first;
@@ -240,35 +233,24 @@ export async function runTask(
     durationMs: performance.now() - startedAt,
   };
 
-  if (stopReason === "timeout") {
-    return {
-      ...common,
-      outcome: "timeout",
-      message: `Task "${script}" timed out after ${formatDuration(timeoutMs)}`,
-    };
+  if (stopReason !== undefined && stopReason !== "timeout") {
+    return { ...common, outcome: stopReason };
   }
-  if (stopReason !== undefined) return { ...common, outcome: stopReason };
-  if (!status.success) {
-    const how = status.signal
-      ? `was killed by ${status.signal}`
-      : `exited with code ${status.code}`;
-    const lastError = lastLine(common.stderr);
-    return {
-      ...common,
-      outcome: "failure",
-      exitCode: status.signal ? null : status.code,
-      message: `Task "${script}" ${how}${lastError ? `: ${lastError}` : ""}`,
-    };
-  }
-  if (outputTooLarge) {
-    return {
-      ...common,
-      outcome: "failure",
-      exitCode: 0,
-      message:
-        `Task "${script}" wrote more output than the limit of ${settings.maxOutputBytes} bytes`,
-    };
-  }
+  const failure = classifyTaskEnd({
+    id,
+    script,
+    status,
+    limit: stopReason === "timeout" ? timer.fired : undefined,
+    phase: readers.phase,
+    outputClosed: readers.outputClosed,
+    outputTooLarge: readers.outputTooLarge,
+    stderr: common.stderr,
+    timeoutMs,
+    maxDurationMs: settings.maxTaskMs ?? 0,
+    maxOutputBytes: settings.maxOutputBytes,
+  });
+  if (failure) return { ...common, ...failure };
+  const { outputParts, outputSize } = readers;
   let joined: Uint8Array | undefined;
   return {
     ...common,
@@ -284,17 +266,4 @@ export async function runTask(
 
 function reasonOf(reason: unknown): "cancelled" | "shutdown" {
   return reason === "shutdown" ? "shutdown" : "cancelled";
-}
-
-function lastLine(text: string): string {
-  const lines = text.trimEnd().split("\n");
-  const line = lines[lines.length - 1] ?? "";
-  return line.length > 500 ? `${line.slice(0, 500)}…` : line;
-}
-
-/** Formats milliseconds the way a person says them: `90 s`, `1.5 min`. */
-export function formatDuration(ms: number): string {
-  if (ms < 1_000) return `${ms} ms`;
-  if (ms < 120_000) return `${Number((ms / 1_000).toFixed(1))} s`;
-  return `${Number((ms / 60_000).toFixed(2))} min`;
 }

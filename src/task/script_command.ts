@@ -54,7 +54,9 @@ export async function resolveScriptCommand(
   if (script.endsWith(".py")) {
     const file = await allowedPath(script, resolve(script), allowList);
     if (!await isFile(file)) {
-      throw new TaskStartError(`Cannot start task "${script}": script file not found`);
+      throw new TaskStartError(`Cannot start task "${script}": script file not found`, {
+        javaText: `Script file: ${script} not found`,
+      });
     }
     const python = await findExecutable(options.python, options.path).catch(() => {
       throw new TaskStartError(
@@ -174,7 +176,9 @@ async function findExecutable(name: string, searchPath: string, shown = name): P
     throw new TaskStartError(`Cannot start task "${shown}": "${found}" is not executable`);
   }
   const where = name.includes("/") ? "file not found" : "executable not found on PATH";
-  throw new TaskStartError(`Cannot start task "${shown}": ${where}`);
+  throw new TaskStartError(`Cannot start task "${shown}": ${where}`, {
+    javaText: `Cannot run program "${shown}": error=2, No such file or directory`,
+  });
 }
 
 async function isFile(path: string): Promise<boolean> {

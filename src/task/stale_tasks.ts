@@ -1,53 +1,141 @@
-import { join } from "node:path";
+import { basename, join } from "node:path";
 
-const OWNER_FILE = "owner.json";
-
-interface TaskOwner {
+/** A task's owner record: which runner made it, and (once started) the task's process group. */
+export interface TaskOwner {
   runnerPid: number;
-  pgid: number;
+  /** When that runner started (ms since the epoch): tells it from a later one with its pid. */
+  runnerStartedAt: number;
+  pgid?: number;
 }
 
-/** Records which runner started a task, and the task's process group, in its directory. */
-export async function writeTaskOwner(dir: string, pgid: number): Promise<void> {
-  const owner: TaskOwner = { runnerPid: Deno.pid, pgid };
-  await Deno.writeTextFile(join(dir, OWNER_FILE), JSON.stringify(owner));
+const OWNER_SUFFIX = ".owner.json";
+// The owner record of a task directory before its format carried the runner (kept for reaping).
+const LEGACY_OWNER_FILE = "owner.json";
+const RUNNER_STARTED_AT = Math.floor(performance.timeOrigin);
+// `task-<id>-r<pid>.<start in base 36>-<random>`: whose a directory is, even with no record.
+const TAGGED_NAME = /-r(\d+)\.([0-9a-z]+)-[0-9a-z]+$/;
+
+/**
+ * This runner's tag in the names of its task directories: its pid and start time, so that a
+ * directory left without an owner record can still be told to be a dead runner's.
+ */
+export function runnerTag(): string {
+  return `r${Deno.pid}.${RUNNER_STARTED_AT.toString(36)}`;
+}
+
+/** Where the owner record of a task directory is kept: beside it, out of the task's reach. */
+export function ownerRecordPath(dir: string): string {
+  return `${dir}${OWNER_SUFFIX}`;
+}
+
+/**
+ * Records, atomically (a temporary file renamed over it), that this runner owns a task's
+ * directory and, once known, the task's process group. Written before the directory is made,
+ * then again once the task runs: a runner killed at any point leaves a record that is either
+ * absent, or whole.
+ *
+ * @param dir the task directory (it need not exist yet)
+ * @param pgid the task's process group, once started
+ */
+export async function writeTaskOwner(dir: string, pgid?: number): Promise<void> {
+  const owner: TaskOwner = {
+    runnerPid: Deno.pid,
+    runnerStartedAt: RUNNER_STARTED_AT,
+    ...(pgid !== undefined ? { pgid } : {}),
+  };
+  const path = ownerRecordPath(dir);
+  const temporary = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+  try {
+    await Deno.writeTextFile(temporary, JSON.stringify(owner), { mode: 0o600 });
+    await Deno.rename(temporary, path);
+  } catch (error) {
+    await Deno.remove(temporary).catch(() => {});
+    throw error;
+  }
+}
+
+/** Removes a task directory's owner record, once the directory itself is gone. */
+export async function removeTaskOwner(dir: string): Promise<void> {
+  await Deno.remove(ownerRecordPath(dir)).catch(() => {});
 }
 
 /**
  * Cleans up after runners that died without doing it themselves (SIGKILL, OOM kill): kills
- * the process groups of their tasks and removes their FIFO directories. Directories of live
- * runners sharing the work dir are left alone.
+ * the process groups of their tasks and removes their FIFO directories and owner records,
+ * including those of a runner killed before it could write a record, or while writing one.
+ * Directories of live runners sharing the work dir are left alone, and so is anything whose
+ * runner cannot be told.
  *
  * @param workDir the runner's work directory
- * @returns how many stale task directories were removed
+ * @returns how many stale tasks were removed
  */
 export async function reapStaleTasks(workDir: string): Promise<number> {
-  let reaped = 0;
   let entries: Deno.DirEntry[];
   try {
     entries = await Array.fromAsync(Deno.readDir(workDir));
   } catch {
     return 0; // no work dir yet
   }
+  // A task is its directory, its record and any temporary record, all named after the dir.
+  const tasks = new Map<string, string[]>();
   for (const entry of entries) {
-    if (!entry.isDirectory || !entry.name.startsWith("task-")) continue;
-    const dir = join(workDir, entry.name);
-    let owner: TaskOwner;
-    try {
-      owner = JSON.parse(await Deno.readTextFile(join(dir, OWNER_FILE)));
-    } catch {
-      continue; // being set up by a live runner, or not ours
-    }
-    if (owner.runnerPid === Deno.pid || isAlive(owner.runnerPid)) continue;
-    try {
-      Deno.kill(-owner.pgid, "SIGKILL");
-    } catch {
-      // the group is already gone
+    if (!entry.name.startsWith("task-")) continue;
+    const base = entry.name.split(OWNER_SUFFIX)[0]!;
+    tasks.set(base, [...tasks.get(base) ?? [], entry.name]);
+  }
+  let reaped = 0;
+  for (const [base, names] of tasks) {
+    const dir = join(workDir, base);
+    const owner = await readOwner(ownerRecordPath(dir)) ??
+      ownerFromName(base) ??
+      await readOwner(join(dir, LEGACY_OWNER_FILE), { legacy: true });
+    if (!owner || isRunnerAlive(owner)) continue;
+    if (owner.pgid !== undefined && owner.pgid > 1) {
+      try {
+        Deno.kill(-owner.pgid, "SIGKILL");
+      } catch {
+        // the group is already gone
+      }
     }
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+    for (const name of names) await Deno.remove(join(workDir, name)).catch(() => {});
     reaped++;
   }
   return reaped;
+}
+
+async function readOwner(
+  path: string,
+  options: { legacy?: boolean } = {},
+): Promise<TaskOwner | undefined> {
+  try {
+    const value = JSON.parse(await Deno.readTextFile(path));
+    if (!Number.isInteger(value?.runnerPid) || value.runnerPid <= 0) return undefined;
+    // A legacy record has no start time: its pid alone decides.
+    const startedAt = options.legacy ? undefined : value.runnerStartedAt;
+    if (!options.legacy && !Number.isFinite(startedAt)) return undefined;
+    return {
+      runnerPid: value.runnerPid,
+      runnerStartedAt: startedAt ?? Number.NaN,
+      ...(Number.isInteger(value.pgid) ? { pgid: value.pgid } : {}),
+    };
+  } catch {
+    return undefined; // missing, empty or partial: the directory's name may still tell
+  }
+}
+
+function ownerFromName(name: string): TaskOwner | undefined {
+  const match = TAGGED_NAME.exec(basename(name));
+  if (!match) return undefined;
+  return { runnerPid: Number(match[1]), runnerStartedAt: parseInt(match[2]!, 36) };
+}
+
+function isRunnerAlive(owner: TaskOwner): boolean {
+  if (owner.runnerPid === Deno.pid) {
+    // This pid, but another start time: a runner before this one (a restarted container).
+    return Number.isNaN(owner.runnerStartedAt) || owner.runnerStartedAt === RUNNER_STARTED_AT;
+  }
+  return isAlive(owner.runnerPid);
 }
 
 // Deno lets only a program with every permission read `/proc`, so ask the kernel instead:

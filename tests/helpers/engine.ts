@@ -1,5 +1,10 @@
 import { childEnvironment } from "../../src/config.ts";
-import type { TaskEngineSettings } from "../../src/task/mod.ts";
+import {
+  runTask,
+  type RunTaskOptions,
+  type TaskEngineSettings,
+  type TaskResult,
+} from "../../src/task/mod.ts";
 
 /** Engine settings for tests: a private work dir, a short kill grace. */
 export function testEngineSettings(
@@ -63,4 +68,39 @@ export async function eventually(
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   return await check();
+}
+
+/**
+ * Runs a shell task whose body sees the pipe paths as $input, $output and $progress (and its
+ * id as $id), through the real engine; returns its result and id.
+ */
+export async function runShellTask(
+  body: string,
+  options: {
+    timeoutMs?: number;
+    settings?: TaskEngineSettings;
+    input?: string;
+    hooks?: RunTaskOptions;
+  } = {},
+): Promise<{ result: TaskResult; id: string }> {
+  const script = await Deno.makeTempFile({ suffix: ".sh" });
+  const args = new URL("../fixtures/_task_args.sh", import.meta.url).pathname;
+  try {
+    await Deno.writeTextFile(script, `#!/bin/sh\n. "${args}"\n${body}\n`);
+    await Deno.chmod(script, 0o755);
+    const id = crypto.randomUUID();
+    const result = await runTask(
+      {
+        id,
+        script,
+        input: new TextEncoder().encode(options.input ?? ""),
+        timeoutMs: options.timeoutMs ?? 20_000,
+      },
+      options.settings ?? testEngineSettings(),
+      options.hooks ?? {},
+    );
+    return { result, id };
+  } finally {
+    await Deno.remove(script);
+  }
 }

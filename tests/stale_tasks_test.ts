@@ -1,0 +1,171 @@
+import { assert, assertEquals } from "./helpers/assert.ts";
+import { eventually, isAlive, testEngineSettings } from "./helpers/engine.ts";
+import { runTask } from "../src/task/mod.ts";
+import { fixture } from "./helpers/serve_harness.ts";
+import { reapStaleTasks, runnerTag } from "../src/task/stale_tasks.ts";
+
+const ID = "5f0c3a8e-0d7e-4a53-9d0e-2b1f3c4d5e6f";
+
+async function entries(dir: string): Promise<string[]> {
+  return (await Array.fromAsync(Deno.readDir(dir))).map((entry) => entry.name).sort();
+}
+
+/** The pid of a process that has exited (and been reaped). */
+async function deadPid(): Promise<number> {
+  const child = new Deno.Command("true").spawn();
+  await child.status;
+  return child.pid;
+}
+
+/** A process that lives until disposed, as a stand-in for another live runner. */
+function liveProcess(): { pid: number } & AsyncDisposable {
+  const child = new Deno.Command("sleep", { args: ["60"] }).spawn();
+  return {
+    pid: child.pid,
+    async [Symbol.asyncDispose]() {
+      child.kill("SIGKILL");
+      await child.status;
+    },
+  };
+}
+
+/** A task directory as a runner with this pid and start time would name it. */
+function taskDir(workDir: string, pid: number, startedAt: number, n: number): string {
+  return `${workDir}/task-${ID}-r${pid}.${startedAt.toString(36)}-0000000${n}`;
+}
+
+Deno.test("reapStaleTasks() removes what a dead runner left at any point of a task's set-up", async () => {
+  const workDir = await Deno.makeTempDir();
+  try {
+    const dead = await deadPid();
+    const startedAt = Date.now() - 60_000;
+    const record = (dir: string) => `${dir}.owner.json`;
+    const dirs = [1, 2, 3, 4, 5].map((n) => taskDir(workDir, dead, startedAt, n));
+    // Killed after making the directory (a record could not be read), with an empty or a
+    // partial record, with a whole one, and before the directory (a record and a temp file).
+    await Deno.mkdir(dirs[0]!);
+    await Deno.mkdir(dirs[1]!);
+    await Deno.writeTextFile(record(dirs[1]!), "");
+    await Deno.mkdir(dirs[2]!);
+    await Deno.writeTextFile(record(dirs[2]!), '{"runnerPid":');
+    await Deno.mkdir(dirs[3]!);
+    await Deno.writeTextFile(`${dirs[3]}/input`, "");
+    await Deno.writeTextFile(
+      record(dirs[3]!),
+      JSON.stringify({ runnerPid: dead, runnerStartedAt: startedAt }),
+    );
+    await Deno.writeTextFile(`${record(dirs[4]!)}.tmp-1234abcd`, '{"run');
+    // The previous runner in a restarted container: this very pid, another start time.
+    const before = taskDir(workDir, Deno.pid, startedAt, 6);
+    await Deno.mkdir(before);
+
+    assertEquals(await reapStaleTasks(workDir), 6);
+    assertEquals(await entries(workDir), []);
+  } finally {
+    await Deno.remove(workDir, { recursive: true });
+  }
+});
+
+Deno.test("reapStaleTasks() leaves live runners' tasks alone, with a record or without", async () => {
+  const workDir = await Deno.makeTempDir();
+  try {
+    await using other = liveProcess();
+    const startedAt = Date.now() - 60_000;
+    const bare = taskDir(workDir, other.pid, startedAt, 1);
+    const recorded = taskDir(workDir, other.pid, startedAt, 2);
+    await Deno.mkdir(bare);
+    await Deno.mkdir(recorded);
+    await Deno.writeTextFile(
+      `${recorded}.owner.json`,
+      JSON.stringify({ runnerPid: other.pid, runnerStartedAt: startedAt }),
+    );
+    const mine = `${workDir}/task-${ID}-${runnerTag()}-00000003`;
+    await Deno.mkdir(mine);
+    const unknown = `${workDir}/task-${ID}-abcdef`; // no record, no tag: not ours to judge
+    await Deno.mkdir(unknown);
+    const before = await entries(workDir);
+
+    assertEquals(await reapStaleTasks(workDir), 0);
+    assertEquals(await entries(workDir), before);
+  } finally {
+    await Deno.remove(workDir, { recursive: true });
+  }
+});
+
+Deno.test("reapStaleTasks() kills the task group a dead runner recorded", async () => {
+  const workDir = await Deno.makeTempDir();
+  const task = new Deno.Command("setsid", { args: ["sleep", "60"] }).spawn();
+  try {
+    const dir = taskDir(workDir, await deadPid(), Date.now(), 1);
+    await Deno.mkdir(dir);
+    await Deno.writeTextFile(
+      `${dir}.owner.json`,
+      JSON.stringify({ runnerPid: 999_999_999, runnerStartedAt: 1, pgid: task.pid }),
+    );
+    assertEquals(await reapStaleTasks(workDir), 1);
+    await task.status;
+    assert(!isAlive(task.pid));
+  } finally {
+    try {
+      task.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+    await task.status;
+    await Deno.remove(workDir, { recursive: true });
+  }
+});
+
+Deno.test("a runner SIGKILLed mid-task leaves nothing the next start does not reap", async () => {
+  const workDir = await Deno.makeTempDir();
+  try {
+    for (let round = 0; round < 3; round++) {
+      const runner = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--allow-all",
+          new URL("../main.ts", import.meta.url).pathname,
+          "run",
+          fixture("behave.py"),
+          "--input-json",
+          JSON.stringify({ behave: { sleep: 60 } }),
+          "--work-dir",
+          workDir,
+        ],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      assert(
+        await eventually(async () => (await entries(workDir)).length >= 2, 15_000),
+        "the task's directory and record appear",
+      );
+      runner.kill("SIGKILL");
+      await runner.status;
+      assert(await reapStaleTasks(workDir) >= 1, `round ${round}`);
+      assertEquals(await entries(workDir), []);
+    }
+  } finally {
+    await Deno.remove(workDir, { recursive: true });
+  }
+});
+
+Deno.test("runTask() keeps a task directory inside the work dir whatever the task id", async () => {
+  const parent = await Deno.makeTempDir();
+  try {
+    const workDir = `${parent}/work`;
+    const result = await runTask(
+      {
+        id: "../../../escaped/id",
+        script: fixture("echo.sh"),
+        input: new TextEncoder().encode("x"),
+        timeoutMs: 20_000,
+      },
+      testEngineSettings({ workDir }),
+    );
+    assertEquals(result.outcome, "success");
+    assertEquals(await entries(parent), ["work"]);
+    assertEquals(await entries(workDir), []);
+  } finally {
+    await Deno.remove(parent, { recursive: true });
+  }
+});
