@@ -520,6 +520,24 @@ Deno.test("task entry points shaped like GoLLM, MIRA and Funman's run through ta
       assertMatch(String(responses.at(-1)?.stderr), /RuntimeError: the work failed/);
     }
   });
+  await t.step(
+    "funman error: exit 0 without output, FAILED exited early (no empty SUCCESS)",
+    async () => {
+      const result = await runCli([
+        "run",
+        TERARIUM_STYLE_TASK,
+        "--json",
+        "--id",
+        "f-2",
+        "--input-json",
+        '{"fail": true}',
+      ], { env: { TERARIUM_STYLE: "funman" } });
+      assertEquals(result.code, 1, result.stderr);
+      const responses = jsonLines(result.text);
+      assertEquals(responses.map((response) => response.status), ["RUNNING", "FAILED"]);
+      assertMatch(outputOf(responses[1]), /^Process for task f-2 exited early with code 0/);
+    },
+  );
 });
 
 Deno.test("the Python library's cancellation handler runs on SIGTERM, then the task exits 1", async (t) => {
