@@ -1,6 +1,6 @@
-import { buildAmqpUrl } from "../broker/amqp_url.ts";
 import { CancellationWatcher } from "../broker/cancellation_watcher.ts";
 import { BrokerConnection } from "../broker/connection.ts";
+import { connectionSettings } from "../broker/connection_settings.ts";
 import { ResponsePublisher } from "../broker/publisher.ts";
 import { RequestConsumer } from "../broker/request_consumer.ts";
 import { declareTopology } from "../broker/topology.ts";
@@ -69,8 +69,8 @@ export async function serve(
   config: ServeConfig,
   options: { logger: Logger; signal?: AbortSignal; onReady?: (info: ServeInfo) => void },
 ): Promise<void> {
-  const { password } = config.broker;
-  const log = options.logger.redacting([password, encodeURIComponent(password)]);
+  const connection = connectionSettings(config.broker);
+  const log = options.logger.redacting(connection.secrets);
   checkTaskUser(config.engine);
   const queue = requestQueueName(config.broker);
   const reaped = await reapStaleTasks(config.engine.workDir);
@@ -79,11 +79,11 @@ export async function serve(
     log.warn("No script allow-list: any executable on PATH or .py file may be run by a request");
   }
   const broker = new BrokerConnection(
-    buildAmqpUrl(config.broker.amqpUrl, config.broker, {
-      heartbeatSeconds: config.broker.heartbeatSeconds,
-    }),
+    connection.endpoints,
     {
       logger: log,
+      connectTimeoutMs: connection.connectTimeoutMs,
+      ...(connection.ca ? { ca: connection.ca } : {}),
       connectionName: `taskrunner ${VERSION} ${config.broker.requestType}`,
       // Declared on every connection: after a broker restart, non-durable objects are gone.
       prepare: (model) =>
