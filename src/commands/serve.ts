@@ -12,7 +12,11 @@ import {
   requestQueueName,
   type RunnerConfig,
 } from "../config.ts";
-import { type HttpEndpoint, startHttpEndpoint } from "../observability/http_server.ts";
+import {
+  type HttpEndpoint,
+  type Liveness,
+  startHttpEndpoint,
+} from "../observability/http_server.ts";
 import type { Logger } from "../observability/log.ts";
 import { RunnerMetrics } from "../observability/metrics.ts";
 import { Runner } from "../runner.ts";
@@ -141,7 +145,9 @@ export async function serve(
   });
   let http: HttpEndpoint | undefined;
   if (metrics) {
+    const maxDisconnectedMs = config.runner.maxDisconnectedSeconds * 1000;
     http = startHttpEndpoint({
+      liveness: () => brokerLiveness(broker.disconnectedForMs, maxDisconnectedMs),
       readiness: () => {
         if (stopping.signal.aborted) return { ready: false, reason: "shutting down" };
         if (!broker.current) return { ready: false, reason: "not connected to the broker" };
@@ -186,6 +192,20 @@ export async function serve(
     await http?.close();
     log.info("Stopped");
   }
+}
+
+/**
+ * Dead once the broker has been unreachable longer than `maxMs` (0: never), so that the
+ * orchestrator restarts a runner whose network or connection is stuck.
+ */
+export function brokerLiveness(disconnectedMs: number, maxMs: number): Liveness {
+  if (maxMs <= 0 || disconnectedMs <= maxMs) return { alive: true };
+  return {
+    alive: false,
+    reason: `not connected to the broker for ${Math.round(disconnectedMs / 1000)} s (limit ${
+      maxMs / 1000
+    } s)`,
+  };
 }
 
 /** What `serve` reports once it consumes. */
