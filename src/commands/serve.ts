@@ -20,6 +20,7 @@ import {
 import type { Logger } from "../observability/log.ts";
 import { RunnerMetrics } from "../observability/metrics.ts";
 import { Runner } from "../runner.ts";
+import { makeNonDumpable } from "../security/prctl.ts";
 import { reapStaleTasks } from "../task/stale_tasks.ts";
 import type { TaskEngineSettings } from "../task/mod.ts";
 import { settlesWithin } from "../util/async.ts";
@@ -66,6 +67,20 @@ function checkTaskUser(config: EngineConfig): void {
 }
 
 /**
+ * Makes the runner non-dumpable, so that tasks running as its user cannot read the broker
+ * password from its `/proc/<pid>/environ` or memory. `--uid` is the real isolation.
+ */
+function protectProcess(log: Logger): void {
+  try {
+    makeNonDumpable();
+  } catch (error) {
+    log.warn("Cannot make the runner non-dumpable: tasks of its user may read its environment", {
+      error: error instanceof Error ? error.message : String(error),
+    });
+  }
+}
+
+/**
  * Serves task requests from RabbitMQ until `signal` aborts (or SIGTERM/SIGINT arrives): then
  * stops consuming, drains running tasks, and returns. A second signal skips the drain.
  */
@@ -76,6 +91,7 @@ export async function serve(
   const connection = connectionSettings(config.broker);
   const log = options.logger.redacting(connection.secrets);
   checkTaskUser(config.engine);
+  protectProcess(log);
   const queue = requestQueueName(config.broker);
   const reaped = await reapStaleTasks(config.engine.workDir);
   if (reaped > 0) log.warn("Cleaned up tasks left by a runner that died", { count: reaped });

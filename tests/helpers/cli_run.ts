@@ -33,6 +33,8 @@ export interface CliOptions {
   stdin?: Uint8Array;
   /** Environment added to (or overriding) the tests' environment for the CLI. */
   env?: Record<string, string>;
+  /** Runs the CLI as this user (the tests must run as root); it needs a DENO_DIR it can read. */
+  user?: { uid: number; gid: number };
 }
 
 /** The tests' environment for the CLI: no TERARIUM_* setting leaks in, a short kill grace. */
@@ -92,6 +94,7 @@ export class CliChild implements AsyncDisposable {
       cwd: ROOT,
       clearEnv: true,
       env: cliEnv(options.env ?? {}),
+      ...(options.user ?? {}),
       stdin: options.stdin ? "piped" : "null",
       stdout: "piped",
       stderr: "piped",
