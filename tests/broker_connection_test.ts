@@ -5,7 +5,12 @@ import { brokerCtl, freePort, get, uniqueNames } from "./helpers/ops_harness.ts"
 import { fixture, startRunner, type TestRunner } from "./helpers/serve_harness.ts";
 import { TcpProxy } from "./helpers/tcp_proxy.ts";
 import { runCli } from "./helpers/cli_run.ts";
-import type { TestNames } from "./helpers/broker_harness.ts";
+import { AMQP_URL, type TestNames } from "./helpers/broker_harness.ts";
+import type { Channel } from "amqplib";
+import { brokerEndpoints } from "../src/broker/amqp_url.ts";
+import { BrokerConnection } from "../src/broker/connection.ts";
+import { ManagedChannel } from "../src/broker/managed_channel.ts";
+import { Logger } from "../src/observability/log.ts";
 
 /** Publishes an echo task and asserts that it ends in SUCCESS with its input as output. */
 async function assertTaskFlows(server: ServerSide, names: TestNames, text: string): Promise<void> {
@@ -224,4 +229,50 @@ Deno.test("TERARIUM_MQ_PASSWORD_FILE: unreadable, empty, or given with the passw
   } finally {
     await Deno.remove(empty);
   }
+});
+
+Deno.test("ManagedChannel gives up a setup that hangs when its connection dies, and opens on the next", async () => {
+  await using proxy = TcpProxy.start();
+  const url = new URL(AMQP_URL);
+  const endpoints = brokerEndpoints(`amqp://127.0.0.1:${proxy.port}`, {
+    username: decodeURIComponent(url.username),
+    password: decodeURIComponent(url.password),
+  });
+  const logger = new Logger({ level: "error", sink: () => {} });
+  await using broker = new BrokerConnection(endpoints, {
+    logger,
+    backoff: { initialMs: 20, maxMs: 200 },
+  });
+  let setups = 0;
+  const hanging = Promise.withResolvers<void>();
+  const opened = Promise.withResolvers<Channel>();
+  await using channel = new ManagedChannel<Channel>(broker, {
+    name: "test",
+    confirm: false,
+    logger,
+    backoff: { initialMs: 20, maxMs: 200 },
+    handler: {
+      // The first setup never ends: as a call left waiting by a black-holed connection.
+      setup: async () => {
+        if (++setups === 1) {
+          hanging.resolve();
+          await new Promise(() => {});
+        }
+      },
+      opened: (ch) => opened.resolve(ch),
+    },
+  });
+  broker.start();
+  await hanging.promise;
+  proxy.cut();
+  proxy.restore();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const ch = await Promise.race([
+    opened.promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("The channel never opened again")), 20_000);
+    }),
+  ]).finally(() => clearTimeout(timer));
+  assertEquals(setups, 2, "set up again on the next connection");
+  assert(channel.current === ch, "the new channel is current");
 });

@@ -284,3 +284,25 @@ Deno.test({
     }
   },
 });
+
+Deno.test("resolveSettings() reads the connection time limits", async (t) => {
+  await t.step("defaults: 20 s per attempt, unhealthy after 300 s without a broker", () => {
+    assertEquals(resolveSettings(BROKER_SETTINGS, sources()).connectTimeoutSeconds, 20);
+    assertEquals(resolveSettings(RUNNER_SETTINGS, sources()).maxDisconnectedSeconds, 300);
+  });
+  await t.step("from the environment; 0 turns the health limit off", () => {
+    const env = {
+      TERARIUM_MQ_CONNECT_TIMEOUT_SECONDS: "2.5",
+      TERARIUM_TASKRUNNER_MAX_DISCONNECTED_SECONDS: "0",
+    };
+    assertEquals(resolveSettings(BROKER_SETTINGS, sources({ env })).connectTimeoutSeconds, 2.5);
+    assertEquals(resolveSettings(RUNNER_SETTINGS, sources({ env })).maxDisconnectedSeconds, 0);
+  });
+  await t.step("a connect timeout of 0 or less is an error", () => {
+    for (const value of ["0", "-1", "soon"]) {
+      const env = { TERARIUM_MQ_CONNECT_TIMEOUT_SECONDS: value };
+      const error = configError(() => resolveSettings(BROKER_SETTINGS, sources({ env })));
+      assertMatch(error.message, /--connect-timeout \(TERARIUM_MQ_CONNECT_TIMEOUT_SECONDS\)/);
+    }
+  });
+});
