@@ -276,3 +276,37 @@ Deno.test("ManagedChannel gives up a setup that hangs when its connection dies, 
   assertEquals(setups, 2, "set up again on the next connection");
   assert(channel.current === ch, "the new channel is current");
 });
+
+Deno.test("BrokerConnection gives up a prepare that hangs when its connection dies, and reconnects", async () => {
+  await using proxy = TcpProxy.start();
+  const url = new URL(AMQP_URL);
+  const endpoints = brokerEndpoints(`amqp://127.0.0.1:${proxy.port}`, {
+    username: decodeURIComponent(url.username),
+    password: decodeURIComponent(url.password),
+  });
+  let prepares = 0;
+  const hanging = Promise.withResolvers<void>();
+  await using broker = new BrokerConnection(endpoints, {
+    logger: new Logger({ level: "error", sink: () => {} }),
+    backoff: { initialMs: 20, maxMs: 200 },
+    // The first prepare never ends: as a declaration left waiting by a black-holed connection.
+    prepare: async () => {
+      if (++prepares === 1) {
+        hanging.resolve();
+        await new Promise(() => {});
+      }
+    },
+  });
+  broker.start();
+  await hanging.promise;
+  proxy.cut();
+  proxy.restore();
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new Error("Never connected again")), 20_000);
+  try {
+    await broker.connected({ signal: controller.signal });
+  } finally {
+    clearTimeout(timer);
+  }
+  assertEquals(prepares, 2, "prepared again on the next connection");
+});

@@ -143,7 +143,15 @@ export class BrokerConnection implements AsyncDisposable {
           model.on("unblocked", () => this.#log.info("Broker unblocked publishing"));
         });
         try {
-          await this.#prepare?.(model);
+          // A call on a connection that dies meanwhile may never settle: give up with it.
+          await Promise.race([
+            this.#prepare?.(model),
+            lost.then((error) => {
+              throw new Error(
+                `Connection closed while it was prepared: ${errorMessage(error ?? "closed")}`,
+              );
+            }),
+          ]);
         } catch (error) {
           await model.close().catch(() => {});
           throw error;
