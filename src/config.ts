@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { parseBrokerAddresses, redactBrokerAddresses } from "./broker/amqp_url.ts";
 import { LOG_LEVELS } from "./observability/log.ts";
 import type { TaskEngineSettings } from "./task/mod.ts";
 
@@ -42,14 +43,19 @@ const optionalId = z.preprocess(
   (value) => value === "" ? undefined : value,
   z.coerce.number().int().min(0).max(4_294_967_294).optional(),
 );
-const amqpAddress = z.string().refine((value) => {
+// A list of addresses as Spring reads `spring.rabbitmq.addresses`; the error never shows a
+// password (resolveSettings shows the value through the setting's `redact`).
+const amqpAddresses = z.string().superRefine((value, ctx) => {
   try {
-    const url = new URL(value);
-    return url.protocol === "amqp:" || url.protocol === "amqps:";
-  } catch {
-    return false;
+    parseBrokerAddresses(value);
+  } catch (error) {
+    ctx.addIssue({ code: "custom", message: error instanceof Error ? error.message : "invalid" });
   }
-}, "must be an amqp:// or amqps:// URL");
+});
+const optionalPath = z.preprocess(
+  (value) => value === "" ? undefined : value,
+  z.string().min(1).optional(),
+);
 
 /** One setting: its flag, its environment variable, its schema and its default. */
 export interface SettingSpec {
@@ -64,6 +70,8 @@ export interface SettingSpec {
   boolean?: boolean;
   /** Can be given more than once. */
   repeatable?: boolean;
+  /** Hides what must not be shown of a wrong value in an error (e.g. credentials in a URL). */
+  redact?: (text: string) => string;
 }
 
 // Keeps each schema's own type, so that resolved settings are typed, and the flag's literal
@@ -77,9 +85,11 @@ export const BROKER_SETTINGS = {
   amqpUrl: setting({
     flag: "--amqp-url <url>",
     env: "TERARIUM_MQ_ADDRESSES",
-    description: "broker address (may carry a vhost)",
-    schema: amqpAddress,
+    description:
+      "broker addresses, tried in order: amqp[s]://[user:password@]host[:port][/vhost] or host[:port], comma-separated",
+    schema: amqpAddresses,
     default: "amqp://localhost:5672",
+    redact: redactBrokerAddresses,
   }),
   username: setting({
     flag: "--mq-username <name>",
@@ -92,9 +102,27 @@ export const BROKER_SETTINGS = {
     flag: "--mq-password <password>",
     env: "TERARIUM_MQ_PASSWORD",
     description: "broker password (prefer the environment variable)",
-    schema: z.string(),
-    default: "guest",
+    schema: z.string().optional(),
     secret: true,
+  }),
+  passwordFile: setting({
+    flag: "--mq-password-file <path>",
+    env: "TERARIUM_MQ_PASSWORD_FILE",
+    description: "file holding the broker password (a mounted secret; a final newline is dropped)",
+    schema: optionalPath,
+  }),
+  caFile: setting({
+    flag: "--mq-ca-file <path>",
+    env: "TERARIUM_MQ_CA_FILE",
+    description: "PEM certificates trusted for amqps:// instead of the default roots",
+    schema: optionalPath,
+  }),
+  connectTimeoutSeconds: setting({
+    flag: "--connect-timeout <seconds>",
+    env: "TERARIUM_MQ_CONNECT_TIMEOUT_SECONDS",
+    description: "limit of one connection attempt to one address (socket and AMQP handshake)",
+    schema: z.coerce.number().positive().max(3600),
+    default: 20,
   }),
   requestType: setting({
     flag: "--request-type <type>",
@@ -296,6 +324,13 @@ export const RUNNER_SETTINGS = {
     schema: z.coerce.number().int().min(0).max(65535),
     default: 0,
   }),
+  maxDisconnectedSeconds: setting({
+    flag: "--max-disconnected <seconds>",
+    env: "TERARIUM_TASKRUNNER_MAX_DISCONNECTED_SECONDS",
+    description: "/healthz answers 503 once the broker is unreachable this long; 0 = never",
+    schema: nonNegativeNumber,
+    default: 300,
+  }),
   httpHost: setting({
     flag: "--http-host <host>",
     env: "TERARIUM_TASKRUNNER_HTTP_HOST",
@@ -364,8 +399,7 @@ export function resolveSettings<G extends SettingGroup>(
         : fromEnv !== undefined
         ? spec.env
         : "default";
-      // A URL may carry credentials (`amqp://user:password@host`): never shown.
-      const text = typeof raw === "string" ? raw.replace(/\/\/.*@/s, "//***@") : raw;
+      const text = typeof raw === "string" && spec.redact ? spec.redact(raw) : raw;
       const shown = spec.secret ? "" : ` ${JSON.stringify(text)}`;
       const reason = parsed.error.issues.map((issue) => issue.message).join("; ");
       throw new ConfigError(

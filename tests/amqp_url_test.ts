@@ -1,66 +1,129 @@
 import { isConsumerTimeout } from "../src/broker/request_consumer.ts";
-import { assert, assertEquals, assertNotIncludes } from "./helpers/assert.ts";
-import { buildAmqpUrl, redactAmqpUrl } from "../src/broker/amqp_url.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertNotIncludes,
+  assertThrows,
+} from "./helpers/assert.ts";
+import {
+  BrokerAddressError,
+  brokerEndpoints,
+  connectOptions,
+  parseBrokerAddresses,
+  redactBrokerAddresses,
+} from "../src/broker/amqp_url.ts";
 import { backoffDelay, DEFAULT_BACKOFF } from "../src/broker/connection.ts";
 
-Deno.test("buildAmqpUrl() encodes credentials so they round-trip through URL", async (t) => {
-  const cases = [
-    { username: "guest", password: "guest" },
-    { username: "us er", password: "p@ss:w/rd%" },
-    { username: "a@b:c", password: "?#[]/\\ é ✓ %25 +&=" },
-    { username: "", password: "only-password" },
+const GUEST = { username: "guest", password: "guest" };
+
+/** The endpoints of `text` as `protocol://user:password@host:port/vhost`, for short asserts. */
+function endpoints(text: string, defaults = GUEST): string[] {
+  return brokerEndpoints(text, defaults).map((e) =>
+    `${e.protocol}://${e.username}:${e.password}@${e.hostname}:${e.port}/${e.vhost}`
+  );
+}
+
+Deno.test("brokerEndpoints() reads every form of spring.rabbitmq.addresses", async (t) => {
+  const cases: Array<[string, string[]]> = [
+    ["amqp://rabbitmq:5672", ["amqp://guest:guest@rabbitmq:5672//"]],
+    ["amqp://rabbitmq", ["amqp://guest:guest@rabbitmq:5672//"]],
+    ["rabbitmq:5672", ["amqp://guest:guest@rabbitmq:5672//"]],
+    ["rabbitmq", ["amqp://guest:guest@rabbitmq:5672//"]],
+    ["amqps://rabbitmq", ["amqps://guest:guest@rabbitmq:5671//"]],
+    ["amqp://rabbitmq:5672/prod", ["amqp://guest:guest@rabbitmq:5672/prod"]],
+    ["rabbitmq:5672/prod", ["amqp://guest:guest@rabbitmq:5672/prod"]],
+    ["rabbitmq/", ["amqp://guest:guest@rabbitmq:5672//"]],
+    ["amqp://rabbitmq/%2Fprod", ["amqp://guest:guest@rabbitmq:5672//prod"]],
+    ["host1:5672,host2:5673", [
+      "amqp://guest:guest@host1:5672//",
+      "amqp://guest:guest@host2:5673//",
+    ]],
+    [" amqp://host1:5672 , amqp://host2:5672 ,", [
+      "amqp://guest:guest@host1:5672//",
+      "amqp://guest:guest@host2:5672//",
+    ]],
+    ["amqp://[::1]:5672", ["amqp://guest:guest@::1:5672//"]],
+    ["10.0.0.7", ["amqp://guest:guest@10.0.0.7:5672//"]],
   ];
-  for (const credentials of cases) {
-    await t.step(JSON.stringify(credentials), () => {
-      const url = new URL(buildAmqpUrl("amqp://rabbit:5672", credentials));
-      assertEquals(decodeURIComponent(url.username), credentials.username);
-      assertEquals(decodeURIComponent(url.password), credentials.password);
-      assertEquals(url.hostname, "rabbit");
-      assertEquals(url.port, "5672");
-      assertEquals(url.pathname, "");
+  for (const [text, expected] of cases) {
+    await t.step(JSON.stringify(text), () => assertEquals(endpoints(text), expected));
+  }
+});
+
+Deno.test("brokerEndpoints() takes what an address leaves out from the first, as Spring does", async (t) => {
+  await t.step("credentials written in an address win over the settings", () => {
+    assertEquals(endpoints("amqp://alice:s3cret@rabbit", { username: "u", password: "p" }), [
+      "amqp://alice:s3cret@rabbit:5672//",
+    ]);
+    assertEquals(endpoints("alice:s3cret@rabbit:5672"), ["amqp://alice:s3cret@rabbit:5672//"]);
+  });
+  await t.step("credentials are percent-decoded", () => {
+    assertEquals(endpoints("amqp://us%20er:p%40ss%3Aw%2Frd%25@rabbit"), [
+      "amqp://us er:p@ss:w/rd%@rabbit:5672//",
+    ]);
+  });
+  await t.step("TLS, credentials and vhost of the first address apply to the others", () => {
+    assertEquals(endpoints("amqps://a:b@h1/v,h2,amqp://c:d@h3:1234/w"), [
+      "amqps://a:b@h1:5671/v",
+      "amqps://a:b@h2:5671/v",
+      "amqp://c:d@h3:1234/w",
+    ]);
+  });
+  await t.step("without credentials anywhere, the settings' user and password", () => {
+    assertEquals(endpoints("h1,h2", { username: "u", password: "p" }), [
+      "amqp://u:p@h1:5672//",
+      "amqp://u:p@h2:5672//",
+    ]);
+  });
+});
+
+Deno.test("brokerEndpoints() keeps the heartbeat and other parameters of a query", async (t) => {
+  await t.step("a heartbeat is added unless the address has one", () => {
+    const [added] = brokerEndpoints("amqp://rabbit", GUEST, { heartbeatSeconds: 30 });
+    assertEquals(added?.heartbeat, 30);
+    const [kept] = brokerEndpoints("amqp://rabbit?heartbeat=5&frameMax=8192", GUEST, {
+      heartbeatSeconds: 30,
+    });
+    assertEquals([kept?.heartbeat, kept?.frameMax], [5, 8192]);
+    assertEquals(brokerEndpoints("amqp://rabbit", GUEST)[0]?.heartbeat, undefined);
+  });
+  await t.step("amqplib gets the vhost encoded, as it decodes it", () => {
+    const [endpoint] = brokerEndpoints("amqp://rabbit/%2Fprod%25", GUEST);
+    assertEquals(endpoint?.vhost, "/prod%");
+    assertEquals(connectOptions(endpoint!).vhost, "%2Fprod%25");
+  });
+});
+
+Deno.test("parseBrokerAddresses() rejects what is not an address, never showing a password", async (t) => {
+  const cases: Array<[string, RegExp]> = [
+    ["", /No broker address/],
+    [" , ", /No broker address/],
+    ["http://user:Sup3rS3cret@host", /must be an amqp:\/\/ or amqps:\/\/ URL/],
+    ["amqp://", /no host|not a URL/],
+    ["host:notaport", /not a URL/],
+    ["amqp://user:Sup3rS3cret@host?heartbeat=soon", /heartbeat must be a whole number/],
+    ["amqp://user:Sup3r%ZZS3cret@host", /malformed percent-encoding/],
+  ];
+  for (const [text, reason] of cases) {
+    await t.step(JSON.stringify(text), () => {
+      const error = assertThrows(() => parseBrokerAddresses(text), BrokerAddressError);
+      assertMatch(error.message, reason);
+      assertNotIncludes(error.message, "Sup3r");
     });
   }
 });
 
-Deno.test("buildAmqpUrl() keeps the vhost, scheme and query of the address", async (t) => {
-  const credentials = { username: "u", password: "p" };
-  await t.step("a vhost", () => {
-    const url = new URL(buildAmqpUrl("amqps://rabbit:5671/my-vhost", credentials));
-    assertEquals(url.protocol, "amqps:");
-    assertEquals(url.pathname, "/my-vhost");
+Deno.test("endpoint labels and redactBrokerAddresses() hide passwords", async (t) => {
+  await t.step("a label shows the user, never the password", () => {
+    const [endpoint] = brokerEndpoints("amqps://user:p%40ss@rabbit:5671/vh", GUEST);
+    assertEquals(endpoint?.label, "amqps://user:***@rabbit:5671/vh");
   });
-  await t.step("an encoded vhost stays encoded", () => {
-    const url = buildAmqpUrl("amqp://rabbit/%2Fprod", credentials);
-    assertEquals(new URL(url).pathname, "/%2Fprod");
-  });
-  await t.step("credentials in the address are replaced", () => {
-    const url = new URL(buildAmqpUrl("amqp://old:oldpw@rabbit/v", credentials));
-    assertEquals([url.username, url.password, url.pathname], ["u", "p", "/v"]);
-  });
-  await t.step("a heartbeat is added unless the address has one", () => {
-    const added = new URL(buildAmqpUrl("amqp://rabbit", credentials, { heartbeatSeconds: 30 }));
-    assertEquals(added.searchParams.get("heartbeat"), "30");
-    const kept = new URL(
-      buildAmqpUrl("amqp://rabbit?heartbeat=5", credentials, { heartbeatSeconds: 30 }),
+  await t.step("every address of a list, whatever its password holds", () => {
+    assertEquals(
+      redactBrokerAddresses('amqp://u:a@b c@h1, v:x"y@h2/vh,h3'),
+      "amqp://***@h1, ***@h2/vh,h3",
     );
-    assertEquals(kept.searchParams.getAll("heartbeat"), ["5"]);
-    assertEquals(new URL(buildAmqpUrl("amqp://rabbit", credentials)).search, "");
-  });
-});
-
-Deno.test("redactAmqpUrl() hides the password and keeps the rest", async (t) => {
-  await t.step("a built URL with special characters", () => {
-    const url = buildAmqpUrl("amqp://rabbit:5672/vh", { username: "user", password: "p@ss:w/rd%" });
-    const redacted = redactAmqpUrl(url);
-    assertEquals(redacted, "amqp://user:***@rabbit:5672/vh");
-    assertNotIncludes(redacted, "p%40ss");
-    assertNotIncludes(redacted, "rd%25");
-  });
-  await t.step("a URL without a password is unchanged", () => {
-    assertEquals(redactAmqpUrl("amqp://rabbit:5672"), "amqp://rabbit:5672");
-  });
-  await t.step("text that is not a URL is not shown", () => {
-    assertEquals(redactAmqpUrl("not a url secret"), "<invalid url>");
   });
 });
 

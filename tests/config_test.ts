@@ -139,8 +139,18 @@ Deno.test("resolveSettings() hides credentials of a wrong broker address", () =>
   assertNotIncludes(error.message, "Sup3rS3cret");
 });
 
-Deno.test("resolveSettings() accepts only amqp and amqps broker addresses", async (t) => {
-  for (const address of ["amqp://rabbit:5672", "amqps://rabbit/vhost", "amqp://localhost"]) {
+Deno.test("resolveSettings() accepts every form of spring.rabbitmq.addresses, and only those", async (t) => {
+  const accepted = [
+    "amqp://rabbit:5672",
+    "amqps://rabbit/vhost",
+    "amqp://localhost",
+    "rabbit:5672",
+    "localhost",
+    "host1:5672,host2:5672",
+    "amqp://host1:5672,amqp://host2:5672",
+    "amqp://user:pw@rabbit/vh",
+  ];
+  for (const address of accepted) {
     await t.step(`accepts ${address}`, () => {
       const env = { TERARIUM_MQ_ADDRESSES: address };
       assertEquals(resolveSettings(BROKER_SETTINGS, sources({ env })).amqpUrl, address);
@@ -153,7 +163,7 @@ Deno.test("resolveSettings() accepts only amqp and amqps broker addresses", asyn
       "amqp://localhost:5672",
     );
   });
-  for (const address of ["http://x", "rabbit:5672", "localhost"]) {
+  for (const address of ["http://x", "ftp://rabbit:5672", "amqp://h1,http://h2", ",", "h:port"]) {
     await t.step(`rejects ${JSON.stringify(address)}`, () => {
       const env = { TERARIUM_MQ_ADDRESSES: address };
       const error = configError(() => resolveSettings(BROKER_SETTINGS, sources({ env })));
@@ -297,4 +307,26 @@ Deno.test({
       });
     }
   },
+});
+
+Deno.test("resolveSettings() reads the connection time limits", async (t) => {
+  await t.step("defaults: 20 s per attempt, unhealthy after 300 s without a broker", () => {
+    assertEquals(resolveSettings(BROKER_SETTINGS, sources()).connectTimeoutSeconds, 20);
+    assertEquals(resolveSettings(RUNNER_SETTINGS, sources()).maxDisconnectedSeconds, 300);
+  });
+  await t.step("from the environment; 0 turns the health limit off", () => {
+    const env = {
+      TERARIUM_MQ_CONNECT_TIMEOUT_SECONDS: "2.5",
+      TERARIUM_TASKRUNNER_MAX_DISCONNECTED_SECONDS: "0",
+    };
+    assertEquals(resolveSettings(BROKER_SETTINGS, sources({ env })).connectTimeoutSeconds, 2.5);
+    assertEquals(resolveSettings(RUNNER_SETTINGS, sources({ env })).maxDisconnectedSeconds, 0);
+  });
+  await t.step("a connect timeout of 0 or less is an error", () => {
+    for (const value of ["0", "-1", "soon"]) {
+      const env = { TERARIUM_MQ_CONNECT_TIMEOUT_SECONDS: value };
+      const error = configError(() => resolveSettings(BROKER_SETTINGS, sources({ env })));
+      assertMatch(error.message, /--connect-timeout \(TERARIUM_MQ_CONNECT_TIMEOUT_SECONDS\)/);
+    }
+  });
 });

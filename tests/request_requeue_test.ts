@@ -1,3 +1,4 @@
+import { brokerEndpoints } from "../src/broker/amqp_url.ts";
 import amqp from "amqplib";
 import type { Channel, GetMessage } from "amqplib";
 import { Buffer } from "node:buffer";
@@ -30,7 +31,10 @@ async function heldDelivery(
     headers,
   });
   const logger = new Logger({ level: "error", sink: () => {} });
-  const broker = new BrokerConnection(AMQP_URL, { logger });
+  const broker = new BrokerConnection(
+    brokerEndpoints(AMQP_URL, { username: "guest", password: "guest" }),
+    { logger },
+  );
   let received: (delivery: RequestDelivery) => void;
   const first = new Promise<RequestDelivery>((resolve) => received = resolve);
   const consumer = new RequestConsumer(broker, {

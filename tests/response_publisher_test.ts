@@ -1,3 +1,4 @@
+import { brokerEndpoints } from "../src/broker/amqp_url.ts";
 import amqp from "amqplib";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { AMQP_URL, SERVER_RESPONSE_EXCHANGE } from "./helpers/broker_harness.ts";
@@ -29,7 +30,10 @@ async function withPublisher(
   await channel.assertQueue(queue, { exclusive: true });
   await channel.bindQueue(queue, exchange, "live");
   const logger = new Logger({ level: "error", sink: () => {} });
-  const broker = new BrokerConnection(AMQP_URL, { logger });
+  const broker = new BrokerConnection(
+    brokerEndpoints(AMQP_URL, { username: "guest", password: "guest" }),
+    { logger },
+  );
   const publisher = new ResponsePublisher(broker, {
     exchange,
     logger,

@@ -1,14 +1,17 @@
-import amqp from "amqplib";
 import type { ChannelModel } from "amqplib";
 import type { Logger } from "../observability/log.ts";
 import { delay, errorMessage } from "../util/async.ts";
-import { redactAmqpUrl } from "./amqp_url.ts";
+import type { BrokerEndpoint } from "./amqp_url.ts";
+import { connectFirst } from "./connect.ts";
 
 /** Reconnect delays: exponential from `initialMs`, capped at `maxMs`, with jitter. */
 export interface Backoff {
   initialMs: number;
   maxMs: number;
 }
+
+/** Default limit of one connection attempt on one address (socket and handshake). */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 20_000;
 
 /** Default reconnect delays. */
 export const DEFAULT_BACKOFF: Backoff = { initialMs: 100, maxMs: 15_000 };
@@ -29,10 +32,13 @@ export interface ConnectionListener {
 
 /**
  * One AMQP connection, kept up: reconnects with capped exponential backoff and jitter until
- * closed, and tells its listeners each time it comes up or goes down.
+ * closed, and tells its listeners each time it comes up or goes down. Each attempt tries the
+ * addresses in order, each within a time limit, so that a black-holed network cannot hold it.
  */
 export class BrokerConnection implements AsyncDisposable {
-  readonly #url: string;
+  readonly #endpoints: readonly BrokerEndpoint[];
+  readonly #connectTimeoutMs: number;
+  readonly #ca: string[] | undefined;
   readonly #log: Logger;
   readonly #backoff: Backoff;
   readonly #name: string;
@@ -41,20 +47,29 @@ export class BrokerConnection implements AsyncDisposable {
   #model: ChannelModel | undefined;
   #loop: Promise<void> | undefined;
   #reconnects = 0;
+  // When the connection was last lost (or the first attempt began); undefined while up.
+  #downSince: number | undefined;
   readonly #prepare: ((model: ChannelModel) => Promise<void>) | undefined;
 
   constructor(
-    url: string,
+    endpoints: readonly BrokerEndpoint[],
     options: {
       logger: Logger;
       backoff?: Backoff;
       connectionName?: string;
+      /** Limit of one attempt on one address; default {@linkcode DEFAULT_CONNECT_TIMEOUT_MS}. */
+      connectTimeoutMs?: number;
+      /** PEM certificates trusted for `amqps://` instead of the default roots. */
+      ca?: string[];
       /** Runs on each new connection before listeners hear of it (e.g. declare the topology). */
       prepare?: (model: ChannelModel) => Promise<void>;
     },
   ) {
+    if (endpoints.length === 0) throw new TypeError("No broker address given");
     this.#prepare = options.prepare;
-    this.#url = url;
+    this.#endpoints = endpoints;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.#ca = options.ca;
     this.#log = options.logger;
     this.#backoff = options.backoff ?? DEFAULT_BACKOFF;
     this.#name = options.connectionName ?? "taskrunner";
@@ -70,6 +85,11 @@ export class BrokerConnection implements AsyncDisposable {
     return this.#reconnects;
   }
 
+  /** How long the runner has been without a connection since started; 0 while connected. */
+  get disconnectedForMs(): number {
+    return this.#downSince === undefined ? 0 : Date.now() - this.#downSince;
+  }
+
   /** Adds a listener; `up` is called at once when the connection is already up. */
   listen(listener: ConnectionListener): void {
     this.#listeners.add(listener);
@@ -78,7 +98,9 @@ export class BrokerConnection implements AsyncDisposable {
 
   /** Starts connecting in the background. */
   start(): void {
-    this.#loop ??= this.#run();
+    if (this.#loop) return;
+    this.#downSince = Date.now();
+    this.#loop = this.#run();
   }
 
   /** Resolves when a connection is up (now or later), or rejects when `signal` aborts. */
@@ -106,9 +128,7 @@ export class BrokerConnection implements AsyncDisposable {
     let everConnected = false;
     while (!this.#closing.signal.aborted) {
       try {
-        const model = await amqp.connect(this.#url, {
-          clientProperties: { connection_name: this.#name },
-        });
+        const { model, endpoint } = await this.#connect();
         if (this.#closing.signal.aborted) {
           await model.close().catch(() => {});
           return;
@@ -123,7 +143,15 @@ export class BrokerConnection implements AsyncDisposable {
           model.on("unblocked", () => this.#log.info("Broker unblocked publishing"));
         });
         try {
-          await this.#prepare?.(model);
+          // A call on a connection that dies meanwhile may never settle: give up with it.
+          await Promise.race([
+            this.#prepare?.(model),
+            lost.then((error) => {
+              throw new Error(
+                `Connection closed while it was prepared: ${errorMessage(error ?? "closed")}`,
+              );
+            }),
+          ]);
         } catch (error) {
           await model.close().catch(() => {});
           throw error;
@@ -132,17 +160,19 @@ export class BrokerConnection implements AsyncDisposable {
         everConnected = true;
         attempt = 0;
         this.#model = model;
-        this.#log.info("Connected to broker", { url: redactAmqpUrl(this.#url) });
+        this.#downSince = undefined;
+        this.#log.info("Connected to broker", { url: endpoint.label });
         for (const listener of [...this.#listeners]) listener.up?.(model);
         const error = await lost;
         this.#model = undefined;
+        this.#downSince = Date.now();
         for (const listener of [...this.#listeners]) listener.down?.(error);
         if (this.#closing.signal.aborted) return;
         this.#log.warn("Broker connection lost", { error: errorMessage(error ?? "closed") });
       } catch (error) {
         if (this.#closing.signal.aborted) return;
         this.#log.warn("Cannot connect to broker or prepare the connection", {
-          url: redactAmqpUrl(this.#url),
+          url: this.#endpoints.map((endpoint) => endpoint.label).join(","),
           attempt: attempt + 1,
           error: errorMessage(error),
         });
@@ -151,6 +181,23 @@ export class BrokerConnection implements AsyncDisposable {
       this.#log.debug("Reconnecting to broker", { inMs: Math.round(wait) });
       await delay(wait, { signal: this.#closing.signal }).catch(() => {});
     }
+  }
+
+  #connect(): ReturnType<typeof connectFirst> {
+    return connectFirst(this.#endpoints, {
+      timeoutMs: this.#connectTimeoutMs,
+      connectionName: this.#name,
+      signal: this.#closing.signal,
+      ...(this.#ca ? { ca: this.#ca } : {}),
+      onFailure: (endpoint, error) => {
+        // The last address's failure is reported with the attempt.
+        if (endpoint === this.#endpoints.at(-1)) return;
+        this.#log.warn("Cannot connect to broker address, trying the next", {
+          url: endpoint.label,
+          error: errorMessage(error),
+        });
+      },
+    });
   }
 
   /** Closes the connection and stops reconnecting. */

@@ -1,4 +1,4 @@
-import type { Channel, ConfirmChannel } from "amqplib";
+import type { Channel, ChannelModel, ConfirmChannel } from "amqplib";
 import type { Logger } from "../observability/log.ts";
 import { delay, errorMessage } from "../util/async.ts";
 import {
@@ -94,12 +94,17 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
         model = this.#broker.current
       ) {
         let channel: C | undefined;
+        // A call on a connection that dies meanwhile may never settle (amqplib leaves e.g. a
+        // channel close waiting for its answer): give up on it with the connection.
+        using gone = connectionGone(model, () => this.#broker.current !== model);
         try {
-          channel =
-            (this.#confirm ? await model.createConfirmChannel() : await model.createChannel()) as C;
+          channel = await Promise.race([
+            (this.#confirm ? model.createConfirmChannel() : model.createChannel()) as Promise<C>,
+            gone.promise,
+          ]);
           const closed = this.#watch(channel);
           this.#settingUp = channel;
-          await this.#handler.setup(channel);
+          await Promise.race([this.#handler.setup(channel), gone.promise]);
           if (closed.value) throw closed.value.error ?? new Error("Channel closed during setup");
           // Current before it stops being the one set up: a delivery settled in between is kept.
           this.#channel = channel;
@@ -165,4 +170,22 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/**
+ * A promise that rejects once `model` has closed (or already has, as `isGone` tells), with a
+ * listener removed on dispose.
+ */
+function connectionGone(
+  model: ChannelModel,
+  isGone: () => boolean,
+): Disposable & { promise: Promise<never> } {
+  let onClose = () => {};
+  const promise = new Promise<never>((_, reject) => {
+    onClose = () => reject(new Error("Broker connection closed while the channel was set up"));
+  });
+  promise.catch(() => {}); // only ever raced
+  model.once("close", onClose);
+  if (isGone()) onClose();
+  return { promise, [Symbol.dispose]: () => void model.off("close", onClose) };
 }

@@ -1,7 +1,7 @@
-import amqp from "amqplib";
 import type { Channel, ChannelModel, ConfirmChannel } from "amqplib";
 import { Buffer } from "node:buffer";
-import { buildAmqpUrl, redactAmqpUrl } from "../broker/amqp_url.ts";
+import { connectFirst } from "../broker/connect.ts";
+import { connectionSettings } from "../broker/connection_settings.ts";
 import { DeclarationChannel, ensureExchange } from "../broker/topology.ts";
 import { type BrokerConfig, requestQueueName } from "../config.ts";
 import type { Logger } from "../observability/log.ts";
@@ -87,20 +87,17 @@ export class TaskClient implements AsyncDisposable {
   /**
    * Connects to the broker of `config`.
    *
-   * @throws {Error} naming the address (without password) when the broker cannot be reached
+   * @throws {BrokerUnreachableError} naming the addresses (without password) when none can be
+   *   reached
    */
   static async connect(config: BrokerConfig, options: { logger: Logger }): Promise<TaskClient> {
-    const url = buildAmqpUrl(config.amqpUrl, config);
-    try {
-      const model = await amqp.connect(url, {
-        clientProperties: { connection_name: `taskrunner ${VERSION} client` },
-      });
-      return new TaskClient(model, config, options.logger);
-    } catch (error) {
-      throw new Error(`Cannot connect to broker ${redactAmqpUrl(url)}: ${errorMessage(error)}`, {
-        cause: error,
-      });
-    }
+    const settings = connectionSettings(config);
+    const { model } = await connectFirst(settings.endpoints, {
+      timeoutMs: settings.connectTimeoutMs,
+      connectionName: `taskrunner ${VERSION} client`,
+      ...(settings.ca ? { ca: settings.ca } : {}),
+    });
+    return new TaskClient(model, config, options.logger);
   }
 
   /**

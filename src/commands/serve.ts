@@ -1,7 +1,7 @@
 import { Command } from "@commander-js/extra-typings";
-import { buildAmqpUrl } from "../broker/amqp_url.ts";
 import { CancellationWatcher } from "../broker/cancellation_watcher.ts";
 import { BrokerConnection } from "../broker/connection.ts";
+import { type ConnectionSettings, connectionSettings } from "../broker/connection_settings.ts";
 import { ResponsePublisher } from "../broker/publisher.ts";
 import { RequestConsumer } from "../broker/request_consumer.ts";
 import { declareTopology } from "../broker/topology.ts";
@@ -18,13 +18,18 @@ import {
   RUNNER_SETTINGS,
   type RunnerConfig,
 } from "../config.ts";
-import { type HttpEndpoint, startHttpEndpoint } from "../observability/http_server.ts";
+import {
+  type HttpEndpoint,
+  type Liveness,
+  startHttpEndpoint,
+} from "../observability/http_server.ts";
 import type { Logger } from "../observability/log.ts";
 import { RunnerMetrics } from "../observability/metrics.ts";
 import { Runner } from "../runner.ts";
+import { makeNonDumpable } from "../security/prctl.ts";
 import { reapStaleTasks } from "../task/stale_tasks.ts";
 import { whenAborted } from "../util/abort.ts";
-import { settlesWithin } from "../util/async.ts";
+import { errorMessage, settlesWithin } from "../util/async.ts";
 import { onStopSignals } from "../util/stop_signals.ts";
 import { VERSION } from "../version.ts";
 import { type CommandContext, commandLogger } from "./context.ts";
@@ -84,9 +89,10 @@ export function serveCommand(context: CommandContext) {
  * stops consuming, drains running tasks, and returns. A second signal skips the drain.
  */
 export async function serve(config: ServeConfig, options: ServeOptions): Promise<void> {
-  const { password } = config.broker;
-  const log = options.logger.redacting([password, encodeURIComponent(password)]);
+  const connection = connectionSettings(config.broker);
+  const log = options.logger.redacting(connection.secrets);
   checkTaskUser(config.engine);
+  protectProcess(log);
   const reaped = await reapStaleTasks(config.engine.workDir);
   if (reaped > 0) log.warn("Cleaned up tasks left by a runner that died", { count: reaped });
   if (config.engine.allowedScripts.length === 0) {
@@ -100,6 +106,7 @@ export async function serve(config: ServeConfig, options: ServeOptions): Promise
   const service = openService(config, {
     log,
     stack,
+    connection,
     env: options.env,
     ...(options.onReady ? { onReady: options.onReady } : {}),
   });
@@ -150,6 +157,20 @@ interface Service {
 }
 
 /**
+ * Makes the runner non-dumpable, so that tasks running as its user cannot read the broker
+ * password from its `/proc/<pid>/environ` or memory. `--uid` is the real isolation.
+ */
+function protectProcess(log: Logger): void {
+  try {
+    makeNonDumpable();
+  } catch (error) {
+    log.warn("Cannot make the runner non-dumpable: tasks of its user may read its environment", {
+      error: errorMessage(error),
+    });
+  }
+}
+
+/**
  * Builds the runner's parts; each is adopted by `stack`, which closes them in the reverse
  * order: the consumer first, the connection last. Nothing connects before `broker.start()`.
  */
@@ -158,13 +179,14 @@ function openService(
   options: {
     log: Logger;
     stack: AsyncDisposableStack;
+    connection: ConnectionSettings;
     env: Record<string, string | undefined>;
     onReady?: (info: ServeInfo) => void;
   },
 ): Service {
-  const { log, stack } = options;
+  const { log, stack, connection } = options;
   const queue = requestQueueName(config.broker);
-  const broker = stack.use(openBroker(config, { queue, log }));
+  const broker = stack.use(openBroker(config, { queue, connection, log }));
   const metrics = config.runner.httpPort > 0 ? new RunnerMetrics() : undefined;
   const publisher = stack.use(
     new ResponsePublisher(broker, {
@@ -212,15 +234,15 @@ function openService(
 /** The broker connection, which declares the topology each time it connects. */
 function openBroker(
   config: ServeConfig,
-  options: { queue: string; log: Logger },
+  options: { queue: string; connection: ConnectionSettings; log: Logger },
 ): BrokerConnection {
-  const { log } = options;
+  const { log, connection } = options;
   return new BrokerConnection(
-    buildAmqpUrl(config.broker.amqpUrl, config.broker, {
-      heartbeatSeconds: config.broker.heartbeatSeconds,
-    }),
+    connection.endpoints,
     {
       logger: log,
+      connectTimeoutMs: connection.connectTimeoutMs,
+      ...(connection.ca ? { ca: connection.ca } : {}),
       connectionName: `taskrunner ${VERSION} ${config.broker.requestType}`,
       // Declared on every connection: after a broker restart, non-durable objects are gone.
       prepare: (model) =>
@@ -244,6 +266,7 @@ function startProbes(
 ): HttpEndpoint {
   const { broker, consumer, publisher, runner } = service;
   const { config } = options;
+  const maxDisconnectedMs = config.maxDisconnectedSeconds * 1000;
   metrics.bind({
     running: () => runner.activeCount,
     reconnects: () => broker.reconnects,
@@ -252,6 +275,7 @@ function startProbes(
     pendingResponses: () => publisher.pending,
   });
   return startHttpEndpoint({
+    liveness: () => brokerLiveness(broker.disconnectedForMs, maxDisconnectedMs),
     readiness: () => {
       if (options.stopping.signal.aborted) return { ready: false, reason: "shutting down" };
       if (!broker.current) return { ready: false, reason: "not connected to the broker" };
@@ -261,4 +285,18 @@ function startProbes(
     metrics: () => metrics.text(),
     metricsContentType: metrics.contentType,
   }, { port: config.httpPort, hostname: config.httpHost, logger: options.log });
+}
+
+/**
+ * Dead once the broker has been unreachable longer than `maxMs` (0: never), so that the
+ * orchestrator restarts a runner whose network or connection is stuck.
+ */
+export function brokerLiveness(disconnectedMs: number, maxMs: number): Liveness {
+  if (maxMs <= 0 || disconnectedMs <= maxMs) return { alive: true };
+  return {
+    alive: false,
+    reason: `not connected to the broker for ${Math.round(disconnectedMs / 1000)} s (limit ${
+      maxMs / 1000
+    } s)`,
+  };
 }

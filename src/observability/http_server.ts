@@ -3,8 +3,13 @@ import type { Logger } from "./log.ts";
 /** Whether the runner can take work now; when not, why. */
 export type Readiness = { ready: true } | { ready: false; reason: string };
 
+/** Whether the runner works at all; when not, why (the orchestrator should restart it). */
+export type Liveness = { alive: true } | { alive: false; reason: string };
+
 /** What the endpoint reports. */
 export interface Probes {
+  /** Decides `GET /healthz`; without it, alive while the process runs. */
+  liveness?(): Liveness;
   /** Decides `GET /readyz`. */
   readiness(): Readiness;
   /** The body of `GET /metrics`. */
@@ -24,7 +29,8 @@ export interface HttpEndpoint extends AsyncDisposable {
 const JSON_TYPE = "application/json; charset=utf-8";
 
 /**
- * Serves `GET /healthz` (200 while the process runs), `GET /readyz` (200 when ready, 503 with
+ * Serves `GET /healthz` (200 while alive, 503 with a JSON reason once the runner cannot work,
+ * e.g. no broker connection for too long), `GET /readyz` (200 when ready, 503 with
  * a JSON reason otherwise) and `GET /metrics` (Prometheus text format), for probes and
  * scrapers.
  *
@@ -68,8 +74,10 @@ async function handle(request: Request, probes: Probes): Promise<Response> {
     return new Response("Method Not Allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
   }
   switch (new URL(request.url).pathname) {
-    case "/healthz":
-      return json(200, { alive: true });
+    case "/healthz": {
+      const liveness = probes.liveness?.() ?? { alive: true };
+      return json(liveness.alive ? 200 : 503, liveness);
+    }
     case "/readyz": {
       const readiness = probes.readiness();
       return json(readiness.ready ? 200 : 503, readiness);

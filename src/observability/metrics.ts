@@ -4,6 +4,7 @@ import { type TaskStatus, TERMINAL_STATUSES } from "../protocol/status.ts";
 import type { RunnerObserver } from "../runner.ts";
 import { Counter, Gauge, Histogram, Registry } from "./prometheus.ts";
 import { VERSION } from "../version.ts";
+import { countOpenFds } from "../util/open_fds.ts";
 
 /** Task duration buckets, in seconds: from 10 ms (a trivial task) to 2 h (the longest Terarium tasks). */
 export const TASK_DURATION_BUCKETS: readonly number[] = [
@@ -337,10 +338,13 @@ function registerProcessMetrics(registry: Registry): void {
 
 /**
  * Open file descriptors, from `/proc/self/fd` (Linux). Deno lets a program read `/proc/self`
- * only with `--allow-all`, which the runner does not have; then `ls` (same user) lists the
- * directory, and the count includes the descriptor or two used to talk to it.
+ * only with `--allow-all`, which the runner does not have: libc lists it (a child could not
+ * once the runner is non-dumpable); else `ls` (same user) lists the directory, and the count
+ * includes the descriptor or two used to talk to it.
  */
 async function openFds(): Promise<number | undefined> {
+  const counted = countOpenFds();
+  if (counted !== undefined) return counted;
   try {
     let count = 0;
     for (const _ of Deno.readDirSync("/proc/self/fd")) count++;

@@ -33,6 +33,10 @@ export interface CliOptions {
   stdin?: Uint8Array;
   /** Environment added to (or overriding) the tests' environment for the CLI. */
   env?: Record<string, string>;
+  /** Runs the CLI as this user (the tests must run as root); it needs a DENO_DIR it can read. */
+  user?: { uid: number; gid: number };
+  /** Directory holding `main.ts` (a copy of the project); the checkout by default. */
+  cwd?: string;
 }
 
 /** The tests' environment for the CLI: no TERARIUM_* setting leaks in, a short kill grace. */
@@ -89,9 +93,10 @@ export class CliChild implements AsyncDisposable {
   constructor(args: string[], options: CliOptions = {}) {
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", ...RUN_PERMISSIONS, "main.ts", ...args],
-      cwd: ROOT,
+      cwd: options.cwd ?? ROOT,
       clearEnv: true,
       env: cliEnv(options.env ?? {}),
+      ...(options.user ?? {}),
       stdin: options.stdin ? "piped" : "null",
       stdout: "piped",
       stderr: "piped",

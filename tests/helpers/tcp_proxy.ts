@@ -1,12 +1,14 @@
 /**
  * A TCP proxy in front of the broker that a test can cut and restore: a network outage or a
- * broker restart, as the runner sees it, without disturbing the real broker.
+ * broker restart, as the runner sees it, without disturbing the real broker. It can also
+ * black-hole the network (connections accepted, nothing answered, nothing forwarded) and
+ * terminate TLS (an `amqps://` broker in front of the plain one).
  */
 export class TcpProxy implements AsyncDisposable {
   readonly #listener: Deno.Listener;
   readonly #target: { hostname: string; port: number };
-  readonly #links = new Set<Deno.Conn>();
-  #up = true;
+  readonly #links = new Set<Link>();
+  #mode: "up" | "cut" | "blackhole" = "up";
   #accepting: Promise<void>;
 
   private constructor(listener: Deno.Listener, target: { hostname: string; port: number }) {
@@ -15,9 +17,20 @@ export class TcpProxy implements AsyncDisposable {
     this.#accepting = this.#accept();
   }
 
-  /** Starts a proxy on a free loopback port. */
-  static start(target = { hostname: "127.0.0.1", port: 5672 }): TcpProxy {
-    return new TcpProxy(Deno.listen({ hostname: "127.0.0.1", port: 0 }), target);
+  /**
+   * Starts a proxy on a free loopback port.
+   *
+   * @param target where connections go (the test broker by default)
+   * @param options `tls`: PEM certificate and key, to accept TLS and forward plain TCP
+   */
+  static start(
+    target = { hostname: "127.0.0.1", port: 5672 },
+    options: { tls?: { cert: string; key: string } } = {},
+  ): TcpProxy {
+    const listener = options.tls
+      ? Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...options.tls })
+      : Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    return new TcpProxy(listener, target);
   }
 
   /** The proxy's port. */
@@ -25,9 +38,13 @@ export class TcpProxy implements AsyncDisposable {
     return (this.#listener.addr as Deno.NetAddr).port;
   }
 
+  /** Connections accepted so far. */
+  accepted = 0;
+
   async #accept(): Promise<void> {
     for await (const client of this.#listener) {
-      if (!this.#up) {
+      this.accepted++;
+      if (this.#mode === "cut") {
         client.close();
         continue;
       }
@@ -36,53 +53,98 @@ export class TcpProxy implements AsyncDisposable {
   }
 
   async #link(client: Deno.Conn): Promise<void> {
-    let server: Deno.Conn;
+    const link = new Link(client);
+    this.#links.add(link);
     try {
-      server = await Deno.connect(this.#target);
-    } catch {
-      client.close();
-      return;
-    }
-    this.#links.add(client);
-    this.#links.add(server);
-    const close = () => {
-      for (const conn of [client, server]) {
-        if (this.#links.delete(conn)) {
-          try {
-            conn.close();
-          } catch {
-            // already closed
-          }
-        }
+      if (this.#mode === "blackhole") {
+        link.holed = true;
+        await link.swallow();
+        return;
       }
-    };
-    await Promise.all([
-      client.readable.pipeTo(server.writable, { preventClose: true }).catch(() => {}),
-      server.readable.pipeTo(client.writable, { preventClose: true }).catch(() => {}),
-    ]).finally(close);
+      let server: Deno.Conn;
+      try {
+        server = await Deno.connect(this.#target);
+      } catch {
+        return;
+      }
+      link.server = server;
+      await link.forward();
+    } finally {
+      this.#links.delete(link);
+      link.close();
+    }
   }
 
   /** Drops every connection and refuses new ones until `restore()`. */
   cut(): void {
-    this.#up = false;
-    for (const conn of [...this.#links]) {
-      this.#links.delete(conn);
-      try {
-        conn.close();
-      } catch {
-        // already closed
-      }
+    this.#mode = "cut";
+    for (const link of [...this.#links]) {
+      this.#links.delete(link);
+      link.close();
     }
   }
 
-  /** Accepts connections again. */
+  /**
+   * Black-holes the network until `restore()`: open connections stay open but nothing goes
+   * through any more, new ones are accepted and never answered.
+   */
+  blackHole(): void {
+    this.#mode = "blackhole";
+    for (const link of this.#links) link.holed = true;
+  }
+
+  /** Accepts and forwards new connections again (black-holed ones stay dead). */
   restore(): void {
-    this.#up = true;
+    this.#mode = "up";
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     this.cut();
     this.#listener.close();
     await this.#accepting.catch(() => {});
+  }
+}
+
+/** One proxied connection: the client's side, and the broker's once connected. */
+class Link {
+  readonly client: Deno.Conn;
+  server: Deno.Conn | undefined;
+  /** Nothing is forwarded any more. */
+  holed = false;
+
+  constructor(client: Deno.Conn) {
+    this.client = client;
+  }
+
+  /** Reads and discards what the client sends until it closes. */
+  async swallow(): Promise<void> {
+    await this.client.readable.pipeTo(new WritableStream()).catch(() => {});
+  }
+
+  /** Forwards both ways until either side closes (or forever, silently, once holed). */
+  async forward(): Promise<void> {
+    const server = this.server!;
+    const gate = () =>
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform: (chunk, controller) => {
+          if (!this.holed) controller.enqueue(chunk);
+        },
+      });
+    const up = this.client.readable.pipeThrough(gate())
+      .pipeTo(server.writable, { preventClose: true }).catch(() => {});
+    const down = server.readable.pipeThrough(gate())
+      .pipeTo(this.client.writable, { preventClose: true }).catch(() => {});
+    // The broker closing a black-holed link is not seen by the client: only its own close.
+    await Promise.race([up, down.then(() => this.holed ? up : undefined)]);
+  }
+
+  close(): void {
+    for (const conn of [this.client, this.server]) {
+      try {
+        conn?.close();
+      } catch {
+        // already closed
+      }
+    }
   }
 }

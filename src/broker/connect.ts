@@ -1,0 +1,100 @@
+import amqp from "amqplib";
+import type { ChannelModel } from "amqplib";
+import { errorMessage } from "../util/async.ts";
+import { type BrokerEndpoint, connectOptions } from "./amqp_url.ts";
+
+/** How a connection is opened. */
+export interface ConnectOptions {
+  /** Limit of one attempt on one address, socket and AMQP handshake together. */
+  timeoutMs: number;
+  /** PEM certificates trusted for `amqps://` instead of the default roots. */
+  ca?: string[];
+  /** The `connection_name` shown by the broker. */
+  connectionName: string;
+  /** Gives up at once (the attempt in flight is closed when it ends). */
+  signal?: AbortSignal;
+  /** Hears of each address that failed before the next is tried. */
+  onFailure?: (endpoint: BrokerEndpoint, error: unknown) => void;
+}
+
+/** No address of the list took a connection. */
+export class BrokerUnreachableError extends Error {
+  constructor(message: string, options: { cause: unknown }) {
+    super(message, options);
+    this.name = "BrokerUnreachableError";
+  }
+}
+
+/**
+ * Opens a connection to one address: rejects when the socket or the AMQP handshake takes
+ * longer than `timeoutMs` (a black-holed network accepts TCP and then answers nothing).
+ *
+ * @param endpoint the address
+ * @param options time limit, CA, name, signal
+ */
+export async function connectEndpoint(
+  endpoint: BrokerEndpoint,
+  options: ConnectOptions,
+): Promise<ChannelModel> {
+  const attempt = amqp.connect(connectOptions(endpoint), {
+    clientProperties: { connection_name: options.connectionName },
+    // amqplib's own socket timeout ends a silent socket; the deadline below covers the rest.
+    timeout: options.timeoutMs,
+    ...(options.ca ? { ca: options.ca } : {}),
+  });
+  const signal = AbortSignal.any([
+    AbortSignal.timeout(options.timeoutMs),
+    ...(options.signal ? [options.signal] : []),
+  ]);
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () =>
+      reject(
+        options.signal?.aborted ? options.signal.reason : new Error(
+          `No answer to the connection or the AMQP handshake within ${options.timeoutMs} ms`,
+        ),
+      );
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([attempt, aborted]);
+  } catch (error) {
+    // A connection that comes up after all is not wanted any more.
+    attempt.then((model) => model.close().catch(() => {}), () => {});
+    throw error;
+  } finally {
+    signal.removeEventListener("abort", onAbort!);
+  }
+}
+
+/**
+ * Tries each address in order and returns the first connection made, as Spring does with a
+ * list of addresses.
+ *
+ * @param endpoints the addresses, in order
+ * @param options time limit per address, CA, name, signal
+ * @throws {BrokerUnreachableError} when no address took a connection (the last error as cause)
+ */
+export async function connectFirst(
+  endpoints: readonly BrokerEndpoint[],
+  options: ConnectOptions,
+): Promise<{ model: ChannelModel; endpoint: BrokerEndpoint }> {
+  let last: unknown = new Error("No broker address given");
+  for (const endpoint of endpoints) {
+    if (options.signal?.aborted) throw options.signal.reason;
+    try {
+      return { model: await connectEndpoint(endpoint, options), endpoint };
+    } catch (error) {
+      if (options.signal?.aborted) throw error;
+      last = error;
+      options.onFailure?.(endpoint, error);
+    }
+  }
+  const where = endpoints.length === 1
+    ? endpoints[0]!.label
+    : `any of ${endpoints.map((endpoint) => endpoint.label).join(", ")}`;
+  throw new BrokerUnreachableError(`Cannot connect to broker ${where}: ${errorMessage(last)}`, {
+    cause: last,
+  });
+}
