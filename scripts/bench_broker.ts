@@ -180,3 +180,45 @@ export class ServerSide implements AsyncDisposable {
     }
   }
 }
+
+/**
+ * The broker's own floor for a large payload: one message of `requestBytes` and one of
+ * `responseBytes`, raw bytes (no JSON, no base64, no runner), each published and consumed
+ * through the same RabbitMQ by amqplib, from one connection to another (as the server and
+ * the runner each have their own). Returns the seconds of both.
+ */
+export async function brokerFloor(
+  url: string,
+  requestBytes: number,
+  responseBytes: number,
+): Promise<number> {
+  const model = await amqp.connect(url);
+  const consumerModel = await amqp.connect(url);
+  try {
+    const channel = await model.createChannel();
+    const consumer = await consumerModel.createChannel();
+    const { queue } = await consumer.assertQueue("", { exclusive: true, autoDelete: true });
+    const received: Array<(size: number) => void> = [];
+    await consumer.consume(queue, (message) => {
+      if (message) received.shift()?.(message.content.length);
+    }, { noAck: true });
+    const roundTrip = async (bytes: number) => {
+      const body = Buffer.alloc(bytes, 0x41);
+      const arrived = new Promise<number>((resolve) => received.push(resolve));
+      if (!channel.sendToQueue(queue, body)) {
+        await new Promise((resolve) => channel.once("drain", resolve));
+      }
+      if (await arrived !== bytes) throw new Error("Broker floor: a message arrived truncated");
+    };
+    const start = performance.now();
+    await roundTrip(requestBytes);
+    await roundTrip(responseBytes);
+    const seconds = (performance.now() - start) / 1_000;
+    await channel.close();
+    await consumer.close();
+    return seconds;
+  } finally {
+    await model.close().catch(() => {});
+    await consumerModel.close().catch(() => {});
+  }
+}
