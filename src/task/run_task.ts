@@ -4,7 +4,7 @@ import { TaskPipes } from "./fifo.ts";
 import { writeTaskOwner } from "./stale_tasks.ts";
 import { forEachLine } from "./lines.ts";
 import { OutputTail } from "./output_tail.ts";
-import { ProcessGroup, type StopReason } from "./process_group.ts";
+import { ProcessGroup, type SpawnMethod, type StopReason } from "./process_group.ts";
 import { isDoneMessage, ProgressFramer } from "./progress_framer.ts";
 import { concatBytes } from "../util/bytes.ts";
 import { pipeArgs, type PipeArgStyle, resolveScriptCommand } from "./script_command.ts";
@@ -41,8 +41,14 @@ export interface TaskEngineSettings {
   /** Run tasks as this user and group (the runner must be root); the FIFOs are theirs too. */
   uid?: number;
   gid?: number;
-  /** Have the task killed when the runner dies (through `setpriv --pdeathsig`, when present). */
+  /**
+   * On the `Deno.Command` route only (`--uid`/`--gid`): have the task killed when the runner
+   * dies (through `setpriv --pdeathsig`, when present). Tasks started through `posix_spawn`
+   * are stopped by the next runner's stale-task reaper, or by tini ending the container.
+   */
   dieWithRunner?: boolean;
+  /** Force how tasks are started (tests); by default `posix_spawn` wherever it can. */
+  spawnMethod?: SpawnMethod;
 }
 
 /** A task while it runs, as the hooks see it. */
@@ -188,7 +194,13 @@ export async function runTask(
       program: command.program,
       args: [...command.args, ...pipeArgs(id, pipes, settings.pipeArgStyle)],
     },
-    { env: settings.env, ...owner, dieWithParent: settings.dieWithRunner ?? false },
+    {
+      env: settings.env,
+      taskId: id,
+      ...owner,
+      dieWithParent: settings.dieWithRunner ?? false,
+      ...(settings.spawnMethod ? { method: settings.spawnMethod } : {}),
+    },
   );
   await using _group = group;
   pid = group.pid;
