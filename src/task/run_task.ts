@@ -186,9 +186,13 @@ export async function runTask(
       ]);
     },
   };
-  // Open the readers first: the task's opens then never wait, and nothing it writes is lost.
+  // Open the pipes first: the task's opens then never wait, nothing it writes is lost, and its
+  // input is in the pipe when it starts reading.
   progressReader.start();
   outputReader.start();
+  inputWriter.start(spec.input);
+  // The writer has the input now; a frame that awaits keeps its locals alive, so let go here.
+  spec.input = EMPTY_INPUT;
   const group = ProcessGroup.spawn(
     {
       program: command.program,
@@ -206,9 +210,6 @@ export async function runTask(
   pid = group.pid;
   // Lets a runner restarted after a crash find this task's group and stop it.
   await writeTaskOwner(pipes.dir, group.pid);
-  inputWriter.start(spec.input);
-  // The writer has the input now; a frame that awaits keeps its locals alive, so let go here.
-  spec.input = EMPTY_INPUT;
   const logsDone = Promise.all([
     forEachLine(group.stdout, (line) => {
       stdout.append(line);
