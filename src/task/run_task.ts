@@ -92,6 +92,11 @@ export type TaskResult =
 export interface RunTaskOptions extends TaskHooks {
   /** Aborting it stops the task; its reason, if a {@linkcode StopReason}, names the outcome. */
   signal?: AbortSignal;
+  /**
+   * Settles when the task may be started: the engine makes its pipes meanwhile, then waits for
+   * it, then checks `signal` (e.g. the broker's cancellation queue, declared side by side).
+   */
+  beforeStart?: Promise<unknown>;
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -167,6 +172,7 @@ export async function runTask(
   }, { bufferBytes: 1024 * 1024 });
   const inputWriter = new FifoWriter(pipes.input);
 
+  await options.beforeStart;
   if (options.signal?.aborted) {
     // Cancelled while the pipes were being made: nothing was started.
     return {
