@@ -70,7 +70,8 @@ export class ServerSide implements AsyncDisposable {
    * starts taking responses.
    */
   static async open(url: string, names: BenchNames): Promise<ServerSide> {
-    const model = await amqp.connect(url);
+    // The hmi-server's Java client disables Nagle's algorithm too.
+    const model = await amqp.connect(url, { noDelay: true });
     const channel = await model.createChannel();
     const side = new ServerSide(names, model, channel);
     channel.on("error", (error: Error) => side.#fail(error));

@@ -108,6 +108,9 @@ export class BrokerConnection implements AsyncDisposable {
       try {
         const model = await amqp.connect(this.#url, {
           clientProperties: { connection_name: this.#name },
+          // Without it, a small frame written while the previous one is unacknowledged waits
+          // for the broker's delayed ACK: 40 ms spikes in a task's latency.
+          noDelay: true,
         });
         if (this.#closing.signal.aborted) {
           await model.close().catch(() => {});
