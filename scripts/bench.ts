@@ -42,6 +42,8 @@ import { type BenchResponse, brokerFloor, makeRequest, ServerSide } from "./benc
 import { type CeleryResult, findCelery, runCelery } from "./bench_celery.ts";
 import {
   benchNames,
+  brokerPid,
+  cpuMs,
   readMemory,
   resetPeakRss,
   RunnerProcess,
@@ -234,7 +236,7 @@ async function main(args: string[]): Promise<number> {
         `warm-up, then throughput: ${plan.throughputTasks} tasks`,
         async () => {
           await warmUp(server, plan.warmup);
-          return await throughput(server, floorDir, plan.throughputTasks, celery);
+          return await throughput(server, runner!, floorDir, plan.throughputTasks, celery);
         },
       );
       await measure(
@@ -461,6 +463,7 @@ function expectSuccess(status: string, what: string): void {
 /** 1. Throughput through the broker, its floors and the peer. */
 async function throughput(
   server: ServerSide,
+  runner: RunnerProcess,
   floorDir: string,
   count: number,
   celery: CeleryResult | undefined,
@@ -474,9 +477,16 @@ async function throughput(
     { length: count },
     () => makeRequest(ECHO, ECHO_INPUT, server.names.routingKey),
   );
+  // Where the CPU goes per task: the runner itself, and RabbitMQ when it runs here.
+  const beam = await brokerPid();
+  const cpuBefore = [await cpuMs(runner.pid), beam ? await cpuMs(beam) : undefined];
   const start = performance.now();
   const terminals = await sendAll(server, requests, "throughput");
   const end = Math.max(...terminals.map((terminal) => terminal.arrivedAt));
+  const cpuAfter = [await cpuMs(runner.pid), beam ? await cpuMs(beam) : undefined];
+  const [runnerCpu, brokerCpu] = cpuBefore.map((before, i) =>
+    before !== undefined && cpuAfter[i] !== undefined ? (cpuAfter[i]! - before) / count : undefined
+  );
   for (const terminal of terminals) expectSuccess(terminal.status, "throughput");
   const rate = count / ((end - start) / 1_000);
   const celeryRate = celery ? celery.throughputTasks / celery.throughputSeconds : undefined;
@@ -491,10 +501,15 @@ async function throughput(
       (celeryRate
         ? ` | Celery ${celeryRate.toFixed(1)} tasks/s, ratio ${(rate / celeryRate).toFixed(2)}x`
         : " | Celery not run") +
+      ` | CPU per task: runner ${runnerCpu?.toFixed(2) ?? "?"} ms, RabbitMQ ${
+        brokerCpu?.toFixed(2) ?? "?"
+      } ms` +
       ` | cores ${CORES}`,
     values: {
       tasks: count,
       tasksPerSecond: round(rate),
+      ...(runnerCpu !== undefined ? { runnerCpuMsPerTask: round(runnerCpu, 2) } : {}),
+      ...(brokerCpu !== undefined ? { brokerCpuMsPerTask: round(brokerCpu, 2) } : {}),
       floorTasksPerSecond: round(floorRate),
       ratio: round(rate / floorRate, 3),
       bareTasksPerSecond: round(bareRate),
