@@ -26,7 +26,7 @@ const INPUT = new TextEncoder().encode("hello");
 async function runOnce(script: string, dir: string): Promise<void> {
   const paths = { input: `${dir}/input`, output: `${dir}/output`, progress: `${dir}/progress` };
   await Deno.writeFile(paths.input, INPUT);
-  const child = spawnDirect(LIBC, {
+  const child = await spawnDirect(LIBC, {
     program: SH,
     args: [
       script,

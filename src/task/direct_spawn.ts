@@ -43,6 +43,7 @@ export interface DirectChild {
 }
 
 let supported: boolean | undefined;
+const inFlight = new Set<unknown>();
 
 /** Whether tasks can be started this way here: libc through FFI, and pidfds (Linux 5.3). */
 export function directSpawnSupported(): boolean {
@@ -62,10 +63,10 @@ export function directSpawnSupported(): boolean {
  *
  * @returns the child, or the error number `posix_spawn` reported (ENOENT, EACCES, ...)
  */
-export function spawnDirect(
+export async function spawnDirect(
   lib: Libc,
   command: { program: string; args: readonly string[]; env: Record<string, string> },
-): DirectChild | number {
+): Promise<DirectChild | number> {
   const out = makePipe(lib);
   const err = makePipe(lib);
   const attr = new Uint8Array(ATTR_BYTES);
@@ -88,7 +89,15 @@ export function spawnDirect(
     lib.posix_spawn_file_actions_adddup2(actions, err.write, 2);
     const argv = cStrings([command.program, ...command.args]);
     const envp = cStrings(Object.entries(command.env).map(([key, value]) => `${key}=${value}`));
-    code = lib.posix_spawn(pid, cPath(command.program), actions, attr, argv.table, envp.table);
+    const program = cPath(command.program);
+    // The call runs on another thread: every buffer it reads stays referenced until it returns.
+    const held = [program, argv, envp];
+    inFlight.add(held);
+    try {
+      code = await lib.posix_spawn(pid, program, actions, attr, argv.table, envp.table);
+    } finally {
+      inFlight.delete(held);
+    }
   } finally {
     lib.posix_spawn_file_actions_destroy(actions);
     lib.posix_spawnattr_destroy(attr);

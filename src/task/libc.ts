@@ -30,7 +30,9 @@ const F_SETPIPE_SZ = 1031;
 const SYS_PIDFD_OPEN = 434;
 
 const SYMBOLS = {
-  mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
+  // Creating an inode and spawning a process take a while (the child's exec, with vfork):
+  // on a pool thread, so that the event loop goes on meanwhile.
+  mkfifo: { parameters: ["buffer", "u32"], result: "i32", nonblocking: true },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
@@ -41,6 +43,7 @@ const SYMBOLS = {
   posix_spawn: {
     parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
     result: "i32",
+    nonblocking: true,
   },
   posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
   posix_spawnattr_destroy: { parameters: ["buffer"], result: "i32" },

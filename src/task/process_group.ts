@@ -82,7 +82,7 @@ export class ProcessGroup implements AsyncDisposable {
    * supplementary groups are dropped)
    * @throws {TaskStartError} when the program cannot be executed
    */
-  static spawn(command: ScriptCommand, options: SpawnOptions): ProcessGroup {
+  static async spawn(command: ScriptCommand, options: SpawnOptions): Promise<ProcessGroup> {
     becomeSubreaper();
     const env = { ...options.env, [TASK_ID_VARIABLE]: options.taskId };
     const lib = libc();
@@ -95,7 +95,11 @@ export class ProcessGroup implements AsyncDisposable {
         "command",
       );
     }
-    const child = spawnDirect(lib, { program: command.program, args: command.args, env });
+    const child = await spawnDirect(lib, {
+      program: command.program,
+      args: command.args,
+      env,
+    });
     if (typeof child === "number") {
       throw new TaskStartError(`Cannot start task "${command.program}": ${describeErrno(child)}`);
     }

@@ -199,7 +199,7 @@ export async function runTask(
   inputWriter.start(spec.input);
   // The writer has the input now; a frame that awaits keeps its locals alive, so let go here.
   spec.input = EMPTY_INPUT;
-  const group = ProcessGroup.spawn(
+  const group = await ProcessGroup.spawn(
     {
       program: command.program,
       args: [...command.args, ...pipeArgs(id, pipes, settings.pipeArgStyle)],
