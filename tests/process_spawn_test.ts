@@ -127,3 +127,20 @@ Deno.test("runTask() kills a task's daemon (a grandchild in a session of its own
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("runTask() never takes a task being spawned for another task's orphan", async () => {
+  // Each task's end sweeps for orphans while others are being spawned (on another thread,
+  // their processes already running before their pid is known).
+  const settings = testEngineSettings();
+  let next = 0;
+  const outcomes: string[] = [];
+  const worker = async () => {
+    while (next < 96) {
+      next++;
+      const result = await runTask(spec(fixture("echo.sh"), "hello"), settings);
+      outcomes.push(result.outcome === "failure" ? result.message : result.outcome);
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, worker));
+  assertEquals(outcomes.filter((outcome) => outcome !== "success"), []);
+});

@@ -5,6 +5,8 @@ import { libc } from "./libc.ts";
 import type { ScriptCommand } from "./script_command.ts";
 import {
   becomeSubreaper,
+  spawnEnded,
+  spawnStarted,
   sweepOrphans,
   TASK_ID_VARIABLE,
   trackLeader,
@@ -95,28 +97,37 @@ export class ProcessGroup implements AsyncDisposable {
         "command",
       );
     }
-    const child = await spawnDirect(lib, {
-      program: command.program,
-      args: command.args,
-      env,
-    });
-    if (typeof child === "number") {
-      throw new TaskStartError(`Cannot start task "${command.program}": ${describeErrno(child)}`);
-    }
-    return new ProcessGroup(
-      {
-        pid: child.pid,
-        status: child.status,
-        stdout: child.stdout.readable,
-        stderr: child.stderr.readable,
-        closeOutput: () => {
-          child.stdout.close();
-          child.stderr.close();
+    // The spawn runs on another thread: until its leader is tracked, the task's processes
+    // must not look like orphans to another task's sweep.
+    spawnStarted(options.taskId);
+    try {
+      const child = await spawnDirect(lib, {
+        program: command.program,
+        args: command.args,
+        env,
+      });
+      if (typeof child === "number") {
+        throw new TaskStartError(
+          `Cannot start task "${command.program}": ${describeErrno(child)}`,
+        );
+      }
+      return new ProcessGroup(
+        {
+          pid: child.pid,
+          status: child.status,
+          stdout: child.stdout.readable,
+          stderr: child.stderr.readable,
+          closeOutput: () => {
+            child.stdout.close();
+            child.stderr.close();
+          },
         },
-      },
-      options.taskId,
-      "posix_spawn",
-    );
+        options.taskId,
+        "posix_spawn",
+      );
+    } finally {
+      spawnEnded(options.taskId);
+    }
   }
 
   /** The child's stdout. */

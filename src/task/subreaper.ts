@@ -28,6 +28,11 @@ const MAX_ROUNDS = 8;
 
 /** Live task leaders (pid, which is also their session and group) and their task ids. */
 const leaders = new Map<number, string>();
+/**
+ * Tasks being spawned: their processes may already run (and fork) before the spawn returns
+ * their pid, and one may not carry its environment yet (between fork and exec).
+ */
+const starting = new Map<string, number>();
 let subreaper: boolean | undefined;
 
 /**
@@ -41,6 +46,18 @@ export function becomeSubreaper(): boolean {
     subreaper = lib !== null && lib.prctl(PR_SET_CHILD_SUBREAPER, 1n, 0n, 0n, 0n) === 0;
   }
   return subreaper;
+}
+
+/** Marks a task as being spawned, until {@linkcode spawnEnded}: its processes are left alone. */
+export function spawnStarted(taskId: string): void {
+  starting.set(taskId, (starting.get(taskId) ?? 0) + 1);
+}
+
+/** The spawn of a task has returned (its leader is tracked, or it failed). */
+export function spawnEnded(taskId: string): void {
+  const count = (starting.get(taskId) ?? 1) - 1;
+  if (count > 0) starting.set(taskId, count);
+  else starting.delete(taskId);
 }
 
 /** Records a task's leader while it runs: never swept, and its session is the task's. */
@@ -63,7 +80,7 @@ export async function sweepOrphans(taskId: string): Promise<number> {
   const lib = libc();
   if (!lib || !subreaper) return 0;
   const ownSession = lib.getsid(0);
-  const running = new Set(leaders.values());
+  const running = new Set([...leaders.values(), ...starting.keys()]);
   let killed = 0;
   for (let round = 0; round < MAX_ROUNDS; round++) {
     const doomed: number[] = [];
@@ -71,12 +88,15 @@ export async function sweepOrphans(taskId: string): Promise<number> {
       if (leaders.has(pid)) continue;
       const stat = readStat(lib, pid);
       if (!stat || stat.session === ownSession) continue; // gone, or one of Deno's own
+      const owner = leaders.get(stat.session) ?? environValue(lib, pid, TASK_ID_VARIABLE);
+      if (owner !== undefined && owner !== taskId && running.has(owner)) continue;
+      // Perhaps a task being spawned (between its fork and its exec, or its leader exited
+      // before its spawn returned; a zombie shows no environment): next time, then.
+      if (owner === undefined && starting.size > 0) continue;
       if (stat.state === "Z") {
         lib.waitpid(pid, new Int32Array(1), WNOHANG);
         continue;
       }
-      const owner = leaders.get(stat.session) ?? environValue(lib, pid, TASK_ID_VARIABLE);
-      if (owner !== undefined && owner !== taskId && running.has(owner)) continue;
       doomed.push(pid);
     }
     if (doomed.length === 0) break;
