@@ -24,7 +24,7 @@ interface Watch {
 
 /** Counts the opens of one file, from {@linkcode OpenWatcher.watch}. */
 export interface OpenWatch {
-  /** Resolves once the file has been opened `count` times since the watch began. */
+  /** Resolves once the file has been opened `count` times since the watch began (one wait at a time). */
   opened(count: number): Promise<void>;
   /** Ends the watch (and any wait on it). */
   close(): void;
@@ -75,6 +75,9 @@ export class OpenWatcher {
         this.#watches.delete(wd);
         this.#lib.inotify_rm_watch(this.#fd, wd);
         watch.resolve?.();
+        // Let the reading loop look again: with nothing left to wait for, it stops (a poll
+        // left waiting would keep the process alive).
+        if (this.#reading) this.#poller.release(this.#fd);
       },
     };
   }
@@ -82,15 +85,7 @@ export class OpenWatcher {
   #read(): void {
     if (this.#reading) return;
     this.#reading = true;
-    void this.#readLoop().catch(() => {
-      // The events cannot be read: let every waiter go on (a writer then closes its FIFO).
-      for (const watch of this.#watches.values()) {
-        watch.resolve?.();
-        watch.resolve = undefined;
-      }
-    }).finally(() => {
-      this.#reading = false;
-    });
+    void this.#readLoop();
   }
 
   /**
@@ -103,9 +98,21 @@ export class OpenWatcher {
   }
 
   async #readLoop(): Promise<void> {
-    while ([...this.#watches.values()].some((watch) => watch.resolve)) {
-      if (this.#readEvents() === 0) await this.#poller.wait(this.#fd, POLLIN);
+    try {
+      while (true) {
+        // Decided in the same turn as the wait that ends it: a wait that begins after this
+        // must find the loop stopped and start it again, or its open would never be seen.
+        if (![...this.#watches.values()].some((watch) => watch.resolve)) break;
+        if (this.#readEvents() === 0) await this.#poller.wait(this.#fd, POLLIN);
+      }
+    } catch {
+      // The events cannot be read: let every waiter go on (a writer then closes its FIFO).
+      for (const watch of this.#watches.values()) {
+        watch.resolve?.();
+        watch.resolve = undefined;
+      }
     }
+    this.#reading = false;
   }
 
   /** Reads and counts the queued events; returns how many bytes were read (0: none queued). */
