@@ -17,12 +17,15 @@ export interface BenchResponse {
   output: string | null;
   /** `performance.now()` when the message arrived, before it was parsed. */
   arrivedAt: number;
+  /** `performance.now()` when its request was published (after its cancellation queue). */
+  publishedAt: number;
 }
 
 const TERMINAL = new Set(["SUCCESS", "FAILED", "CANCELLED"]);
 
 interface Tracked {
   responses: BenchResponse[] | undefined;
+  publishedAt: number;
   resolve(terminal: BenchResponse): void;
   reject(error: unknown): void;
   timer: ReturnType<typeof setTimeout>;
@@ -80,6 +83,10 @@ export class ServerSide implements AsyncDisposable {
       durable: false,
       autoDelete: false,
     });
+    await channel.assertExchange(names.cancellationExchange, "direct", {
+      durable: false,
+      autoDelete: false,
+    });
     await channel.assertQueue(names.fullRequestQueue, {
       durable: false,
       exclusive: false,
@@ -104,14 +111,15 @@ export class ServerSide implements AsyncDisposable {
 
   #receive(content: Buffer, arrivedAt: number): void {
     const json = JSON.parse(content.toString("utf8"));
+    const tracked = this.#tracked.get(json.id);
+    if (!tracked) return;
     const response: BenchResponse = {
       id: json.id,
       status: json.status,
       output: json.output,
       arrivedAt,
+      publishedAt: tracked.publishedAt,
     };
-    const tracked = this.#tracked.get(response.id);
-    if (!tracked) return;
     tracked.responses?.push(response);
     if (TERMINAL.has(response.status)) {
       clearTimeout(tracked.timer);
@@ -140,11 +148,21 @@ export class ServerSide implements AsyncDisposable {
       }, timeoutMs);
       this.#tracked.set(request.id, {
         responses: options.keep,
+        publishedAt: 0,
         resolve,
         reject,
         timer,
       });
     });
+    // As the hmi-server does (TaskService.runTaskAsync): the task's cancellation queue is
+    // declared and bound before the request is sent, so that an early cancellation is kept.
+    await this.#channel.assertQueue(request.id, {
+      durable: false,
+      exclusive: false,
+      autoDelete: true,
+    });
+    await this.#channel.bindQueue(request.id, this.names.cancellationExchange, request.id);
+    this.#tracked.get(request.id)!.publishedAt = performance.now();
     const writable = this.#channel.sendToQueue(this.names.fullRequestQueue, request.body, {
       contentType: "application/json",
     });
