@@ -1,25 +1,30 @@
 /**
  * The taskrunner benchmark (`deno task bench`): starts its own runner (`main.ts serve`) on
  * private queue names against the local RabbitMQ, plays the hmi-server, and prints one line
- * per figure with the machine's core count and, where a floor exists, the ratio to it; then
- * a summary table with the targets of issue 6.
+ * per figure with the machine's core count and, beside it, the floors and the peer measured in
+ * the same run with the ratios; then a summary table with the targets of issue 10.
  *
  * Figures:
  *
  * 1. throughput: 1,000 echo requests, concurrency 16, first publish to last terminal
- *    response; floor: the same tasks through `runTask` (wrapped as serve wraps them) in a
- *    process of its own, 16 at once.
- * 2. latency: 100 sequential echo requests, publish to terminal response; floor: sequential
- *    `runTask`.
+ *    response; floors: the same tasks through `runTask` in a process of its own (the engine
+ *    floor), and the bare task started directly with regular files as pipes (the bare-process
+ *    floor), 16 at once; peer: a Celery worker running the same task (when installed).
+ * 2. latency: 100 sequential echo requests, publish to terminal response; the same floors and
+ *    peer, sequential.
  * 3. large payload: 64 MiB echoed back, end to end (median of 3 runs), and the runner's peak
- *    RSS (first run; the highest of the runs shown too).
+ *    RSS (first run; the highest of the runs shown too); floor: one raw message of the
+ *    request's size and one of the response's size through the same RabbitMQ by amqplib.
  * 4. progress: one task writing 20,000 progress messages; each must arrive once, in order.
  * 5. start-up: spawn to consuming (a consumer on the request queue), and idle RSS.
  *
  * Usage:
  *
  *     deno task bench [--quick] [--json] [--only startup,throughput,latency,payload,progress]
- *                     [--strace <file>]
+ *                     [--strace <file>] [--peer auto|celery|none]
+ *
+ * `--peer celery` requires the Celery peer (Debian's `python3-celery`) and fails when it is
+ * missing; `auto` (the default) runs it when installed; `none` skips it.
  *
  * `--quick` runs fewer iterations (a smoke run); `--json` prints one JSON object instead of
  * the lines and the table; `--only` runs some figures (start-up is always measured);
@@ -33,9 +38,12 @@
  * @module
  */
 import { RUN_PERMISSIONS } from "../src/permissions.ts";
-import { type BenchResponse, makeRequest, ServerSide } from "./bench_broker.ts";
+import { type BenchResponse, brokerFloor, makeRequest, ServerSide } from "./bench_broker.ts";
+import { type CeleryResult, findCelery, runCelery } from "./bench_celery.ts";
 import {
   benchNames,
+  brokerPid,
+  cpuMs,
   readMemory,
   resetPeakRss,
   RunnerProcess,
@@ -104,11 +112,17 @@ async function main(args: string[]): Promise<number> {
   const flags = parseFlags(args);
   if (flags.help) {
     console.log(
-      "Usage: deno task bench [--quick] [--json] [--only <figures>] [--strace <file>]",
+      "Usage: deno task bench [--quick] [--json] [--only <figures>] [--strace <file>] [--peer auto|celery|none]",
     );
     return 0;
   }
   const plan = flags.quick ? QUICK : FULL;
+  const python = flags.peer === "none" ? undefined : await findCelery();
+  if (flags.peer === "celery" && !python) {
+    throw new Error(
+      "Cannot run the Celery peer: no python3 with Celery found (apt-get install python3-celery)",
+    );
+  }
   const only = new Set<FigureName>(
     flags.only
       ? flags.only.split(",").map((name) => {
@@ -187,6 +201,17 @@ async function main(args: string[]): Promise<number> {
       }
 
       const floorDir = `${workDir}/floor`;
+      let celery: CeleryResult | undefined;
+      if (python && (only.has("throughput") || only.has("latency"))) {
+        note("Celery peer: the same task through a Celery worker");
+        celery = await runCelery(python, {
+          amqpUrl: AMQP_URL,
+          script: ECHO,
+          latencyTasks: plan.latencyTasks,
+          throughputTasks: plan.throughputTasks,
+          concurrency: CONCURRENCY,
+        });
+      }
       const failures: string[] = [];
       // One figure; when it fails, the failure is reported and a fresh runner serves the rest.
       const measure = async (name: FigureName, what: string, run: () => Promise<Figure>) => {
@@ -211,13 +236,13 @@ async function main(args: string[]): Promise<number> {
         `warm-up, then throughput: ${plan.throughputTasks} tasks`,
         async () => {
           await warmUp(server, plan.warmup);
-          return await throughput(server, floorDir, plan.throughputTasks);
+          return await throughput(server, runner!, floorDir, plan.throughputTasks, celery);
         },
       );
       await measure(
         "latency",
         `latency: ${plan.latencyTasks} sequential tasks each way`,
-        () => latency(server, floorDir, plan.latencyTasks),
+        () => latency(server, floorDir, plan.latencyTasks, celery),
       );
       await measure(
         "payload",
@@ -271,15 +296,18 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-/** The command line: `--quick`, `--json`, `--help`, `--only <list>`, `--strace <file>`. */
-function parseFlags(
-  args: string[],
-): { quick: boolean; json: boolean; help: boolean; only?: string; strace?: string } {
-  const flags: { quick: boolean; json: boolean; help: boolean; only?: string; strace?: string } = {
-    quick: false,
-    json: false,
-    help: false,
-  };
+interface Flags {
+  quick: boolean;
+  json: boolean;
+  help: boolean;
+  only?: string;
+  strace?: string;
+  peer: "auto" | "celery" | "none";
+}
+
+/** The command line: `--quick`, `--json`, `--help`, `--only <list>`, `--strace <file>`, `--peer`. */
+function parseFlags(args: string[]): Flags {
+  const flags: Flags = { quick: false, json: false, help: false, peer: "auto" };
   for (let i = 0; i < args.length; i++) {
     const [name, inline] = args[i]!.split("=", 2) as [string, string | undefined];
     const value = () => {
@@ -292,7 +320,13 @@ function parseFlags(
     else if (name === "--help" || name === "-h") flags.help = true;
     else if (name === "--only") flags.only = value();
     else if (name === "--strace") flags.strace = value();
-    else throw new TypeError(`Unknown option "${args[i]}"`);
+    else if (name === "--peer") {
+      const peer = value();
+      if (peer !== "auto" && peer !== "celery" && peer !== "none") {
+        throw new TypeError(`Unknown peer "${peer}": expected auto, celery or none`);
+      }
+      flags.peer = peer;
+    } else throw new TypeError(`Unknown option "${args[i]}"`);
   }
   return flags;
 }
@@ -322,20 +356,23 @@ interface FloorResult {
 }
 
 /**
- * Runs echo tasks through `runTask` in a process of its own (`bench_floor.ts`), `concurrency`
- * at once; fails if it has not finished within `timeoutMs` (a stuck engine).
+ * Runs echo tasks in a process of its own, `concurrency` at once: through `runTask`
+ * (`bench_floor.ts`, the engine floor) or started directly (`bench_bare.ts`, the bare-process
+ * floor); fails if it has not finished within `timeoutMs` (a stuck engine).
  */
 async function runFloor(
+  kind: "engine" | "bare",
   workDir: string,
   tasks: number,
   concurrency: number,
   timeoutMs: number,
 ): Promise<FloorResult> {
+  const file = kind === "engine" ? "./bench_floor.ts" : "./bench_bare.ts";
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       ...RUN_PERMISSIONS,
-      new URL("./bench_floor.ts", import.meta.url).pathname,
+      new URL(file, import.meta.url).pathname,
       ECHO,
       workDir,
       String(tasks),
@@ -354,12 +391,12 @@ async function runFloor(
     const { success, stdout, signal } = await child.output();
     if (signal === "SIGKILL") {
       throw new Error(
-        `Floor (runTask, ${tasks} tasks, ${concurrency} at once) did not finish within ${
+        `Floor (${kind}, ${tasks} tasks, ${concurrency} at once) did not finish within ${
           timeoutMs / 1_000
         } s: the engine is stuck`,
       );
     }
-    if (!success) throw new Error(`Floor (runTask) failed`);
+    if (!success) throw new Error(`Floor (${kind}) failed`);
     return JSON.parse(new TextDecoder().decode(stdout));
   } finally {
     clearTimeout(timer);
@@ -423,75 +460,120 @@ function expectSuccess(status: string, what: string): void {
   if (status !== "SUCCESS") throw new Error(`A ${what} task ended in ${status}`);
 }
 
-/** 1. Throughput through the broker, and its floor. */
+/** 1. Throughput through the broker, its floors and the peer. */
 async function throughput(
   server: ServerSide,
+  runner: RunnerProcess,
   floorDir: string,
   count: number,
+  celery: CeleryResult | undefined,
 ): Promise<Figure> {
-  const floor = await runFloor(floorDir, count, CONCURRENCY, 30_000 + count * 20);
+  const floor = await runFloor("engine", floorDir, count, CONCURRENCY, 30_000 + count * 20);
   const floorRate = count / floor.seconds;
+  const bare = await runFloor("bare", `${floorDir}-bare`, count, CONCURRENCY, 30_000 + count * 20);
+  const bareRate = count / bare.seconds;
 
   const requests = Array.from(
     { length: count },
     () => makeRequest(ECHO, ECHO_INPUT, server.names.routingKey),
   );
+  // Where the CPU goes per task: the runner itself, and RabbitMQ when it runs here.
+  const beam = await brokerPid();
+  const cpuBefore = [await cpuMs(runner.pid), beam ? await cpuMs(beam) : undefined];
   const start = performance.now();
   const terminals = await sendAll(server, requests, "throughput");
   const end = Math.max(...terminals.map((terminal) => terminal.arrivedAt));
+  const cpuAfter = [await cpuMs(runner.pid), beam ? await cpuMs(beam) : undefined];
+  const [runnerCpu, brokerCpu] = cpuBefore.map((before, i) =>
+    before !== undefined && cpuAfter[i] !== undefined ? (cpuAfter[i]! - before) / count : undefined
+  );
   for (const terminal of terminals) expectSuccess(terminal.status, "throughput");
   const rate = count / ((end - start) / 1_000);
-  const ratio = rate / floorRate;
+  const celeryRate = celery ? celery.throughputTasks / celery.throughputSeconds : undefined;
   return {
     name: "throughput",
     line:
       `throughput: ${rate.toFixed(1)} tasks/s (${count} echo tasks, concurrency ${CONCURRENCY})` +
-      ` | floor ${floorRate.toFixed(1)} tasks/s (runTask, no broker) | ratio ${pct(ratio)}` +
+      ` | bare process ${bareRate.toFixed(1)} tasks/s, ratio ${pct(rate / bareRate)}` +
+      ` | engine floor ${floorRate.toFixed(1)} tasks/s (runTask, no broker), ratio ${
+        pct(rate / floorRate)
+      }` +
+      (celeryRate
+        ? ` | Celery ${celeryRate.toFixed(1)} tasks/s, ratio ${(rate / celeryRate).toFixed(2)}x`
+        : " | Celery not run") +
+      ` | CPU per task: runner ${runnerCpu?.toFixed(2) ?? "?"} ms, RabbitMQ ${
+        brokerCpu?.toFixed(2) ?? "?"
+      } ms` +
       ` | cores ${CORES}`,
     values: {
       tasks: count,
       tasksPerSecond: round(rate),
+      ...(runnerCpu !== undefined ? { runnerCpuMsPerTask: round(runnerCpu, 2) } : {}),
+      ...(brokerCpu !== undefined ? { brokerCpuMsPerTask: round(brokerCpu, 2) } : {}),
       floorTasksPerSecond: round(floorRate),
-      ratio: round(ratio, 3),
+      ratio: round(rate / floorRate, 3),
+      bareTasksPerSecond: round(bareRate),
+      bareRatio: round(rate / bareRate, 3),
+      ...(celeryRate
+        ? { celeryTasksPerSecond: round(celeryRate), celeryRatio: round(rate / celeryRate, 3) }
+        : {}),
     },
   };
 }
 
-/** 2. Sequential latency through the broker, and its floor. */
+/** 2. Sequential latency through the broker, its floors and the peer. */
 async function latency(
   server: ServerSide,
   floorDir: string,
   count: number,
+  celery: CeleryResult | undefined,
 ): Promise<Figure> {
-  const floor = (await runFloor(floorDir, count, 1, 60_000 + count * 1_000)).samples;
+  const floor = (await runFloor("engine", floorDir, count, 1, 60_000 + count * 1_000)).samples;
+  const bare =
+    (await runFloor("bare", `${floorDir}-bare`, count, 1, 60_000 + count * 1_000)).samples;
   const samples: number[] = [];
   for (let i = 0; i < count; i++) {
-    const start = performance.now();
     const terminal = await server.send(
       makeRequest(ECHO, ECHO_INPUT, server.names.routingKey),
       { timeoutMs: STALL_MS },
     );
     expectSuccess(terminal.status, "latency");
-    samples.push(terminal.arrivedAt - start);
+    samples.push(terminal.arrivedAt - terminal.publishedAt);
   }
   const p50 = percentile(samples, 0.5);
   const p99 = percentile(samples, 0.99);
   const floorP50 = percentile(floor, 0.5);
   const floorP99 = percentile(floor, 0.99);
+  const bareP50 = percentile(bare, 0.5);
+  const celeryP50 = celery ? percentile(celery.latencySamples, 0.5) : undefined;
+  const celeryP99 = celery ? percentile(celery.latencySamples, 0.99) : undefined;
   return {
     name: "latency",
     line: `latency: p50 ${ms(p50)}, p99 ${ms(p99)} (${count} sequential echo tasks)` +
-      ` | floor p50 ${ms(floorP50)}, p99 ${ms(floorP99)} (runTask) | ratio p50 ${
-        (p50 / floorP50).toFixed(2)
-      }x, p99 ${(p99 / floorP99).toFixed(2)}x | cores ${CORES}`,
+      ` | engine floor p50 ${ms(floorP50)}, p99 ${ms(floorP99)} (runTask)` +
+      ` | bare process p50 ${ms(bareP50)}, engine floor - bare ${ms(floorP50 - bareP50)}` +
+      (celeryP50 && celeryP99
+        ? ` | Celery p50 ${ms(celeryP50)}, p99 ${ms(celeryP99)}, ratio Celery/runner p50 ${
+          (celeryP50 / p50).toFixed(2)
+        }`
+        : " | Celery not run") +
+      ` | cores ${CORES}`,
     values: {
       tasks: count,
       p50Ms: round(p50, 2),
       p99Ms: round(p99, 2),
       floorP50Ms: round(floorP50, 2),
       floorP99Ms: round(floorP99, 2),
+      bareP50Ms: round(bareP50, 2),
       ratioP50: round(p50 / floorP50, 3),
       ratioP99: round(p99 / floorP99, 3),
+      ...(celeryP50 && celeryP99
+        ? {
+          celeryP50Ms: round(celeryP50, 2),
+          celeryP99Ms: round(celeryP99, 2),
+          celeryRatioP50: round(celeryP50 / p50, 3),
+        }
+        : {}),
     },
   };
 }
@@ -515,6 +597,9 @@ async function payload(
     crypto.getRandomValues(input.subarray(offset, Math.min(bytes, offset + 65_536)));
   }
   const expected = await digest(input);
+  // The floor: raw bytes of the request's size and of the response's size through the broker.
+  const requestBytes = makeRequest(ECHO, input, server.names.routingKey).body.length;
+  const floorSeconds = await brokerFloor(AMQP_URL, requestBytes, requestBytes);
   const times: number[] = [];
   let peak = 0;
   let highest = 0;
@@ -538,18 +623,22 @@ async function payload(
     intact &&= output.length === bytes && await digest(output) === expected;
   }
   const seconds = median(times);
-  const bound = idleRss + 4 * bytes;
+  const bound = idleRss + 3 * bytes;
   const spread = runs > 1
     ? ` (median of ${runs}: ${times.map((time) => time.toFixed(2)).join(", ")} s)`
     : "";
   return {
     name: "payload",
     line: `payload: ${bytes / MIB} MiB echoed in ${seconds.toFixed(2)} s end to end${spread}` +
-      ` (${(2 * bytes / MIB / seconds).toFixed(0)} MiB/s in+out), output ${
-        intact ? "intact" : "CORRUPT"
-      }; runner peak RSS${reset ? "" : " (since start)"} ${mb(peak)} = idle ${mb(idleRss)} + ${
+      ` (${(2 * bytes / MIB / seconds).toFixed(0)} MiB/s in+out) | broker floor ${
+        floorSeconds.toFixed(2)
+      } s (2 raw messages of ${(requestBytes / MIB).toFixed(1)} MiB), ratio ${
+        (seconds / floorSeconds).toFixed(2)
+      }x | output ${intact ? "intact" : "CORRUPT"}; runner peak RSS${
+        reset ? "" : " (since start)"
+      } ${mb(peak)} = idle ${mb(idleRss)} + ${
         ((peak - idleRss) / bytes).toFixed(2)
-      }x payload (bound idle + 4x = ${mb(bound)}; RSS before the payload ${mb(before)}${
+      }x payload (bound idle + 3x = ${mb(bound)}; RSS before the payload ${mb(before)}${
         runs > 1 ? `; highest of the ${runs} runs ${mb(highest)}` : ""
       })` +
       ` | cores ${CORES}`,
@@ -557,6 +646,8 @@ async function payload(
       payloadBytes: bytes,
       runs,
       seconds: round(seconds, 3),
+      brokerFloorSeconds: round(floorSeconds, 3),
+      floorRatio: round(seconds / floorSeconds, 3),
       secondsMin: round(Math.min(...times), 3),
       secondsMax: round(Math.max(...times), 3),
       intact,
@@ -638,31 +729,65 @@ function evaluate(figures: Figure[], plan: Plan): Target[] {
   const startup = byName.get("startup");
   const throughputValues = byName.get("throughput");
   if (throughputValues) {
-    const rate = throughputValues.tasksPerSecond as number;
-    const ratio = throughputValues.ratio as number;
-    add("throughput", "throughput", ">= 300 tasks/s", `${rate.toFixed(1)} tasks/s`, rate >= 300);
-    add("throughput", "throughput / floor", ">= 70 %", pct(ratio), ratio >= 0.7);
+    const bareRatio = throughputValues.bareRatio as number;
+    add("throughput", "throughput / bare process", ">= 60 %", pct(bareRatio), bareRatio >= 0.6);
+    const celeryRatio = throughputValues.celeryRatio as number | undefined;
+    if (celeryRatio !== undefined) {
+      add(
+        "throughput",
+        "throughput / Celery",
+        ">= 3x",
+        `${celeryRatio.toFixed(2)}x`,
+        celeryRatio >= 3,
+      );
+    }
   }
   const latencyValues = byName.get("latency");
   if (latencyValues) {
     const p50 = latencyValues.p50Ms as number;
     const p99 = latencyValues.p99Ms as number;
-    add("latency", "latency p50", "<= 5 ms", ms(p50), p50 <= 5);
-    add("latency", "latency p99", "<= 20 ms", ms(p99), p99 <= 20);
+    const floorP50 = latencyValues.floorP50Ms as number;
+    const bareP50 = latencyValues.bareP50Ms as number;
+    const celeryRatio = latencyValues.celeryRatioP50 as number | undefined;
+    if (celeryRatio !== undefined) {
+      add(
+        "latency",
+        "latency p50: Celery / runner",
+        ">= 1.0",
+        `${celeryRatio.toFixed(2)} (${ms(p50)} vs ${ms(latencyValues.celeryP50Ms as number)})`,
+        celeryRatio >= 1,
+      );
+    }
+    add("latency", "latency p99 / p50", "<= 2x", `${(p99 / p50).toFixed(2)}x`, p99 <= 2 * p50);
+    add(
+      "latency",
+      "engine floor p50 - bare p50",
+      "<= 3 ms",
+      `${ms(floorP50 - bareP50)} (${ms(floorP50)} vs ${ms(bareP50)})`,
+      floorP50 - bareP50 <= 3,
+    );
   }
   const payloadValues = byName.get("payload");
   if (payloadValues) {
-    const seconds = payloadValues.seconds as number;
+    const ratio = payloadValues.floorRatio as number;
     const peak = payloadValues.peakRssBytes as number;
     const idle = payloadValues.idleRssBytes as number;
     const size = `${plan.payloadBytes / MIB} MiB`;
-    add("payload", `${size} echo`, "<= 1.5 s", `${seconds.toFixed(2)} s`, seconds <= 1.5);
+    add(
+      "payload",
+      `${size} echo / broker floor`,
+      "<= 1.3x",
+      `${ratio.toFixed(2)}x (${(payloadValues.seconds as number).toFixed(2)} s vs ${
+        (payloadValues.brokerFloorSeconds as number).toFixed(2)
+      } s)`,
+      ratio <= 1.3,
+    );
     add(
       "payload",
       `peak RSS (${size})`,
-      `<= idle + 4x = ${mb(idle + 4 * plan.payloadBytes)}`,
+      `<= idle + 3x = ${mb(idle + 3 * plan.payloadBytes)}`,
       mb(peak),
-      peak <= idle + 4 * plan.payloadBytes && payloadValues.intact === true,
+      peak <= idle + 3 * plan.payloadBytes && payloadValues.intact === true,
     );
   }
   const progressValues = byName.get("progress");

@@ -17,12 +17,15 @@ export interface BenchResponse {
   output: string | null;
   /** `performance.now()` when the message arrived, before it was parsed. */
   arrivedAt: number;
+  /** `performance.now()` when its request was published (after its cancellation queue). */
+  publishedAt: number;
 }
 
 const TERMINAL = new Set(["SUCCESS", "FAILED", "CANCELLED"]);
 
 interface Tracked {
   responses: BenchResponse[] | undefined;
+  publishedAt: number;
   resolve(terminal: BenchResponse): void;
   reject(error: unknown): void;
   timer: ReturnType<typeof setTimeout>;
@@ -70,12 +73,17 @@ export class ServerSide implements AsyncDisposable {
    * starts taking responses.
    */
   static async open(url: string, names: BenchNames): Promise<ServerSide> {
-    const model = await amqp.connect(url);
+    // The hmi-server's Java client disables Nagle's algorithm too.
+    const model = await amqp.connect(url, { noDelay: true });
     const channel = await model.createChannel();
     const side = new ServerSide(names, model, channel);
     channel.on("error", (error: Error) => side.#fail(error));
     model.on("error", (error: Error) => side.#fail(error));
     await channel.assertExchange(names.responseExchange, "direct", {
+      durable: false,
+      autoDelete: false,
+    });
+    await channel.assertExchange(names.cancellationExchange, "direct", {
       durable: false,
       autoDelete: false,
     });
@@ -103,14 +111,15 @@ export class ServerSide implements AsyncDisposable {
 
   #receive(content: Buffer, arrivedAt: number): void {
     const json = JSON.parse(content.toString("utf8"));
+    const tracked = this.#tracked.get(json.id);
+    if (!tracked) return;
     const response: BenchResponse = {
       id: json.id,
       status: json.status,
       output: json.output,
       arrivedAt,
+      publishedAt: tracked.publishedAt,
     };
-    const tracked = this.#tracked.get(response.id);
-    if (!tracked) return;
     tracked.responses?.push(response);
     if (TERMINAL.has(response.status)) {
       clearTimeout(tracked.timer);
@@ -139,11 +148,21 @@ export class ServerSide implements AsyncDisposable {
       }, timeoutMs);
       this.#tracked.set(request.id, {
         responses: options.keep,
+        publishedAt: 0,
         resolve,
         reject,
         timer,
       });
     });
+    // As the hmi-server does (TaskService.runTaskAsync): the task's cancellation queue is
+    // declared and bound before the request is sent, so that an early cancellation is kept.
+    await this.#channel.assertQueue(request.id, {
+      durable: false,
+      exclusive: false,
+      autoDelete: true,
+    });
+    await this.#channel.bindQueue(request.id, this.names.cancellationExchange, request.id);
+    this.#tracked.get(request.id)!.publishedAt = performance.now();
     const writable = this.#channel.sendToQueue(this.names.fullRequestQueue, request.body, {
       contentType: "application/json",
     });
@@ -178,5 +197,47 @@ export class ServerSide implements AsyncDisposable {
     } finally {
       await this.#model.close().catch(() => {});
     }
+  }
+}
+
+/**
+ * The broker's own floor for a large payload: one message of `requestBytes` and one of
+ * `responseBytes`, raw bytes (no JSON, no base64, no runner), each published and consumed
+ * through the same RabbitMQ by amqplib, from one connection to another (as the server and
+ * the runner each have their own). Returns the seconds of both.
+ */
+export async function brokerFloor(
+  url: string,
+  requestBytes: number,
+  responseBytes: number,
+): Promise<number> {
+  const model = await amqp.connect(url);
+  const consumerModel = await amqp.connect(url);
+  try {
+    const channel = await model.createChannel();
+    const consumer = await consumerModel.createChannel();
+    const { queue } = await consumer.assertQueue("", { exclusive: true, autoDelete: true });
+    const received: Array<(size: number) => void> = [];
+    await consumer.consume(queue, (message) => {
+      if (message) received.shift()?.(message.content.length);
+    }, { noAck: true });
+    const roundTrip = async (bytes: number) => {
+      const body = Buffer.alloc(bytes, 0x41);
+      const arrived = new Promise<number>((resolve) => received.push(resolve));
+      if (!channel.sendToQueue(queue, body)) {
+        await new Promise((resolve) => channel.once("drain", resolve));
+      }
+      if (await arrived !== bytes) throw new Error("Broker floor: a message arrived truncated");
+    };
+    const start = performance.now();
+    await roundTrip(requestBytes);
+    await roundTrip(responseBytes);
+    const seconds = (performance.now() - start) / 1_000;
+    await channel.close();
+    await consumer.close();
+    return seconds;
+  } finally {
+    await model.close().catch(() => {});
+    await consumerModel.close().catch(() => {});
   }
 }

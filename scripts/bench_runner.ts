@@ -53,6 +53,26 @@ export async function readMemory(pid: number): Promise<MemoryStatus> {
   return { rss: kib("VmRSS"), hwm: kib("VmHWM") };
 }
 
+/**
+ * CPU time (user + system) a process has used so far, in milliseconds, from
+ * `/proc/<pid>/stat` (clock ticks of 10 ms); undefined when it cannot be read.
+ */
+export async function cpuMs(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await shell(`cat /proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The pid of the local RabbitMQ node (its Erlang VM), if there is one. */
+export async function brokerPid(): Promise<number | undefined> {
+  const pid = Number((await shell("pgrep -o beam.smp || true")).trim());
+  return pid > 0 ? pid : undefined;
+}
+
 /** Resets a process's VmHWM to its current RSS (Linux `clear_refs` value 5). */
 export async function resetPeakRss(pid: number): Promise<boolean> {
   try {

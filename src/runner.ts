@@ -270,14 +270,28 @@ export class Runner {
       return;
     }
 
-    await using cancellation = await this.#options.cancellations.watch(request.id, {
+    // The cancellation queue is declared, bound and consumed while the engine makes the task's
+    // pipes; the task starts once it is watched (a cancellation already waiting stops it).
+    const cancelled = new AbortController();
+    let watchError: unknown;
+    const watching = this.#options.cancellations.watch(request.id, {
       signal: active.shutdown.signal,
     });
-    if (cancellation.cancelledBeforeStart) {
-      log.info("Task cancelled before it started");
-      await this.#finish(active, "CANCELLED", {});
-      return;
-    }
+    const watched = watching.then((cancellation) => {
+      if (cancellation.cancelledBeforeStart) cancelled.abort("cancelled");
+      else {
+        cancellation.signal.addEventListener("abort", () => cancelled.abort("cancelled"), {
+          once: true,
+        });
+      }
+    }, (error) => {
+      watchError = error;
+      cancelled.abort("shutdown");
+    });
+    await using _watch = {
+      [Symbol.asyncDispose]: () =>
+        watching.then((cancellation) => cancellation[Symbol.asyncDispose](), () => {}),
+    };
 
     let started = false;
     let finished = false;
@@ -290,7 +304,7 @@ export class Runner {
         log.warn("Cannot publish response", { status, error: errorMessage(error) });
       });
     };
-    cancellation.signal.addEventListener("abort", () => {
+    cancelled.signal.addEventListener("abort", () => {
       if (started && !finished) progress("CANCELLING", undefined, tailsNow());
     }, { once: true });
 
@@ -308,7 +322,8 @@ export class Runner {
         spec,
         this.#options.engine,
         {
-          signal: AbortSignal.any([cancellation.signal, active.shutdown.signal]),
+          signal: AbortSignal.any([cancelled.signal, active.shutdown.signal]),
+          beforeStart: watched,
           onStart: (running) => {
             started = true;
             task = running;
@@ -316,7 +331,7 @@ export class Runner {
             log.info("Task started", { pid: running.pid });
             progress("RUNNING");
             // Cancelled between the engine's last check and the start: say so, in order.
-            if (cancellation.signal.aborted) progress("CANCELLING", undefined, tailsNow());
+            if (cancelled.signal.aborted) progress("CANCELLING", undefined, tailsNow());
           },
           onProgress: (message, task) => {
             this.#observer.progressForwarded?.();
@@ -345,6 +360,13 @@ export class Runner {
       return;
     }
     finished = true;
+    // Not watched (the broker went away, or shutdown): the request goes back, as before a start.
+    if (watchError !== undefined) throw watchError;
+    if (!started && result.outcome === "cancelled") {
+      log.info("Task cancelled before it started");
+      await this.#finish(active, "CANCELLED", {});
+      return;
+    }
     const ended = { stdout: result.stdout, stderr: result.stderr };
     const durationMs = Math.round(result.durationMs);
     switch (result.outcome) {

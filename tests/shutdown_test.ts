@@ -99,19 +99,24 @@ Deno.test("SIGTERM: tasks still running after the drain are stopped and their re
   }
 });
 
-Deno.test("a runner killed with SIGKILL: its task dies, another runner completes the request", async () => {
+Deno.test("a runner killed with SIGKILL: another runner completes the request, and the next start on its work dir kills its task", async () => {
   const names = uniqueNames("sigkill");
   await using server = await ServerSide.open(names);
   const [workA, workB] = [await tempWorkDir(), await tempWorkDir()];
   const pidFile = `${workA}.pid`;
   const runLog = `${workA}.runs`;
+  const release = `${workA}.release`;
+  // The task runs until this file exists: the first run outlives its runner until reaped.
+  const input = behave({
+    progress: 1,
+    self_pid_file: pidFile,
+    run_log: runLog,
+    wait_file: release,
+  });
   try {
     const first = new CliChild(["serve", ...brokerFlags(names), "--work-dir", workA]);
     await first.ready();
-    const request = makeRequest({
-      script: fixture("behave.py"),
-      input: behave({ progress: 1, sleep: 1, self_pid_file: pidFile, run_log: runLog }),
-    }, names.routingKey);
+    const request = makeRequest({ script: fixture("behave.py"), input }, names.routingKey);
     server.publishRequest(request);
     await server.waitFor(() => server.statuses(request.id).length >= 2, 20_000, "progress");
     const firstTask = await readPid(pidFile);
@@ -120,8 +125,24 @@ Deno.test("a runner killed with SIGKILL: its task dies, another runner completes
 
     first.signal("SIGKILL");
     assertEquals((await first.finished()).code, 137);
-    assert(await eventually(() => !isAlive(firstTask)), "the task died with its runner");
+    // The second runner takes the redelivered request and runs it from the start.
+    await server.waitFor(() => server.statuses(request.id).length >= 4, 20_000, "the rerun");
 
+    // Tasks are started without a helper process (no parent-death signal): outside a
+    // container (where tini's exit ends them all), the next runner on the work dir kills them.
+    // Its task directory and the owner record beside it (written first, atomically).
+    assertEquals((await entries(workA)).length, 2, "the dead runner left its task directory");
+    await using third = new CliChild(["serve", ...brokerFlags(names), "--work-dir", workA]);
+    await third.ready();
+    assert(await eventually(() => !isAlive(firstTask)), "the dead runner's task was killed");
+    assertEquals(await entries(workA), [], "stale task directory removed at start-up");
+    assert(
+      third.stderrLines.some((line) =>
+        line.includes("Cleaned up tasks left by a runner that died")
+      ),
+    );
+
+    await Deno.writeTextFile(release, "");
     const responses = await server.terminal(request.id, 30_000);
     const statuses = responses.map((response) => response.status);
     assertEquals(
@@ -129,35 +150,15 @@ Deno.test("a runner killed with SIGKILL: its task dies, another runner completes
       ["RUNNING", "RUNNING", "RUNNING", "RUNNING", "SUCCESS"],
       "run again from the start",
     );
-    assertEquals(
-      outputText(responses.at(-1)),
-      new TextDecoder().decode(behave({
-        progress: 1,
-        sleep: 1,
-        self_pid_file: pidFile,
-        run_log: runLog,
-      })),
-    );
+    assertEquals(outputText(responses.at(-1)), new TextDecoder().decode(input));
     assert(
       await eventually(async () => await server.queueDepth() === 0),
       "acknowledged by the second runner",
     );
-    assertEquals(await server.consumers(), 1, "the dead runner's consumer is gone");
+    assertEquals(await server.consumers(), 2, "the dead runner's consumer is gone");
     assertEquals(await entries(workB), []);
-
-    // The dead runner left its task directory and the owner record beside it (issue 11.6); the
-    // next runner on that work dir removes both.
-    assertEquals((await entries(workA)).length, 2);
-    await using third = new CliChild(["serve", ...brokerFlags(names), "--work-dir", workA]);
-    await third.ready();
-    assertEquals(await entries(workA), [], "stale task directory removed at start-up");
-    assert(
-      third.stderrLines.some((line) =>
-        line.includes("Cleaned up tasks left by a runner that died")
-      ),
-    );
   } finally {
-    for (const path of [workA, workB, pidFile, runLog]) {
+    for (const path of [workA, workB, pidFile, runLog, release]) {
       await Deno.remove(path, { recursive: true }).catch(() => {});
     }
   }

@@ -16,6 +16,8 @@ export interface TaskCancellation extends AsyncDisposable {
 interface Watch {
   taskId: string;
   controller: AbortController;
+  /** Settles once the queue is bound and consumed (or that failed: a new channel retries). */
+  subscribed: Promise<void>;
   /** Declared passively: the queue exists with flags other than ours. */
   passive: boolean;
   /** Which of the watcher's channels it lives on. */
@@ -79,8 +81,10 @@ export class CancellationWatcher implements AsyncDisposable {
   }
 
   /**
-   * Declares the task's cancellation queue, checks it for a cancellation already sent, and
-   * listens for one until disposed.
+   * Declares the task's cancellation queue and checks it for a cancellation already sent;
+   * resolves then, while the queue is bound and consumed in the background (the task may
+   * start meanwhile: a cancellation that comes before the consumer waits in the queue, and
+   * is delivered when it starts). Listens until disposed.
    *
    * @param taskId the request id
    * @param options `signal` gives up waiting for the broker
@@ -89,6 +93,7 @@ export class CancellationWatcher implements AsyncDisposable {
     const watch: Watch = {
       taskId,
       controller: new AbortController(),
+      subscribed: Promise.resolve(),
       passive: false,
       slot: this.#nextSlot++ % CHANNELS,
     };
@@ -100,16 +105,13 @@ export class CancellationWatcher implements AsyncDisposable {
         cancelledBeforeStart = await this.#declare(channel, watch) > 0;
         if (!cancelledBeforeStart) {
           this.#watches.set(taskId, watch);
-          await this.#consume(channel, watch);
+          watch.subscribed = this.#bindAndConsume(channel, watch);
         }
         break;
       } catch (error) {
         if (replyCode(error) === PRECONDITION_FAILED) watch.passive = true;
-        // The channel closed under us; the next one subscribes every watch, this one included.
-        if (this.#watches.has(taskId) || attempt >= 5) {
-          if (attempt >= 5) {
-            this.#log.warn("Cannot watch for cancellation", { taskId, error: errorMessage(error) });
-          }
+        if (attempt >= 5) {
+          this.#log.warn("Cannot watch for cancellation", { taskId, error: errorMessage(error) });
           break;
         }
       }
@@ -123,10 +125,24 @@ export class CancellationWatcher implements AsyncDisposable {
 
   async #subscribe(channel: Channel, watch: Watch): Promise<void> {
     await this.#declare(channel, watch);
+    await this.#bind(channel, watch);
     await this.#consume(channel, watch);
   }
 
-  /** Declares and binds the task's queue; returns how many messages wait in it. */
+  // Never rejects: when the channel closes meanwhile, the next one subscribes the watch again.
+  async #bindAndConsume(channel: Channel, watch: Watch): Promise<void> {
+    try {
+      await this.#bind(channel, watch);
+      await this.#consume(channel, watch);
+    } catch (error) {
+      this.#log.debug("Cancellation queue not subscribed on this channel", {
+        taskId: watch.taskId,
+        error: errorMessage(error),
+      });
+    }
+  }
+
+  /** Declares the task's queue; returns how many messages wait in it. */
   async #declare(channel: Channel, watch: Watch): Promise<number> {
     const { messageCount } = watch.passive
       ? await channel.checkQueue(watch.taskId)
@@ -135,8 +151,11 @@ export class CancellationWatcher implements AsyncDisposable {
         exclusive: false,
         autoDelete: true,
       });
-    await channel.bindQueue(watch.taskId, this.#exchange, watch.taskId);
     return messageCount;
+  }
+
+  async #bind(channel: Channel, watch: Watch): Promise<void> {
+    await channel.bindQueue(watch.taskId, this.#exchange, watch.taskId);
   }
 
   async #consume(channel: Channel, watch: Watch): Promise<void> {
@@ -149,6 +168,8 @@ export class CancellationWatcher implements AsyncDisposable {
 
   async #unwatch(watch: Watch): Promise<void> {
     this.#watches.delete(watch.taskId);
+    // A consume still on its way to a deleted queue would close the channel (404).
+    await watch.subscribed;
     // While its channel is being reopened, wait a little for it: the queue is to go either way.
     const channel = this.#channels[watch.slot]!.current ??
       await this.#channels[watch.slot]!.ready({ signal: AbortSignal.timeout(UNWATCH_WAIT_MS) })

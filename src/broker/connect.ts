@@ -40,6 +40,9 @@ export async function connectEndpoint(
     clientProperties: { connection_name: options.connectionName },
     // amqplib's own socket timeout ends a silent socket; the deadline below covers the rest.
     timeout: options.timeoutMs,
+    // Without it, a small frame written while the previous one is unacknowledged waits for the
+    // broker's delayed ACK: 40 ms spikes in a task's latency.
+    noDelay: true,
     ...(options.ca ? { ca: options.ca } : {}),
   });
   const signal = AbortSignal.any([

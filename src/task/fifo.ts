@@ -13,7 +13,10 @@ export async function makeFifo(path: string): Promise<void> {
   // libc's mkfifo through FFI: a process per FIFO would cost more than the rest of a small task.
   const lib = libc();
   if (lib) {
-    if (lib.mkfifo(cPath(path), FIFO_MODE) === 0) return;
+    const cpath = cPath(path);
+    const made = await lib.mkfifo(cpath, FIFO_MODE);
+    // Read after the call, which ran on another thread: the path was not collected meanwhile.
+    if (made === 0 && cpath.length > 0) return;
     // Fall through to the command, whose message says why (errno alone would not)
   }
   const { success, stderr } = await new Deno.Command("mkfifo", {

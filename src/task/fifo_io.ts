@@ -4,19 +4,18 @@ import {
   cPath,
   EAGAIN,
   EINTR,
-  ENXIO,
-  EPIPE,
   errno,
   growPipe,
   type Libc,
   O_CLOEXEC,
   O_NONBLOCK,
   O_RDONLY,
-  O_WRONLY,
+  O_RDWR,
   POLLIN,
   POLLOUT,
   requireLibc,
 } from "./libc.ts";
+import { type OpenWatch, openWatcher } from "./open_watcher.ts";
 
 /** Receives what a {@linkcode FifoReader} reads. */
 export interface FifoSink {
@@ -196,9 +195,12 @@ export class FifoReader {
 }
 
 /**
- * Writes bytes into a FIFO once, as the task's input: waits for the task to open its end, then
- * writes all and closes, without ever holding a thread. A task that exits without reading its
- * input is not an error; `stop()` ends the wait.
+ * Writes bytes into a FIFO once, as the task's input, without ever holding a thread and
+ * without polling for the task's open: the FIFO is opened read-write (which never waits for,
+ * nor fails for want of, a reader), the bytes go in as the pipe takes them, and the write end
+ * is closed, which the task reads as end of file, once the task has opened its end, as an
+ * inotify `IN_OPEN` event says (closing before would drop what the pipe holds). A task that
+ * exits without reading its input is not an error; `stop()` ends the wait.
  */
 export class FifoWriter {
   readonly #path: string;
@@ -206,6 +208,7 @@ export class FifoWriter {
   readonly #poller: FdPoller;
   readonly #stopping = new AbortController();
   #fd = -1;
+  #watch: OpenWatch | undefined;
   #job: Promise<void> | undefined;
   #error: unknown;
 
@@ -226,14 +229,25 @@ export class FifoWriter {
     }).catch((error) => {
       this.#error = error;
     }).finally(() => {
+      this.#watch?.close();
       if (this.#fd >= 0) this.#lib.close(this.#fd);
       this.#fd = -1;
     });
   }
 
-  // Resolves true once all was written, false when the task or `stop()` ended it first.
+  // Resolves true once all was written and the task has opened its end, false when `stop()`
+  // ended it first.
   async #write(data: Uint8Array): Promise<boolean> {
-    if (!await this.#open()) return false;
+    // The watch comes first, so that no open is missed, and our own open is counted at once,
+    // so that the task's is the second. Call start() before the task is started: a task that
+    // opened first would wait in its open for ours, and the two events could merge into one.
+    const watcher = openWatcher();
+    this.#watch = watcher.watch(this.#path);
+    this.#fd = this.#lib.open(cPath(this.#path), O_RDWR | O_NONBLOCK | O_CLOEXEC, 0);
+    if (this.#fd < 0) {
+      throw new Error(`Cannot open FIFO "${this.#path}": errno ${errno(this.#lib)}`);
+    }
+    watcher.drain();
     if (data.length > 64 * 1024) growPipe(this.#lib, this.#fd, PIPE_BYTES);
     let offset = 0;
     while (offset < data.length) {
@@ -245,33 +259,15 @@ export class FifoWriter {
       }
       const code = errno(this.#lib);
       if (code === EINTR) continue;
-      if (code === EPIPE) return false; // the task closed its end: it wants no more
       if (code !== EAGAIN) throw new Error(`Cannot write FIFO "${this.#path}": errno ${code}`);
       if (this.#stopping.signal.aborted) return false;
       await this.#poller.wait(this.#fd, POLLOUT);
     }
+    await this.#watch.opened(2);
+    if (this.#stopping.signal.aborted) return false;
     this.#lib.close(this.#fd);
     this.#fd = -1;
     return true;
-  }
-
-  // A non-blocking write-only open fails (ENXIO) until the task opens its end for reading, and
-  // nothing announces that moment (inotify reports an open only once it has completed, and
-  // the task's open waits for ours). So try again: every millisecond at first, as most tasks
-  // open their input as they start, then less often.
-  async #open(): Promise<boolean> {
-    const path = cPath(this.#path);
-    for (let attempt = 0;; attempt++) {
-      this.#fd = this.#lib.open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC, 0);
-      if (this.#fd >= 0) return true;
-      const code = errno(this.#lib);
-      if (code !== ENXIO && code !== EINTR) {
-        throw new Error(`Cannot open FIFO "${this.#path}": errno ${code}`);
-      }
-      if (this.#stopping.signal.aborted) return false;
-      const pause = attempt < 100 ? 1 : Math.min(2 ** (attempt - 100), 50);
-      await delay(pause, { signal: this.#stopping.signal }).catch(() => {});
-    }
   }
 
   /**
@@ -282,6 +278,7 @@ export class FifoWriter {
   async stop(): Promise<unknown> {
     if (!this.#job) return undefined;
     this.#stopping.abort();
+    this.#watch?.close();
     if (this.#fd >= 0) this.#poller.release(this.#fd);
     await this.#job;
     return this.#error;

@@ -1,7 +1,9 @@
 /**
  * The few libc calls the task engine makes through FFI: making FIFOs, and reading and writing
- * them without blocking. Deno runs file reads on a pool of 32 threads, and a read on a FIFO
- * holds its thread until data comes: sixteen tasks with two pipes each would take them all.
+ * them without blocking (Deno runs file reads on a pool of 32 threads, and a read on a FIFO
+ * holds its thread until data comes: sixteen tasks with two pipes each would take them all);
+ * starting a task with `posix_spawn` and watching its exit through a pidfd (no helper
+ * process, no thread); and the process attributes and `/proc` reads of the subreaper.
  *
  * @module
  */
@@ -16,18 +18,56 @@ export const EINTR = 4;
 export const ENXIO = 6;
 export const EAGAIN = 11;
 export const EPIPE = 32;
+export const ECHILD = 10;
+export const ENOSYS = 38;
 export const POLLIN = 0x1;
 export const POLLOUT = 0x4;
+export const F_SETFL = 4;
+export const WNOHANG = 1;
+export const IN_OPEN = 0x20;
 const F_SETPIPE_SZ = 1031;
+// The same number on x86_64 and aarch64 (the syscall table shared since Linux 5.1).
+const SYS_PIDFD_OPEN = 434;
 
 const SYMBOLS = {
-  mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
+  // Creating an inode and spawning a process take a while (the child's exec, with vfork):
+  // on a pool thread, so that the event loop goes on meanwhile.
+  mkfifo: { parameters: ["buffer", "u32"], result: "i32", nonblocking: true },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
+  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  posix_spawn: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
+  posix_spawnattr_init: { parameters: ["buffer"], result: "i32" },
+  posix_spawnattr_destroy: { parameters: ["buffer"], result: "i32" },
+  posix_spawnattr_setflags: { parameters: ["buffer", "i16"], result: "i32" },
+  posix_spawnattr_setsigmask: { parameters: ["buffer", "buffer"], result: "i32" },
+  posix_spawnattr_setsigdefault: { parameters: ["buffer", "buffer"], result: "i32" },
+  posix_spawn_file_actions_init: { parameters: ["buffer"], result: "i32" },
+  posix_spawn_file_actions_destroy: { parameters: ["buffer"], result: "i32" },
+  posix_spawn_file_actions_addopen: {
+    parameters: ["buffer", "i32", "buffer", "i32", "u32"],
+    result: "i32",
+  },
+  posix_spawn_file_actions_adddup2: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  syscall: { parameters: ["i64", "i64", "i64"], result: "i64" },
+  waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  kill: { parameters: ["i32", "i32"], result: "i32" },
+  getsid: { parameters: ["i32"], result: "i32" },
+  prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
+  opendir: { parameters: ["buffer"], result: "pointer" },
+  readdir: { parameters: ["pointer"], result: "pointer" },
+  closedir: { parameters: ["pointer"], result: "i32" },
+  inotify_init1: { parameters: ["i32"], result: "i32" },
+  inotify_add_watch: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  inotify_rm_watch: { parameters: ["i32", "i32"], result: "i32" },
   // The one call that waits: run on a thread of its own, once for all pipes.
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   __errno_location: { parameters: [], result: "pointer" },
@@ -72,6 +112,15 @@ const encoder = new TextEncoder();
 /** A NUL-terminated path for a libc call. */
 export function cPath(path: string): Uint8Array {
   return encoder.encode(`${path}\0`);
+}
+
+/**
+ * A pidfd for a child process (Linux 5.3+): readable once the process has exited.
+ *
+ * @returns the descriptor, or -1 (see `errno`)
+ */
+export function pidfdOpen(lib: Libc, pid: number): number {
+  return Number(lib.syscall(BigInt(SYS_PIDFD_OPEN), BigInt(pid), 0n));
 }
 
 /** Grows a pipe's buffer (the kernel caps it at /proc/sys/fs/pipe-max-size); best effort. */

@@ -1,78 +1,132 @@
 import { settlesWithin } from "../util/async.ts";
+import { directSpawnSupported, spawnDirect } from "./direct_spawn.ts";
 import { TaskStartError } from "./errors.ts";
+import { libc } from "./libc.ts";
 import type { ScriptCommand } from "./script_command.ts";
+import {
+  becomeSubreaper,
+  spawnEnded,
+  spawnStarted,
+  sweepOrphans,
+  TASK_ID_VARIABLE,
+  trackLeader,
+  untrackLeader,
+} from "./subreaper.ts";
 
 /** Why a task process was stopped before it exited on its own. */
 export type StopReason = "cancelled" | "timeout" | "shutdown";
 
+/** How a task is started: `posix_spawn` through FFI, or `Deno.Command` (see `spawn`). */
+export type SpawnMethod = "posix_spawn" | "command";
+
+/** Options of {@linkcode ProcessGroup.spawn}. */
+export interface SpawnOptions {
+  /** The child's whole environment (the task id variable is added). */
+  env: Record<string, string>;
+  /** The task's id, by which its daemons are recognised once it ends. */
+  taskId: string;
+  cwd?: string;
+  uid?: number;
+  gid?: number;
+  /** On the `Deno.Command` route: have the task killed when the runner dies (`setpriv`). */
+  dieWithParent?: boolean;
+  /** Force a route; by default `posix_spawn` where it works and nothing needs the other. */
+  method?: SpawnMethod;
+}
+
+/** The running child, whichever way it was started. */
+interface Child {
+  pid: number;
+  status: Promise<Deno.CommandStatus>;
+  stdout: ReadableStream<Uint8Array>;
+  stderr: ReadableStream<Uint8Array>;
+  /** Stops reading stdout and stderr (a daemon may hold them open). */
+  closeOutput(): void;
+}
+
 /**
  * A task's child process, leader of its own session and process group, so that a signal
- * reaches every process it started (grandchildren included).
+ * reaches every process it started (grandchildren included); the runner is their subreaper,
+ * so that those which leave the group are killed with the task too (see `subreaper.ts`).
  */
 export class ProcessGroup implements AsyncDisposable {
-  readonly #child: Deno.ChildProcess;
+  readonly #child: Child;
+  readonly #taskId: string;
   readonly pid: number;
   /** Resolves with the leader's exit status. */
   readonly status: Promise<Deno.CommandStatus>;
+  /** The route the task was started by. */
+  readonly method: SpawnMethod;
   #exited = false;
+  #disposed: Promise<void> | undefined;
 
-  private constructor(child: Deno.ChildProcess) {
+  private constructor(child: Child, taskId: string, method: SpawnMethod) {
     this.#child = child;
+    this.#taskId = taskId;
     this.pid = child.pid;
+    this.method = method;
+    trackLeader(child.pid, taskId);
     this.status = child.status.finally(() => {
       this.#exited = true;
+      untrackLeader(child.pid);
     });
   }
 
   /**
-   * Spawns the command in a new session with stdout and stderr piped, stdin closed.
+   * Spawns the command in a new session with stdout and stderr piped, stdin `/dev/null`.
    *
-   * @param command program and arguments
-   * @param options the child's whole environment, its working directory, and the user and
-   * group it runs as (root only; supplementary groups are dropped)
+   * Through `posix_spawn` (FFI) when it can: the task itself and nothing else. A user and
+   * group, a working directory, or no pidfd support (Linux < 5.3) take `Deno.Command`, with
+   * util-linux `setsid` (and `setpriv --pdeathsig` for `dieWithParent`) exec'd before the task.
+   *
+   * @param command program (an absolute path) and arguments
+   * @param options environment, task id, working directory, user and group (root only;
+   * supplementary groups are dropped)
    * @throws {TaskStartError} when the program cannot be executed
    */
-  static spawn(
-    command: ScriptCommand,
-    options: {
-      env: Record<string, string>;
-      cwd?: string;
-      uid?: number;
-      gid?: number;
-      dieWithParent?: boolean;
-    },
-  ): ProcessGroup {
-    // The new session comes from util-linux's setsid, which execs the task in place: Deno's
-    // own `detached` spawns through fork and learns of the exit several milliseconds late.
-    // A task in its own session outlives a runner killed with SIGKILL unless the kernel is
-    // told to kill it: setpriv sets the parent-death signal, then execs the task.
-    const setsid = findTool("setsid");
-    const setpriv = options.dieWithParent ? findTool("setpriv") : undefined;
-    const [program, ...args] = [
-      ...(setsid ? [setsid] : []),
-      ...(setpriv ? [setpriv, "--pdeathsig", "SIGKILL", "--"] : []),
-      command.program,
-      ...command.args,
-    ] as [string, ...string[]];
+  static async spawn(command: ScriptCommand, options: SpawnOptions): Promise<ProcessGroup> {
+    becomeSubreaper();
+    const env = { ...options.env, [TASK_ID_VARIABLE]: options.taskId };
+    const lib = libc();
+    const direct = options.method !== "command" && lib !== null && directSpawnSupported() &&
+      options.uid === undefined && options.gid === undefined && options.cwd === undefined;
+    if (!direct) {
+      return new ProcessGroup(
+        spawnCommand(command, { ...options, env }),
+        options.taskId,
+        "command",
+      );
+    }
+    // The spawn runs on another thread: until its leader is tracked, the task's processes
+    // must not look like orphans to another task's sweep.
+    spawnStarted(options.taskId);
     try {
-      const child = new Deno.Command(program, {
-        args,
-        env: options.env,
-        clearEnv: true,
-        ...(options.cwd ? { cwd: options.cwd } : {}),
-        ...(options.uid !== undefined ? { uid: options.uid } : {}),
-        ...(options.gid !== undefined ? { gid: options.gid } : {}),
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-        detached: setsid === undefined,
-      }).spawn();
-      return new ProcessGroup(child);
-    } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new TaskStartError(`Cannot start task "${command.program}": ${reason}`, {
-        cause: error,
+      const child = await spawnDirect(lib, {
+        program: command.program,
+        args: command.args,
+        env,
       });
+      if (typeof child === "number") {
+        throw new TaskStartError(
+          `Cannot start task "${command.program}": ${describeErrno(child)}`,
+        );
+      }
+      return new ProcessGroup(
+        {
+          pid: child.pid,
+          status: child.status,
+          stdout: child.stdout.readable,
+          stderr: child.stderr.readable,
+          closeOutput: () => {
+            child.stdout.close();
+            child.stderr.close();
+          },
+        },
+        options.taskId,
+        "posix_spawn",
+      );
+    } finally {
+      spawnEnded(options.taskId);
     }
   }
 
@@ -119,11 +173,73 @@ export class ProcessGroup implements AsyncDisposable {
     return status;
   }
 
-  /** Kills whatever is left of the group and waits for the leader. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    this.signal("SIGKILL");
-    await this.status;
+  /**
+   * Kills whatever is left of the group, waits for the leader, stops reading its output, and
+   * kills and reaps the task's orphans.
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    this.#disposed ??= (async () => {
+      this.signal("SIGKILL");
+      await this.status;
+      this.#child.closeOutput();
+      await sweepOrphans(this.#taskId);
+    })();
+    return this.#disposed;
   }
+}
+
+/** The `Deno.Command` route: util-linux `setsid` (and `setpriv`) exec the task in place. */
+function spawnCommand(command: ScriptCommand, options: SpawnOptions): Child {
+  // Deno's own `detached` spawns through fork, a step more; util-linux's setsid execs.
+  // A task in its own session outlives a runner killed with SIGKILL unless the kernel is
+  // told to kill it: setpriv sets the parent-death signal, then execs the task.
+  const setsid = findTool("setsid");
+  const setpriv = options.dieWithParent ? findTool("setpriv") : undefined;
+  const [program, ...args] = [
+    ...(setsid ? [setsid] : []),
+    ...(setpriv ? [setpriv, "--pdeathsig", "SIGKILL", "--"] : []),
+    command.program,
+    ...command.args,
+  ] as [string, ...string[]];
+  try {
+    const child = new Deno.Command(program, {
+      args,
+      env: options.env,
+      clearEnv: true,
+      ...(options.cwd ? { cwd: options.cwd } : {}),
+      ...(options.uid !== undefined ? { uid: options.uid } : {}),
+      ...(options.gid !== undefined ? { gid: options.gid } : {}),
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      detached: setsid === undefined,
+    }).spawn();
+    return {
+      pid: child.pid,
+      status: child.status,
+      stdout: child.stdout,
+      stderr: child.stderr,
+      closeOutput: () => {},
+    };
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new TaskStartError(`Cannot start task "${command.program}": ${reason}`, {
+      cause: error,
+    });
+  }
+}
+
+const ERRNO_TEXT: Record<number, string> = {
+  1: "operation not permitted",
+  2: "no such file or directory",
+  8: "not an executable (exec format error)",
+  13: "permission denied",
+  20: "a path component is not a directory",
+  26: "the file is busy (being written)",
+};
+
+function describeErrno(code: number): string {
+  return ERRNO_TEXT[code] ?? `errno ${code}`;
 }
 
 const toolPaths = new Map<string, string | undefined>();

@@ -4,7 +4,7 @@ import { TaskPipes } from "./fifo.ts";
 import { writeTaskOwner } from "./stale_tasks.ts";
 import { forEachLine } from "./lines.ts";
 import { OutputTail } from "./output_tail.ts";
-import { ProcessGroup, type StopReason } from "./process_group.ts";
+import { ProcessGroup, type SpawnMethod, type StopReason } from "./process_group.ts";
 import { concatBytes } from "../util/bytes.ts";
 import { classifyTaskEnd } from "./task_outcome.ts";
 import { TaskPipeReaders } from "./task_readers.ts";
@@ -53,8 +53,14 @@ export interface TaskEngineSettings {
   /** Run tasks as this user and group (the runner must be root); the FIFOs are theirs too. */
   uid?: number;
   gid?: number;
-  /** Have the task killed when the runner dies (through `setpriv --pdeathsig`, when present). */
+  /**
+   * On the `Deno.Command` route only (`--uid`/`--gid`): have the task killed when the runner
+   * dies (through `setpriv --pdeathsig`, when present). Tasks started through `posix_spawn`
+   * are stopped by the next runner's stale-task reaper, or by tini ending the container.
+   */
   dieWithRunner?: boolean;
+  /** Force how tasks are started (tests); by default `posix_spawn` wherever it can. */
+  spawnMethod?: SpawnMethod;
 }
 
 /** A task while it runs, as the hooks see it. */
@@ -100,6 +106,11 @@ export type TaskResult =
 export interface RunTaskOptions extends TaskHooks {
   /** Aborting it stops the task; its reason, if a {@linkcode StopReason}, names the outcome. */
   signal?: AbortSignal;
+  /**
+   * Settles when the task may be started: the engine makes its pipes meanwhile, then waits for
+   * it, then checks `signal` (e.g. the broker's cancellation queue, declared side by side).
+   */
+  beforeStart?: Promise<unknown>;
 }
 
 const EMPTY_INPUT = new Uint8Array(0);
@@ -156,6 +167,7 @@ export async function runTask(
   const { progressReader, outputReader } = readers;
   const inputWriter = new FifoWriter(pipes.input);
 
+  await options.beforeStart;
   if (options.signal?.aborted) {
     // Cancelled while the pipes were being made: nothing was started.
     return {
@@ -175,23 +187,30 @@ export async function runTask(
       ]);
     },
   };
-  // Open the readers first: the task's opens then never wait, and nothing it writes is lost.
+  // Open the pipes first: the task's opens then never wait, nothing it writes is lost, and its
+  // input is in the pipe when it starts reading.
   progressReader.start();
   outputReader.start();
-  const group = ProcessGroup.spawn(
+  inputWriter.start(spec.input, () => readers.inputWritten());
+  // The writer has the input now; a frame that awaits keeps its locals alive, so let go here.
+  spec.input = EMPTY_INPUT;
+  const group = await ProcessGroup.spawn(
     {
       program: command.program,
       args: [...command.args, ...pipeArgs(id, pipes, settings.pipeArgStyle)],
     },
-    { env: settings.env, ...owner, dieWithParent: settings.dieWithRunner ?? false },
+    {
+      env: settings.env,
+      taskId: id,
+      ...owner,
+      dieWithParent: settings.dieWithRunner ?? false,
+      ...(settings.spawnMethod ? { method: settings.spawnMethod } : {}),
+    },
   );
   await using _group = group;
   pid = group.pid;
   // Lets a runner restarted after a crash find this task's group and stop it.
   await writeTaskOwner(pipes.dir, group.pid);
-  inputWriter.start(spec.input, () => readers.inputWritten());
-  // The writer has the input now; a frame that awaits keeps its locals alive, so let go here.
-  spec.input = EMPTY_INPUT;
   const logsDone = Promise.all([
     forEachLine(group.stdout, (line) => {
       stdout.append(line);

@@ -40,6 +40,7 @@ export class RabbitNode implements AsyncDisposable {
   readonly #dir: string;
   readonly #env: Record<string, string>;
   #running = false;
+  #server: Deno.ChildProcess | undefined;
 
   private constructor(dir: string) {
     this.#dir = dir;
@@ -93,7 +94,14 @@ export class RabbitNode implements AsyncDisposable {
   /** Starts the node (again); resolves once its applications run. */
   async start(): Promise<void> {
     await Deno.remove(`${this.#dir}/pid`).catch(() => {});
-    await run("rabbitmq-server", ["-detached"], this.#env);
+    // In the foreground, as this process's child: a detached node would be re-parented to this
+    // process, which a runner's engine makes a child subreaper, and swept as a task's orphan.
+    this.#server = new Deno.Command("rabbitmq-server", {
+      env: this.#env,
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
     this.#running = true;
     await run("rabbitmqctl", [
       "-n",
@@ -108,8 +116,16 @@ export class RabbitNode implements AsyncDisposable {
   /** Stops the node, as an outage would; its durable state stays for the next start. */
   async stop(): Promise<void> {
     if (!this.#running) return;
-    await run("rabbitmqctl", ["-n", this.name, "stop"]);
-    this.#running = false;
+    try {
+      await run("rabbitmqctl", ["-n", this.name, "stop"]);
+    } catch (error) {
+      this.#server?.kill("SIGKILL");
+      throw error;
+    } finally {
+      await this.#server?.status;
+      this.#server = undefined;
+      this.#running = false;
+    }
   }
 
   /** Runs `rabbitmqctl` against this node. */

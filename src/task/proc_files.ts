@@ -1,0 +1,101 @@
+/**
+ * Reads of `/proc` through libc. Deno grants `/proc` only to programs with every permission,
+ * and the runner has not got them; the kernel lets a process read its own entries and those
+ * of its user's (or, as root, any) processes.
+ *
+ * @module
+ */
+import { cPath, type Libc, O_CLOEXEC, O_RDONLY } from "./libc.ts";
+
+const READ_BYTES = 16 * 1024;
+// struct dirent on 64-bit glibc: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name.
+const DIRENT_NAME_OFFSET = 19;
+
+/** A file's bytes, or undefined when it cannot be read (the process is gone). */
+export function readProcFile(lib: Libc, path: string): Uint8Array | undefined {
+  const fd = lib.open(cPath(path), O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0) return undefined;
+  try {
+    const parts: Uint8Array[] = [];
+    const buffer = new Uint8Array(READ_BYTES);
+    while (true) {
+      const n = Number(lib.read(fd, buffer, BigInt(buffer.length)));
+      if (n < 0) return undefined;
+      if (n === 0) break;
+      parts.push(buffer.slice(0, n));
+    }
+    const all = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+    let offset = 0;
+    for (const part of parts) {
+      all.set(part, offset);
+      offset += part.length;
+    }
+    return all;
+  } finally {
+    lib.close(fd);
+  }
+}
+
+/** The names in a directory (without `.` and `..`), or [] when it cannot be read. */
+export function listDir(lib: Libc, path: string): string[] {
+  const dir = lib.opendir(cPath(path));
+  if (!dir) return [];
+  const names: string[] = [];
+  try {
+    for (let entry = lib.readdir(dir); entry; entry = lib.readdir(dir)) {
+      const name = new Deno.UnsafePointerView(entry).getCString(DIRENT_NAME_OFFSET);
+      if (name !== "." && name !== "..") names.push(name);
+    }
+  } finally {
+    lib.closedir(dir);
+  }
+  return names;
+}
+
+/** What `/proc/<pid>/stat` says of a process. */
+export interface ProcStat {
+  /** R, S, D, Z (zombie), T, ... */
+  state: string;
+  ppid: number;
+  pgrp: number;
+  session: number;
+}
+
+/** A process's state, parent, group and session, or undefined when it is gone. */
+export function readStat(lib: Libc, pid: number): ProcStat | undefined {
+  const bytes = readProcFile(lib, `/proc/${pid}/stat`);
+  if (!bytes) return undefined;
+  const text = new TextDecoder().decode(bytes);
+  // The command name, in parentheses, may itself hold spaces and parentheses.
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  return {
+    state: fields[0] ?? "",
+    ppid: Number(fields[1]),
+    pgrp: Number(fields[2]),
+    session: Number(fields[3]),
+  };
+}
+
+/** The children of this process, of all its threads. */
+export function ownChildren(lib: Libc): number[] {
+  const children: number[] = [];
+  for (const tid of listDir(lib, "/proc/self/task")) {
+    const bytes = readProcFile(lib, `/proc/self/task/${tid}/children`);
+    if (!bytes) continue;
+    for (const word of new TextDecoder().decode(bytes).split(" ")) {
+      if (word.length > 0) children.push(Number(word));
+    }
+  }
+  return children;
+}
+
+/** The value of one variable in a process's initial environment, if readable and present. */
+export function environValue(lib: Libc, pid: number, name: string): string | undefined {
+  const bytes = readProcFile(lib, `/proc/${pid}/environ`);
+  if (!bytes) return undefined;
+  const prefix = `${name}=`;
+  for (const entry of new TextDecoder().decode(bytes).split("\0")) {
+    if (entry.startsWith(prefix)) return entry.slice(prefix.length);
+  }
+  return undefined;
+}

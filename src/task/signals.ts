@@ -1,0 +1,47 @@
+/** Linux signal numbers (the same on x86_64 and aarch64) by the names Deno uses. */
+const NAMES: readonly (Deno.Signal | undefined)[] = [
+  undefined,
+  "SIGHUP",
+  "SIGINT",
+  "SIGQUIT",
+  "SIGILL",
+  "SIGTRAP",
+  "SIGABRT",
+  "SIGBUS",
+  "SIGFPE",
+  "SIGKILL",
+  "SIGUSR1",
+  "SIGSEGV",
+  "SIGUSR2",
+  "SIGPIPE",
+  "SIGALRM",
+  "SIGTERM",
+  "SIGSTKFLT",
+  "SIGCHLD",
+  "SIGCONT",
+  "SIGSTOP",
+  "SIGTSTP",
+  "SIGTTIN",
+  "SIGTTOU",
+  "SIGURG",
+  "SIGXCPU",
+  "SIGXFSZ",
+  "SIGVTALRM",
+  "SIGPROF",
+  "SIGWINCH",
+  "SIGIO",
+  "SIGPWR",
+  "SIGSYS",
+];
+
+/** The name of signal `signo`, or null for a number without one (a real-time signal). */
+export function signalName(signo: number): Deno.Signal | null {
+  return NAMES[signo] ?? null;
+}
+
+/** The number of a signal named as Deno names it. */
+export function signalNumber(signal: Deno.Signal): number {
+  const signo = NAMES.indexOf(signal);
+  if (signo < 0) throw new RangeError(`Unknown signal "${signal}"`);
+  return signo;
+}
