@@ -193,13 +193,7 @@ async function report(
       display.line(`CANCELLED after ${took}`);
       break;
   }
-  const { status, stdout, stderr } = response;
-  await responses.last({
-    status,
-    stdout,
-    stderr,
-    output: "output" in response ? response.output : null,
-  });
+  await responses.last(response);
   if (options.output && (config.outputFile !== undefined || !config.json)) {
     await deliverOutput(options.output, { file: config.outputFile });
   }
