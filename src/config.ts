@@ -461,6 +461,7 @@ export function engineSettings(
     killGraceMs: config.killGraceSeconds * 1000,
     logTailBytes: config.logTailBytes,
     maxOutputBytes: config.maxOutputBytes,
+    maxInputBytes: config.maxInputBytes,
     maxTaskMs: config.maxTaskMinutes * 60_000,
     maxProgressBytes: config.maxProgressBytes,
     allowedScripts: config.allowedScripts,

@@ -1,6 +1,4 @@
-import type { CancellationWatcher } from "./broker/cancellation_watcher.ts";
-import { type ResponsePublisher, UnroutableResponseError } from "./broker/publisher.ts";
-import type { RequestDelivery } from "./broker/request_consumer.ts";
+import { UnroutableResponseError } from "./broker/publisher.ts";
 import type { Logger } from "./observability/log.ts";
 import {
   DEFAULT_TASK_LOG_LIMITS,
@@ -9,20 +7,27 @@ import {
 } from "./observability/task_log_limiter.ts";
 import {
   encodeResponse,
+  failedResponse,
   InvalidRequestError,
+  notStartedResponse,
   parseTaskRequest,
   type ResponseEcho,
   type TaskRequest,
   type TaskStatus,
+  type TerminalResponse,
+  terminalResponse,
 } from "./protocol/mod.ts";
+import { CancellationLink } from "./runner/cancellation_link.ts";
+import type { CancellationSource, Delivery, ResponseSink } from "./runner/ports.ts";
+import { ProgressResponses } from "./runner/progress_responses.ts";
 import {
-  type RunningTask,
   runTask,
-  startFailureText,
   type TaskEngineSettings,
+  TaskInputTooLargeError,
   type TaskResult,
   TaskStartError,
 } from "./task/mod.ts";
+import { whenAborted } from "./util/abort.ts";
 import { errorMessage, settlesWithin } from "./util/async.ts";
 
 /** What the runner reports, for metrics. */
@@ -41,11 +46,12 @@ export interface RunnerObserver {
 
 /** What the runner is wired to. */
 export interface RunnerOptions {
-  publisher: ResponsePublisher;
-  cancellations: CancellationWatcher;
+  /** Where responses go (the broker's `ResponsePublisher`). */
+  publisher: ResponseSink;
+  /** Where cancellations come from (the broker's `CancellationWatcher`). */
+  cancellations: CancellationSource;
+  /** How tasks run; its `maxInputBytes` refuses a larger input with `FAILED`. */
   engine: TaskEngineSettings;
-  /** Largest input accepted; a larger one gets `FAILED`. */
-  maxInputBytes: number;
   logger: Logger;
   observer?: RunnerObserver;
   /** Runs of a request lost with their runner before it gets `FAILED`; 0 = never. */
@@ -60,7 +66,7 @@ interface ActiveTask {
   /** The input until it is handed to the task (a field, so that it can be let go then). */
   input: Uint8Array | undefined;
   /** This request's deliveries: the first, and any redelivery that arrived while it ran. */
-  deliveries: RequestDelivery[];
+  deliveries: Delivery[];
   /** Aborted on shutdown: the task stops and its request goes back to the queue. */
   shutdown: AbortController;
   done: Promise<void>;
@@ -107,14 +113,14 @@ export class Runner {
   }
 
   /** Takes one delivery from the request queue; never throws. */
-  handle(delivery: RequestDelivery): void {
+  handle(delivery: Delivery): void {
     this.#handle(delivery).catch((error) => {
       this.#log.error("Unexpected error while handling a request", { error: errorMessage(error) });
     });
   }
 
   // Not async, like #start: a frame that awaited would keep the parsed input alive.
-  #handle(delivery: RequestDelivery): Promise<void> {
+  #handle(delivery: Delivery): Promise<void> {
     let parsed: TaskRequest;
     try {
       parsed = parseTaskRequest(delivery.body);
@@ -132,7 +138,7 @@ export class Runner {
 
   // A redelivery after a lost runner: requeued as a copy that counts it, or run (uncounted when
   // no copy could be made, or answered FAILED once the limit is reached).
-  async #handleLostRun(delivery: RequestDelivery, parsed: TaskRequest): Promise<void> {
+  async #handleLostRun(delivery: Delivery, parsed: TaskRequest): Promise<void> {
     const lostRuns = delivery.lostRuns + 1;
     if (lostRuns < this.#maxLostRuns) {
       const requeued = this.#requeueLostRun(delivery, parsed, lostRuns);
@@ -143,7 +149,7 @@ export class Runner {
     return this.#startDelivered(delivery, parsed, lostRuns);
   }
 
-  #startDelivered(delivery: RequestDelivery, parsed: TaskRequest, lostRuns: number): Promise<void> {
+  #startDelivered(delivery: Delivery, parsed: TaskRequest, lostRuns: number): Promise<void> {
     // Small bodies are kept while the task runs: a shutdown requeues them as a copy.
     if (delivery.body.length > KEPT_BODY_BYTES) delivery.releaseBody();
     return this.#start(delivery, parsed, lostRuns);
@@ -151,7 +157,7 @@ export class Runner {
 
   // Redelivered, and neither running nor finished here: the runner that had it was lost (or
   // its connection was). Counted only with a limit set.
-  #isLostRun(delivery: RequestDelivery, id: string): boolean {
+  #isLostRun(delivery: Delivery, id: string): boolean {
     return this.#maxLostRuns > 0 && delivery.redelivered && !this.#active.has(id) &&
       !this.#finished.has(id);
   }
@@ -159,7 +165,7 @@ export class Runner {
   // The broker cannot count for us: a copy carrying the count replaces the redelivery, and
   // runs when it comes back (at the back of the queue). Resolves with whether it did.
   async #requeueLostRun(
-    delivery: RequestDelivery,
+    delivery: Delivery,
     request: TaskRequest,
     lostRuns: number,
   ): Promise<boolean> {
@@ -180,7 +186,7 @@ export class Runner {
   }
 
   // Not async: a frame that awaits would keep the parsed input alive for the whole task.
-  #start(delivery: RequestDelivery, parsed: TaskRequest, lostRuns = 0): Promise<void> {
+  #start(delivery: Delivery, parsed: TaskRequest, lostRuns = 0): Promise<void> {
     const { input, ...request } = parsed;
     if (delivery.redelivered && this.#finished.has(request.id)) {
       this.#log.info("Redelivery of a request that has finished; acknowledged", {
@@ -227,7 +233,7 @@ export class Runner {
     }
   }
 
-  #rejectInvalid(delivery: RequestDelivery, error: InvalidRequestError): void {
+  #rejectInvalid(delivery: Delivery, error: InvalidRequestError): void {
     this.#observer.requestRejected?.("invalid");
     this.#log.warn("Rejected invalid request", {
       taskId: error.id,
@@ -251,63 +257,44 @@ export class Runner {
     delivery.reject(false);
   }
 
+  // In phases: the crash-loop check, the task's run while its cancellation queue is watched,
+  // then its one terminal response (or none, on shutdown).
   async #run(active: ActiveTask): Promise<void> {
     const { request } = active;
     const log = this.#log.with({ taskId: request.id, script: request.script });
-    const inputBytes = active.input?.length ?? 0;
-    this.#observer.inputBytes?.(inputBytes);
-
+    this.#observer.inputBytes?.(active.input?.length ?? 0);
     if (this.#maxLostRuns > 0 && active.lostRuns >= this.#maxLostRuns) {
       return await this.#refuseCrashLoop(active);
     }
-
-    if (inputBytes > this.#options.maxInputBytes) {
-      this.#observer.requestRejected?.("too_large");
-      await this.#finish(active, "FAILED", {
-        output:
-          `Task input of ${inputBytes} bytes exceeds the limit of ${this.#options.maxInputBytes} bytes`,
-      });
-      return;
-    }
-
     // The cancellation queue is declared, bound and consumed while the engine makes the task's
     // pipes; the task starts once it is watched (a cancellation already waiting stops it).
-    const cancelled = new AbortController();
-    let watchError: unknown;
-    const watching = this.#options.cancellations.watch(request.id, {
+    await using cancellation = new CancellationLink(this.#options.cancellations, request.id, {
       signal: active.shutdown.signal,
     });
-    const watched = watching.then((cancellation) => {
-      if (cancellation.cancelledBeforeStart) cancelled.abort("cancelled");
-      else {
-        cancellation.signal.addEventListener("abort", () => cancelled.abort("cancelled"), {
-          once: true,
-        });
-      }
-    }, (error) => {
-      watchError = error;
-      cancelled.abort("shutdown");
-    });
-    await using _watch = {
-      [Symbol.asyncDispose]: () =>
-        watching.then((cancellation) => cancellation[Symbol.asyncDispose](), () => {}),
-    };
+    let ran: { result: TaskResult; started: boolean };
+    try {
+      ran = await this.#runTask(active, cancellation, log);
+    } catch (error) {
+      return await this.#notStarted(active, error, log);
+    }
+    // Not watched (the broker went away, or shutdown): the request goes back, as before a start.
+    cancellation.throwIfFailed();
+    await this.#answer(active, ran, log);
+  }
 
-    let started = false;
-    let finished = false;
-    let tails = { stdout: "", stderr: "" };
-    let task: RunningTask | undefined;
-    // CANCELLING carries the task's stdout and stderr as of the cancel, as the Java runner's did.
-    const tailsNow = () => task ? { stdout: task.stdout, stderr: task.stderr } : tails;
-    const progress = (status: TaskStatus, output?: Uint8Array, logs = tails) => {
-      this.#publish(request, { status, output: output ?? null, ...logs }).catch((error) => {
-        log.warn("Cannot publish response", { status, error: errorMessage(error) });
+  // Runs the task, publishing RUNNING and CANCELLING as it goes.
+  async #runTask(
+    active: ActiveTask,
+    cancellation: CancellationLink,
+    log: Logger,
+  ): Promise<{ result: TaskResult; started: boolean }> {
+    const { request } = active;
+    const responses = new ProgressResponses((update) => {
+      this.#publish(request, update).catch((error) => {
+        log.warn("Cannot publish response", { status: update.status, error: errorMessage(error) });
       });
-    };
-    cancelled.signal.addEventListener("abort", () => {
-      if (started && !finished) progress("CANCELLING", undefined, tailsNow());
-    }, { once: true });
-
+    });
+    cancellation.signal.addEventListener("abort", () => responses.cancel(), { once: true });
     const spec = {
       id: request.id,
       script: request.script,
@@ -316,94 +303,79 @@ export class Runner {
     };
     active.input = undefined; // the engine has it now, and lets go of it once written
     const taskLog = new TaskLogLimiter(this.#options.taskLog ?? DEFAULT_TASK_LOG_LIMITS);
-    let result: TaskResult;
     try {
-      result = await runTask(
-        spec,
-        this.#options.engine,
-        {
-          signal: AbortSignal.any([cancelled.signal, active.shutdown.signal]),
-          beforeStart: watched,
-          onStart: (running) => {
-            started = true;
-            task = running;
-            this.#observer.taskStarted?.();
-            log.info("Task started", { pid: running.pid });
-            progress("RUNNING");
-            // Cancelled between the engine's last check and the start: say so, in order.
-            if (cancelled.signal.aborted) progress("CANCELLING", undefined, tailsNow());
-          },
-          onProgress: (message, task) => {
-            this.#observer.progressForwarded?.();
-            tails = { stdout: task.stdout, stderr: task.stderr };
-            progress("RUNNING", message);
-          },
-          onProgressDropped: (bytes) => {
-            this.#observer.progressDropped?.();
-            log.warn("Progress message dropped: larger than the limit", {
-              bytes,
-              limit: this.#options.engine.maxProgressBytes,
-            });
-          },
-          onLog: (stream, line) => {
-            if (taskLog.admit(line)) log.info(line, { stream });
-          },
+      const result = await runTask(spec, this.#options.engine, {
+        signal: AbortSignal.any([cancellation.signal, active.shutdown.signal]),
+        beforeStart: cancellation.watched,
+        onStart: (running) => {
+          this.#observer.taskStarted?.();
+          log.info("Task started", { pid: running.pid });
+          responses.start(running, cancellation.signal.aborted);
         },
-      ).finally(() => this.#summariseTaskLog(log, taskLog));
-    } catch (error) {
-      finished = true;
-      const message = error instanceof TaskStartError
-        ? startFailureText(error)
-        : `Task failed in the runner: ${errorMessage(error)}`;
-      log.warn("Task not started", { error: message });
-      await this.#finish(active, "FAILED", { output: message });
-      return;
+        onProgress: (message, task) => {
+          this.#observer.progressForwarded?.();
+          responses.progress(message, task);
+        },
+        onProgressDropped: (bytes) => {
+          this.#observer.progressDropped?.();
+          log.warn("Progress message dropped: larger than the limit", {
+            bytes,
+            limit: this.#options.engine.maxProgressBytes,
+          });
+        },
+        onLog: (stream, line) => {
+          if (taskLog.admit(line)) log.info(line, { stream });
+        },
+      });
+      return { result, started: responses.started };
+    } finally {
+      responses.end();
+      this.#summariseTaskLog(log, taskLog);
     }
-    finished = true;
-    // Not watched (the broker went away, or shutdown): the request goes back, as before a start.
-    if (watchError !== undefined) throw watchError;
-    if (!started && result.outcome === "cancelled") {
-      log.info("Task cancelled before it started");
-      await this.#finish(active, "CANCELLED", {});
-      return;
-    }
-    const ended = { stdout: result.stdout, stderr: result.stderr };
+  }
+
+  // FAILED for a task that did not start: refused by the engine, or a fault of the runner.
+  async #notStarted(active: ActiveTask, error: unknown, log: Logger): Promise<void> {
+    if (error instanceof TaskInputTooLargeError) this.#observer.requestRejected?.("too_large");
+    const response = error instanceof TaskStartError
+      ? notStartedResponse(error)
+      : failedResponse(`Task failed in the runner: ${errorMessage(error)}`);
+    log.warn("Task not started", { error: response.output });
+    await this.#finish(active, response);
+  }
+
+  // The one terminal response of a task that ran (or was cancelled before it started); none
+  // after a shutdown, whose request goes back to the queue for another runner.
+  async #answer(
+    active: ActiveTask,
+    ran: { result: TaskResult; started: boolean },
+    log: Logger,
+  ): Promise<void> {
+    const { result, started } = ran;
     const durationMs = Math.round(result.durationMs);
-    switch (result.outcome) {
-      case "success":
-        this.#observer.outputBytes?.(result.outputSize);
+    if (result.outcome === "shutdown") {
+      log.info("Task stopped by shutdown; request requeued", { durationMs });
+      return await this.#requeueOnShutdown(active);
+    }
+    const response = terminalResponse(result);
+    switch (response.status) {
+      case "SUCCESS":
+        this.#observer.outputBytes?.(response.outputBytes);
         log.info("Task succeeded", {
           status: "SUCCESS",
           durationMs,
-          outputBytes: result.outputSize,
+          outputBytes: response.outputBytes,
         });
-        await this.#finish(
-          active,
-          "SUCCESS",
-          { ...ended, output: result.outputChunks },
-          result.durationMs,
-        );
-        return;
-      case "failure":
-      case "timeout":
-        log.warn("Task failed", { status: "FAILED", durationMs, error: result.message });
-        await this.#finish(
-          active,
-          "FAILED",
-          { ...ended, output: result.message },
-          result.durationMs,
-        );
-        return;
-      case "cancelled":
-        log.info("Task cancelled", { status: "CANCELLED", durationMs });
-        await this.#finish(active, "CANCELLED", ended, result.durationMs);
-        return;
-      case "shutdown":
-        // No terminal response: the request goes back to the queue for another runner.
-        log.info("Task stopped by shutdown; request requeued", { durationMs });
-        await this.#requeueOnShutdown(active);
-        return;
+        break;
+      case "FAILED":
+        log.warn("Task failed", { status: "FAILED", durationMs, error: response.output });
+        break;
+      case "CANCELLED":
+        if (started) log.info("Task cancelled", { status: "CANCELLED", durationMs });
+        else log.info("Task cancelled before it started");
+        break;
     }
+    await this.#finish(active, response, started ? result.durationMs : 0);
   }
 
   // Back to the queue for another runner, as a copy with the count unchanged: a shutdown is
@@ -425,7 +397,7 @@ export class Runner {
       taskId: active.request.id,
       lostRuns,
     });
-    await this.#finish(active, "FAILED", { output });
+    await this.#finish(active, failedResponse(output));
   }
 
   // One line for all the task output the limits kept out of the log.
@@ -442,17 +414,13 @@ export class Runner {
   }
 
   /** Publishes the one terminal response, then acknowledges the request once it is confirmed. */
-  async #finish(
-    active: ActiveTask,
-    status: TaskStatus,
-    update: { output?: readonly Uint8Array[] | string; stdout?: string; stderr?: string },
-    durationMs = 0,
-  ): Promise<void> {
+  async #finish(active: ActiveTask, response: TerminalResponse, durationMs = 0): Promise<void> {
+    const { status } = response;
     try {
       // Until a queue takes it (the server may be away for long), the request stays
       // unacknowledged; a shutdown stops the wait and the request goes back to the queue.
       const routed = await untilAborted(
-        this.#publish(active.request, { status, ...update }),
+        this.#publish(active.request, response),
         active.shutdown.signal,
       );
       if (!routed) {
@@ -504,11 +472,8 @@ export class Runner {
         running: this.#active.size,
         drainMs,
       });
-      const forced = new Promise<void>((resolve) => {
-        if (options.force?.aborted) resolve();
-        options.force?.addEventListener("abort", () => resolve(), { once: true });
-      });
-      await Promise.race([settlesWithin(all(), drainMs), forced]);
+      using forced = options.force ? whenAborted(options.force) : undefined;
+      await Promise.race([settlesWithin(all(), drainMs), ...(forced ? [forced.promise] : [])]);
     }
     if (this.#active.size > 0) {
       this.#log.warn("Stopping tasks still running; their requests go back to the queue", {
@@ -523,16 +488,9 @@ export class Runner {
 }
 
 // Resolves true once `promise` fulfils, false if `signal` aborts first; rejects as it does.
-function untilAborted(promise: Promise<void>, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) {
-    promise.catch(() => {}); // settled later by the publisher's close
-    return Promise.resolve(false);
-  }
-  return new Promise((resolve, reject) => {
-    const onAbort = () => resolve(false);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(() => resolve(true), reject).finally(() =>
-      signal.removeEventListener("abort", onAbort)
-    );
-  });
+async function untilAborted(promise: Promise<void>, signal: AbortSignal): Promise<boolean> {
+  using aborted = whenAborted(signal);
+  // The abort first: when both have happened already, the abort wins. A rejection after it is
+  // handled by the race (the publisher's close settles it later).
+  return await Promise.race([aborted.promise.then(() => false), promise.then(() => true)]);
 }

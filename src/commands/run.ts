@@ -6,22 +6,22 @@ import {
   LOG_SETTINGS,
   resolveSettings,
 } from "../config.ts";
-import { EXIT_CODES } from "../local/exit_codes.ts";
+import { exitCodeOf } from "../local/exit_codes.ts";
 import { deliverOutput, writeLine } from "../local/output.ts";
 import { ProgressDisplay } from "../local/progress_display.ts";
 import { readTaskInput } from "../local/task_input.ts";
 import type { Logger } from "../observability/log.ts";
 import {
-  buildTaskResponse,
-  encodeTaskResponse,
+  encodeResponse,
+  notStartedResponse,
   type ResponseEcho,
-  type ResponseUpdate,
+  type TerminalResponse,
+  terminalResponse,
 } from "../protocol/mod.ts";
 import {
   formatDuration,
   type RunningTask,
   runTask,
-  startFailureText,
   type TaskResult,
   TaskStartError,
 } from "../task/mod.ts";
@@ -101,26 +101,21 @@ function parseId(value: string): string {
 export async function run(config: RunConfig, options: RunOptions): Promise<number> {
   const display = options.display ?? new ProgressDisplay();
   const responses = new ResponseLines({ id: config.id, script: config.script }, config.json);
-  if (config.input.length > config.engine.maxInputBytes) {
-    const message =
-      `Task input of ${config.input.length} bytes exceeds the limit of ${config.engine.maxInputBytes} bytes`;
-    display.line(`FAILED: ${message}`);
-    await responses.last({ status: "FAILED", output: message });
-    return EXIT_CODES.failed;
-  }
   let result: TaskResult;
   try {
     result = await runHere(config, { ...options, display, responses });
   } catch (error) {
     if (!(error instanceof TaskStartError)) throw error;
-    const message = startFailureText(error);
-    display.line(`FAILED: ${message}`);
-    await responses.last({ status: "FAILED", output: message });
-    return EXIT_CODES.failed;
+    return await report(notStartedResponse(error), config, { display, responses });
   } finally {
     display.close();
   }
-  return await report(result, config, { display, responses });
+  return await report(terminalResponse(result), config, {
+    display,
+    responses,
+    took: formatDuration(Math.round(result.durationMs)),
+    output: result.outcome === "success" ? result.output : undefined,
+  });
 }
 
 /**
@@ -175,33 +170,38 @@ async function runHere(
 
 /** Shows how the task ended, writes its terminal response and output; returns the exit code. */
 async function report(
-  result: TaskResult,
+  response: TerminalResponse,
   config: RunConfig,
-  options: { display: ProgressDisplay; responses: ResponseLines },
+  options: {
+    display: ProgressDisplay;
+    responses: ResponseLines;
+    /** How long the task ran, when it did. */
+    took?: string;
+    /** The output joined, when it succeeded. */
+    output?: Uint8Array | undefined;
+  },
 ): Promise<number> {
-  const { display, responses } = options;
-  const ended = { stdout: result.stdout, stderr: result.stderr };
-  const took = formatDuration(Math.round(result.durationMs));
-  switch (result.outcome) {
-    case "success":
-      display.line(`SUCCESS after ${took}, ${result.output.length} bytes of output`);
-      await responses.last({ status: "SUCCESS", output: result.output, ...ended });
-      if (config.outputFile !== undefined || !config.json) {
-        await deliverOutput(result.output, { file: config.outputFile });
-      }
-      return EXIT_CODES.success;
-    case "failure":
-    case "timeout":
-      display.line(`FAILED: ${result.message}`);
-      await responses.last({ status: "FAILED", output: result.message, ...ended });
-      return result.outcome === "timeout" ? EXIT_CODES.timeout : EXIT_CODES.failed;
-    case "cancelled":
-    case "shutdown":
+  const { display, responses, took } = options;
+  switch (response.status) {
+    case "SUCCESS":
+      display.line(`SUCCESS after ${took}, ${response.outputBytes} bytes of output`);
+      break;
+    case "FAILED":
+      display.line(`FAILED: ${response.output}`);
+      break;
+    case "CANCELLED":
       display.line(`CANCELLED after ${took}`);
-      await responses.last({ status: "CANCELLED", ...ended });
-      return EXIT_CODES.cancelled;
+      break;
   }
+  await responses.last(response);
+  if (options.output && (config.outputFile !== undefined || !config.json)) {
+    await deliverOutput(options.output, { file: config.outputFile });
+  }
+  return exitCodeOf(response);
 }
+
+/** One response as {@linkcode encodeResponse} takes it (a success's output in chunks). */
+type ResponseLine = Parameters<typeof encodeResponse>[1];
 
 /**
  * The responses `serve` would publish, as JSON lines on stdout (`--json`), each written once
@@ -218,19 +218,18 @@ class ResponseLines {
   }
 
   /** Writes `update` after the ones queued before it. */
-  queue(update: ResponseUpdate): void {
+  queue(update: ResponseLine): void {
     this.#written = this.#written.then(() => this.#write(update));
   }
 
   /** Writes the terminal `update` after the ones queued before it, and waits until it is out. */
-  async last(update: ResponseUpdate): Promise<void> {
+  async last(update: ResponseLine): Promise<void> {
     await this.#written;
     await this.#write(update);
   }
 
-  async #write(update: ResponseUpdate): Promise<void> {
+  async #write(update: ResponseLine): Promise<void> {
     if (!this.#enabled) return;
-    const response = buildTaskResponse(this.#echo, update);
-    await writeLine(new TextDecoder().decode(encodeTaskResponse(response)));
+    await writeLine(new TextDecoder().decode(encodeResponse(this.#echo, update)));
   }
 }

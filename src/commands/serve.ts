@@ -206,7 +206,6 @@ function openService(
     publisher,
     cancellations,
     engine: engineSettings(config.engine, options.env),
-    maxInputBytes: config.engine.maxInputBytes,
     maxLostRuns: config.runner.maxLostRuns,
     taskLog: {
       linesPerSecond: config.runner.taskLogLinesPerSecond,

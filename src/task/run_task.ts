@@ -7,6 +7,7 @@ import { OutputTail } from "./output_tail.ts";
 import { ProcessGroup, type SpawnMethod, type StopReason } from "./process_group.ts";
 import { concatBytes } from "../util/bytes.ts";
 import { classifyTaskEnd } from "./task_outcome.ts";
+import { checkInputSize } from "./input_limit.ts";
 import { TaskPipeReaders } from "./task_readers.ts";
 export { formatDuration, startFailureText } from "./task_outcome.ts";
 import { TaskTimer, type TimeLimit } from "./task_timer.ts";
@@ -42,6 +43,8 @@ export interface TaskEngineSettings {
   logTailBytes: number;
   /** Bound on the output a task may write. */
   maxOutputBytes: number;
+  /** Largest input accepted; a larger one is refused before anything is made. Absent: none. */
+  maxInputBytes?: number;
   /** Cap on a task's whole run, whatever it reports, in milliseconds; 0 or absent: none. */
   maxTaskMs?: number;
   /** Largest progress message forwarded; a larger one is dropped (default 1 MiB). */
@@ -132,6 +135,7 @@ export async function runTask(
   settings: TaskEngineSettings,
   options: RunTaskOptions = {},
 ): Promise<TaskResult> {
+  checkInputSize(spec.input, settings.maxInputBytes);
   // Only the input is read from `spec` later, once: the engine then keeps no reference to it.
   const { id, script, timeoutMs } = spec;
   const command = await resolveScriptCommand(script, {

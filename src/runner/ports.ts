@@ -1,0 +1,60 @@
+/**
+ * What the {@linkcode Runner} needs of the broker, declared on the runner's side: the broker
+ * layer's classes fill these shapes (`ResponsePublisher`, `CancellationWatcher`,
+ * `RequestDelivery`) without importing anything from here, and tests fill them with fakes.
+ *
+ * @module
+ */
+
+/** Where responses go, in order. */
+export interface ResponseSink {
+  /**
+   * Sends one response to the request's routing key.
+   *
+   * @returns resolves once a queue took it (confirmed and routed); rejects with
+   * `UnroutableResponseError` when it is given up (no one will ever read it), or with another
+   * error when it cannot be confirmed
+   */
+  publish(routingKey: string, content: Uint8Array): Promise<void>;
+}
+
+/** A task's cancellation queue, watched until disposed. */
+export interface TaskCancellation extends AsyncDisposable {
+  /** A cancellation was already waiting when the watch began: the task must not start. */
+  readonly cancelledBeforeStart: boolean;
+  /** Aborts when a cancellation arrives. */
+  readonly signal: AbortSignal;
+}
+
+/** Where cancellations come from. */
+export interface CancellationSource {
+  /**
+   * Begins watching for a cancellation of `taskId`; resolves once one waiting already would
+   * have been seen. `signal` gives up waiting (shutdown): it then rejects.
+   */
+  watch(taskId: string, options?: { signal?: AbortSignal }): Promise<TaskCancellation>;
+}
+
+/** One delivered request, settled exactly once. */
+export interface Delivery {
+  /** The message body (empty once released). */
+  readonly body: Uint8Array;
+  /** Lets go of the body, so that a large request is not held until it is settled. */
+  releaseBody(): void;
+  /** Runs of this request lost with their runner before this delivery. */
+  readonly lostRuns: number;
+  /** Whether the broker delivered it before (to this runner or another). */
+  readonly redelivered: boolean;
+  /** Whether it can still be settled. */
+  readonly live: boolean;
+  /** The request is done. @returns false if it could not be settled */
+  ack(): boolean;
+  /** Back to the queue (`requeue`) or to the dead letters. @returns false if it could not be */
+  reject(requeue: boolean): boolean;
+  /**
+   * Puts the request back at the back of the queue as a copy that carries `lostRuns`.
+   *
+   * @returns whether the copy replaced this delivery; if not, it is left as it was
+   */
+  requeue(lostRuns: number): Promise<boolean>;
+}
