@@ -1,4 +1,5 @@
 import amqp from "amqplib";
+import type { ConfirmChannel } from "amqplib";
 import { Buffer } from "node:buffer";
 import { buildClientRequest, namesTopology, privateNames, TaskClient } from "../src/client/mod.ts";
 import type { TaskResponse } from "../src/protocol/response.ts";
@@ -39,65 +40,72 @@ Deno.test("buildClientRequest() sends the server's fields, with its defaults", (
   assertEquals([bench.input, bench.userId, bench.useCache], [btoa("hi"), "u", false]);
 });
 
+/** Runs `work` on a connection of its own: an observer independent of the client. */
+async function observe(work: (channel: ConfirmChannel) => Promise<void>): Promise<void> {
+  const model = await amqp.connect(AMQP_URL);
+  try {
+    await work(await model.createConfirmChannel());
+  } finally {
+    await model.close();
+  }
+}
+
 Deno.test("TaskClient.submit() declares what the server declares, with its flags", async () => {
   const names = privateNames("test", { requestType: "fixture", label: "client" });
   await using client = await TaskClient.open(AMQP_URL, namesTopology(names));
-  const model = await amqp.connect(AMQP_URL);
+  const request = buildClientRequest({
+    script: "x.py",
+    input: new Uint8Array([1]),
+    timeoutMs: 60_000,
+    routingKey: names.routingKey,
+  }, names.requestType);
   try {
-    const request = buildClientRequest({
-      script: "x.py",
-      input: new Uint8Array([1]),
-      timeoutMs: 60_000,
-      routingKey: names.routingKey,
-    }, names.requestType);
     await client.submit(request);
-    const channel = await model.createChannel();
-    // The server's own declarations succeed on what the client made (a 406 would throw).
-    await channel.assertQueue(names.fullRequestQueue, { durable: false, autoDelete: false });
-    await channel.assertExchange(names.cancellationExchange, "direct", { durable: false });
-    await channel.assertQueue(request.id, { durable: false, autoDelete: true });
-    const message = await channel.get(names.fullRequestQueue, { noAck: true });
-    assert(message, "the request on the request queue");
-    assertEquals(message.properties.contentType, "application/json");
-    assertEquals(message.properties.deliveryMode, 2);
-    assertEquals(JSON.parse(message.content.toString("utf8")), request);
-    // Bound with the task id: a cancellation reaches the task's queue.
-    await client.cancel(request.id);
-    const cancellation = await channel.get(request.id, { noAck: true });
-    assert(cancellation, "the cancellation in the task's queue");
-    assertEquals(cancellation.content.length, 0);
-    await channel.deleteQueue(request.id);
-    await channel.deleteQueue(names.fullRequestQueue);
-    await channel.deleteExchange(names.cancellationExchange);
-    await channel.close();
+    await observe(async (channel) => {
+      // The server's own declarations succeed on what the client made (a 406 would throw).
+      await channel.assertQueue(names.fullRequestQueue, { durable: false, autoDelete: false });
+      await channel.assertExchange(names.cancellationExchange, "direct", { durable: false });
+      await channel.assertQueue(request.id, { durable: false, autoDelete: true });
+      const message = await channel.get(names.fullRequestQueue, { noAck: true });
+      assert(message, "the request on the request queue");
+      assertEquals(message.properties.contentType, "application/json");
+      assertEquals(message.properties.deliveryMode, 2);
+      assertEquals(JSON.parse(message.content.toString("utf8")), request);
+      // Bound with the task id: a cancellation reaches the task's queue.
+      await client.cancel(request.id);
+      const cancellation = await channel.get(request.id, { noAck: true });
+      assert(cancellation, "the cancellation in the task's queue");
+      assertEquals(cancellation.content.length, 0);
+    });
   } finally {
-    await model.close();
+    await client.deleteAll({
+      queues: [request.id, names.fullRequestQueue],
+      exchanges: [names.cancellationExchange],
+    });
   }
 });
 
 Deno.test("TaskClient.follow() yields responses in order until the terminal one", async () => {
   const names = privateNames("test", { requestType: "fixture", label: "follow" });
   await using client = await TaskClient.open(AMQP_URL, namesTopology(names));
-  const stream = await client.follow(names.routingKey);
-  const model = await amqp.connect(AMQP_URL);
   try {
-    const channel = await model.createConfirmChannel();
-    // The response exchange was declared with the server's durability: this would 406 otherwise.
-    await channel.assertExchange(names.responseExchange, "direct", { durable: true });
-    const send = (body: string) =>
-      channel.publish(names.responseExchange, names.routingKey, Buffer.from(body));
-    send(JSON.stringify({ id: "a", status: "RUNNING", output: null }));
-    send("not JSON");
-    send(JSON.stringify({ id: "a", status: "FAILED", output: null }));
-    send(JSON.stringify({ id: "a", status: "RUNNING", output: null }));
-    await channel.waitForConfirms();
+    const stream = await client.follow(names.routingKey);
+    await observe(async (channel) => {
+      // Declared with the server's durability, or this would get a 406.
+      await channel.assertExchange(names.responseExchange, "direct", { durable: true });
+      const send = (body: string) =>
+        channel.publish(names.responseExchange, names.routingKey, Buffer.from(body));
+      send(JSON.stringify({ id: "a", status: "RUNNING", output: null }));
+      send("not JSON");
+      send(JSON.stringify({ id: "a", status: "FAILED", output: null }));
+      send(JSON.stringify({ id: "a", status: "RUNNING", output: null }));
+      await channel.waitForConfirms();
+    });
     const seen: TaskResponse[] = [];
     for await (const response of stream) seen.push(response);
     assertEquals(seen.map((response) => response.status), ["RUNNING", "FAILED"]);
-    await channel.deleteExchange(names.responseExchange);
-    await channel.close();
   } finally {
-    await model.close();
+    await client.deleteAll({ queues: [], exchanges: [names.responseExchange] });
   }
 });
 
