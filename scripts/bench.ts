@@ -38,10 +38,15 @@
  * @module
  */
 import { RUN_PERMISSIONS } from "../src/permissions.ts";
-import { type BenchResponse, brokerFloor, makeRequest, ServerSide } from "./bench_broker.ts";
-import { type CeleryResult, findCelery, runCelery } from "./bench_celery.ts";
 import {
   benchNames,
+  type BenchResponse,
+  brokerFloor,
+  makeRequest,
+  ServerSide,
+} from "./bench_broker.ts";
+import { type CeleryResult, findCelery, runCelery } from "./bench_celery.ts";
+import {
   brokerPid,
   cpuMs,
   readMemory,

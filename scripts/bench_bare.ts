@@ -17,8 +17,8 @@
 
 import { spawnDirect } from "../src/task/direct_spawn.ts";
 import { requireLibc } from "../src/task/libc.ts";
+import { type FloorArgs, type FloorFigures, floorMain, measureTasks } from "./bench_loop.ts";
 
-const WARM_UP = 16;
 const LIBC = requireLibc();
 const SH = "/bin/sh";
 const INPUT = new TextEncoder().encode("hello");
@@ -50,45 +50,14 @@ async function runOnce(script: string, dir: string): Promise<void> {
   if (output.length !== INPUT.length) throw new Error("Bare task wrote the wrong output");
 }
 
-async function main(args: string[]): Promise<void> {
-  const [script, workDir, tasksArg, concurrencyArg] = args;
-  if (!script || !workDir || !tasksArg || !concurrencyArg) {
-    throw new TypeError("Usage: bench_bare.ts <script> <workDir> <tasks> <concurrency>");
-  }
-  const concurrency = Number(concurrencyArg);
-  await Deno.mkdir(workDir, { recursive: true });
+async function bare(args: FloorArgs): Promise<FloorFigures> {
   const dirs = await Promise.all(
     Array.from(
-      { length: concurrency },
-      (_, i) => Deno.makeTempDir({ dir: workDir, prefix: `w${i}-` }),
+      { length: args.concurrency },
+      (_, i) => Deno.makeTempDir({ dir: args.workDir, prefix: `w${i}-` }),
     ),
   );
-  let samples: number[] = [];
-  let next = 0;
-  let tasks = WARM_UP;
-  const worker = async (dir: string) => {
-    while (next < tasks) {
-      next++;
-      const start = performance.now();
-      await runOnce(script, dir);
-      samples.push(performance.now() - start);
-    }
-  };
-  await Promise.all(dirs.map(worker));
-  samples = [];
-  next = 0;
-  tasks = Number(tasksArg);
-  const start = performance.now();
-  await Promise.all(dirs.map(worker));
-  const seconds = (performance.now() - start) / 1_000;
-  console.log(JSON.stringify({ seconds, samples }));
+  return await measureTasks(dirs, (dir) => runOnce(args.script, dir), args.tasks);
 }
 
-if (import.meta.main) {
-  try {
-    await main(Deno.args);
-  } catch (error) {
-    console.error(`bench_bare: ${error instanceof Error ? error.message : String(error)}`);
-    Deno.exitCode = 1;
-  }
-}
+if (import.meta.main) await floorMain("bench_bare", bare);

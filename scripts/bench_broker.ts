@@ -1,14 +1,30 @@
 /**
- * The hmi-server's side of the broker, for the benchmark: publishes requests on the request
- * queue and takes responses from a private queue bound to the response exchange, stamping
- * each on arrival before anything parses it.
+ * The hmi-server's side of the broker, for the benchmark: the client of `src/client/` on the
+ * benchmark's names, with what the benchmark adds: each response stamped on arrival before
+ * anything parses it, and each request followed to its terminal response.
  *
  * @module
  */
 import amqp from "amqplib";
-import type { Channel, ChannelModel } from "amqplib";
 import { Buffer } from "node:buffer";
-import type { BenchNames } from "./bench_runner.ts";
+import {
+  buildClientRequest,
+  type ClientNames,
+  encodeClientRequest,
+  namesTopology,
+  privateNames,
+  TaskClient,
+} from "../src/client/mod.ts";
+import type { TaskResponse } from "../src/protocol/response.ts";
+import { isTerminalStatus } from "../src/protocol/status.ts";
+
+/** Names private to one benchmark run. */
+export type BenchNames = ClientNames;
+
+/** Fresh names, so that a benchmark never meets another run's messages. */
+export function benchNames(): BenchNames {
+  return privateNames("bench", { requestType: "bench" });
+}
 
 /** A response as the benchmark sees it. */
 export interface BenchResponse {
@@ -21,8 +37,6 @@ export interface BenchResponse {
   publishedAt: number;
 }
 
-const TERMINAL = new Set(["SUCCESS", "FAILED", "CANCELLED"]);
-
 interface Tracked {
   responses: BenchResponse[] | undefined;
   publishedAt: number;
@@ -31,72 +45,51 @@ interface Tracked {
   timer: ReturnType<typeof setTimeout>;
 }
 
-/** A request as the hmi-server publishes it. */
+/** A request as the hmi-server publishes it, and its bytes. */
 export function makeRequest(
   script: string,
   input: Uint8Array,
   routingKey: string,
-): { id: string; body: Buffer } {
-  const id = crypto.randomUUID();
-  const request = {
-    id,
+): { id: string; body: Uint8Array } {
+  const request = buildClientRequest({
     script,
-    input: input.length > 0 ? input.toBase64() : null,
-    timeoutMinutes: 5,
+    input: input.length > 0 ? input : null,
+    timeoutMs: 5 * 60_000,
+    routingKey,
     additionalProperties: { bench: true },
     userId: "bench",
-    projectId: null,
-    requestSHA256: null,
-    routingKey,
     useCache: false,
-    type: "bench",
-  };
-  return { id, body: Buffer.from(JSON.stringify(request)) };
+  }, "bench");
+  return { id: request.id, body: encodeClientRequest(request) };
 }
 
 /** The server's connection: requests out, responses in. */
 export class ServerSide implements AsyncDisposable {
   readonly names: BenchNames;
-  readonly #model: ChannelModel;
-  readonly #channel: Channel;
+  readonly #client: TaskClient;
   readonly #tracked = new Map<string, Tracked>();
   #failure: Error | undefined;
 
-  private constructor(names: BenchNames, model: ChannelModel, channel: Channel) {
+  private constructor(names: BenchNames, client: TaskClient) {
     this.names = names;
-    this.#model = model;
-    this.#channel = channel;
+    this.#client = client;
   }
 
   /**
-   * Connects, declares the request queue and the response exchange as the server does, and
-   * starts taking responses.
+   * Connects, declares the request queue and the exchanges as the server does, and starts
+   * taking responses.
    */
   static async open(url: string, names: BenchNames): Promise<ServerSide> {
     // The hmi-server's Java client disables Nagle's algorithm too.
-    const model = await amqp.connect(url, { noDelay: true });
-    const channel = await model.createChannel();
-    const side = new ServerSide(names, model, channel);
-    channel.on("error", (error: Error) => side.#fail(error));
-    model.on("error", (error: Error) => side.#fail(error));
-    await channel.assertExchange(names.responseExchange, "direct", {
-      durable: false,
-      autoDelete: false,
+    const client = await TaskClient.open(url, namesTopology(names), { noDelay: true });
+    const side = new ServerSide(names, client);
+    client.lost.then((error) => side.#fail(error));
+    await client.declareResponseExchange();
+    await client.declareCancellationExchange();
+    await client.declareRequestQueue();
+    await client.subscribe(names.routingKey, (response, arrivedAt) => {
+      side.#receive(response, arrivedAt);
     });
-    await channel.assertExchange(names.cancellationExchange, "direct", {
-      durable: false,
-      autoDelete: false,
-    });
-    await channel.assertQueue(names.fullRequestQueue, {
-      durable: false,
-      exclusive: false,
-      autoDelete: false,
-    });
-    const { queue } = await channel.assertQueue("", { exclusive: true, autoDelete: true });
-    await channel.bindQueue(queue, names.responseExchange, names.routingKey);
-    await channel.consume(queue, (message) => {
-      if (message) side.#receive(message.content, performance.now());
-    }, { noAck: true });
     return side;
   }
 
@@ -109,19 +102,18 @@ export class ServerSide implements AsyncDisposable {
     }
   }
 
-  #receive(content: Buffer, arrivedAt: number): void {
-    const json = JSON.parse(content.toString("utf8"));
-    const tracked = this.#tracked.get(json.id);
+  #receive(json: TaskResponse, arrivedAt: number): void {
+    const tracked = this.#tracked.get(json.id ?? "");
     if (!tracked) return;
     const response: BenchResponse = {
-      id: json.id,
+      id: json.id!,
       status: json.status,
       output: json.output,
       arrivedAt,
       publishedAt: tracked.publishedAt,
     };
     tracked.responses?.push(response);
-    if (TERMINAL.has(response.status)) {
+    if (isTerminalStatus(json.status)) {
       clearTimeout(tracked.timer);
       this.#tracked.delete(response.id);
       tracked.resolve(response);
@@ -136,7 +128,7 @@ export class ServerSide implements AsyncDisposable {
    *   fails the wait
    */
   async send(
-    request: { id: string; body: Buffer },
+    request: { id: string; body: Uint8Array },
     options: { keep?: BenchResponse[]; timeoutMs?: number } = {},
   ): Promise<BenchResponse> {
     if (this.#failure) throw this.#failure;
@@ -156,28 +148,20 @@ export class ServerSide implements AsyncDisposable {
     });
     // As the hmi-server does (TaskService.runTaskAsync): the task's cancellation queue is
     // declared and bound before the request is sent, so that an early cancellation is kept.
-    await this.#channel.assertQueue(request.id, {
-      durable: false,
-      exclusive: false,
-      autoDelete: true,
-    });
-    await this.#channel.bindQueue(request.id, this.names.cancellationExchange, request.id);
+    await this.#client.declareCancellationQueue(request.id);
     this.#tracked.get(request.id)!.publishedAt = performance.now();
-    const writable = this.#channel.sendToQueue(this.names.fullRequestQueue, request.body, {
-      contentType: "application/json",
-    });
-    if (!writable) await new Promise((resolve) => this.#channel.once("drain", resolve));
+    await this.#client.publishRequest(request.body);
     return await terminal;
   }
 
   /** Drops every request still queued (after a failed figure). */
   async purgeRequests(): Promise<void> {
-    await this.#channel.purgeQueue(this.names.fullRequestQueue);
+    await this.#client.useChannel((channel) => channel.purgeQueue(this.names.fullRequestQueue));
   }
 
   /** Consumers on the request queue: 1 once the runner consumes. */
   async consumerCount(): Promise<number> {
-    return (await this.#channel.checkQueue(this.names.fullRequestQueue)).consumerCount;
+    return (await this.#client.checkQueue(this.names.fullRequestQueue)).consumerCount;
   }
 
   /** Deletes the benchmark's queues and exchanges and disconnects. */
@@ -186,16 +170,14 @@ export class ServerSide implements AsyncDisposable {
       clearTimeout(timer);
     }
     this.#tracked.clear();
+    const { fullRequestQueue, responseExchange, cancellationExchange } = this.names;
     try {
-      const channel = await this.#model.createChannel();
-      channel.on("error", () => {});
-      await channel.deleteQueue(this.names.fullRequestQueue).catch(() => {});
-      for (const exchange of [this.names.responseExchange, this.names.cancellationExchange]) {
-        await channel.deleteExchange(exchange).catch(() => {});
-      }
-      await channel.close().catch(() => {});
+      await this.#client.deleteAll({
+        queues: [fullRequestQueue],
+        exchanges: [responseExchange, cancellationExchange],
+      });
     } finally {
-      await this.#model.close().catch(() => {});
+      await this.#client.close();
     }
   }
 }

@@ -12,17 +12,9 @@
  * @module
  */
 import { runTask, type TaskEngineSettings } from "../src/task/mod.ts";
+import { type FloorArgs, type FloorFigures, floorMain, measureTasks } from "./bench_loop.ts";
 
-const WARM_UP = 16;
-
-async function main(args: string[]): Promise<void> {
-  const [script, workDir, tasksArg, concurrencyArg] = args;
-  if (!script || !workDir || !tasksArg || !concurrencyArg) {
-    throw new TypeError("Usage: bench_floor.ts <script> <workDir> <tasks> <concurrency>");
-  }
-  const measured = Number(tasksArg);
-  const concurrency = Number(concurrencyArg);
-  await Deno.mkdir(workDir, { recursive: true });
+async function floor(args: FloorArgs): Promise<FloorFigures> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(Deno.env.toObject())) {
     if (!key.startsWith("TERARIUM_MQ_")) env[key] = value;
@@ -30,7 +22,7 @@ async function main(args: string[]): Promise<void> {
   // The settings a runner gets by default (serve's engineSettings): tasks are wrapped in
   // `setpriv --pdeathsig` as the runner wraps them, or the floor would skip one exec per task.
   const engine: TaskEngineSettings = {
-    workDir,
+    workDir: args.workDir,
     python: "python3",
     pipeArgStyle: "underscore",
     killGraceMs: 2_000,
@@ -41,37 +33,14 @@ async function main(args: string[]): Promise<void> {
     dieWithRunner: true,
   };
   const input = new TextEncoder().encode("hello");
-  let samples: number[] = [];
-  let next = 0;
-  let tasks = WARM_UP;
-  const worker = async () => {
-    while (next < tasks) {
-      next++;
-      const start = performance.now();
-      const result = await runTask(
-        { id: crypto.randomUUID(), script, input, timeoutMs: 300_000 },
-        engine,
-      );
-      if (result.outcome !== "success") throw new Error(`Floor task ended in ${result.outcome}`);
-      samples.push(performance.now() - start);
-    }
+  const runOnce = async () => {
+    const result = await runTask(
+      { id: crypto.randomUUID(), script: args.script, input, timeoutMs: 300_000 },
+      engine,
+    );
+    if (result.outcome !== "success") throw new Error(`Floor task ended in ${result.outcome}`);
   };
-  // Unmeasured, as the runner's warm-up: the JIT and the file system caches are warm.
-  await Promise.all(Array.from({ length: Math.min(tasks, concurrency) }, worker));
-  samples = [];
-  next = 0;
-  tasks = measured;
-  const start = performance.now();
-  await Promise.all(Array.from({ length: Math.min(tasks, concurrency) }, worker));
-  const seconds = (performance.now() - start) / 1_000;
-  console.log(JSON.stringify({ seconds, samples }));
+  return await measureTasks(Array.from({ length: args.concurrency }), runOnce, args.tasks);
 }
 
-if (import.meta.main) {
-  try {
-    await main(Deno.args);
-  } catch (error) {
-    console.error(`bench_floor: ${error instanceof Error ? error.message : String(error)}`);
-    Deno.exitCode = 1;
-  }
-}
+if (import.meta.main) await floorMain("bench_floor", floor);

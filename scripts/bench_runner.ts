@@ -6,31 +6,7 @@
  */
 
 import { RUN_PERMISSIONS } from "../src/permissions.ts";
-
-/** Names private to one benchmark run. */
-export interface BenchNames {
-  requestType: string;
-  requestQueue: string;
-  /** `<requestQueue>-<requestType>`: the queue the runner consumes. */
-  fullRequestQueue: string;
-  responseExchange: string;
-  cancellationExchange: string;
-  routingKey: string;
-}
-
-/** Fresh names, so that a benchmark never meets another run's messages. */
-export function benchNames(): BenchNames {
-  const suffix = crypto.randomUUID().slice(0, 8);
-  const requestQueue = `bench-request-${suffix}`;
-  return {
-    requestType: "bench",
-    requestQueue,
-    fullRequestQueue: `${requestQueue}-bench`,
-    responseExchange: `bench-response-${suffix}`,
-    cancellationExchange: `bench-cancel-${suffix}`,
-    routingKey: `bench-rk-${suffix}`,
-  };
-}
+import type { BenchNames } from "./bench_broker.ts";
 
 /** Memory figures of a process, in bytes, from `/proc/<pid>/status`. */
 export interface MemoryStatus {

@@ -1,3 +1,4 @@
+import amqp from "amqplib";
 import type { Channel, ChannelModel, ConfirmChannel } from "amqplib";
 import { Buffer } from "node:buffer";
 import { connectFirst } from "../broker/connect.ts";
@@ -5,9 +6,12 @@ import { connectionSettings } from "../broker/connection_settings.ts";
 import { DeclarationChannel, ensureExchange } from "../broker/topology.ts";
 import { type BrokerConfig, requestQueueName } from "../config.ts";
 import type { Logger } from "../observability/log.ts";
-import { isTerminalStatus, type TaskResponse } from "../protocol/mod.ts";
+import type { TaskResponse } from "../protocol/mod.ts";
 import { errorMessage } from "../util/async.ts";
 import { VERSION } from "../version.ts";
+import type { ClientNames } from "./names.ts";
+import { type ClientRequest, encodeClientRequest } from "./request.ts";
+import { ResponseStream } from "./response_stream.ts";
 
 /**
  * Durability of the response exchange as the hmi-server declares it: its own setting
@@ -16,65 +20,74 @@ import { VERSION } from "../version.ts";
  */
 export const SERVER_RESPONSE_EXCHANGE_DURABLE = true;
 
-/** A request as the hmi-server publishes it: every field it sends, in its order. */
-export interface ClientRequest {
-  id: string;
-  script: string;
-  /** Base64 of the input bytes. */
-  input: string;
-  timeoutMinutes: number;
-  routingKey: string;
-  additionalProperties: null;
-  userId: null;
-  projectId: null;
-  requestSHA256: null;
-  useCache: boolean;
-  /** The request type (task family), as the server sets it; the runner ignores it. */
-  type: string;
+/** The queue and exchanges the server's side uses, and how durable it declares them. */
+export interface ClientTopology {
+  /** The full request queue name, `<base>-<type>`. */
+  requestQueue: string;
+  responseExchange: string;
+  cancellationExchange: string;
+  /** The server's `durableQueues`: of the request queue and the cancellation exchange and queues. */
+  durable: boolean;
 }
 
-/**
- * Builds a request the way the hmi-server does.
- *
- * @param task what to run, its input, its time limit and where responses go
- * @param requestType the task family, e.g. `gollm`
- */
-export function buildClientRequest(
-  task: { script: string; input: Uint8Array; timeoutMs: number; routingKey: string; id?: string },
-  requestType: string,
-): ClientRequest {
+/** The topology of a runner's broker settings, as the server configured alike sees it. */
+export function brokerTopology(config: BrokerConfig): ClientTopology {
   return {
-    id: task.id ?? crypto.randomUUID(),
-    script: task.script,
-    input: task.input.toBase64(),
-    timeoutMinutes: task.timeoutMs / 60_000,
-    routingKey: task.routingKey,
-    additionalProperties: null,
-    userId: null,
-    projectId: null,
-    requestSHA256: null,
-    useCache: true,
-    type: requestType,
+    requestQueue: requestQueueName(config),
+    responseExchange: config.responseExchange,
+    cancellationExchange: config.cancellationExchange,
+    durable: config.durableQueues,
   };
 }
 
+/** The topology of private names (tests, benchmark): nothing durable, the server's default. */
+export function namesTopology(names: ClientNames): ClientTopology {
+  return {
+    requestQueue: names.fullRequestQueue,
+    responseExchange: names.responseExchange,
+    cancellationExchange: names.cancellationExchange,
+    durable: false,
+  };
+}
+
+/** A private queue taking the responses published with one routing key. */
+export interface ResponseSubscription {
+  /** The queue's server-generated name. */
+  readonly queue: string;
+  /** Binds the queue to the response exchange (which must exist) with the routing key. */
+  bind(): Promise<void>;
+  /** Stops taking responses; the queue goes with its channel. */
+  close(): Promise<void>;
+}
+
+/** Called with each response, and when it arrived (`performance.now()`, before parsing). */
+export type ResponseHandler = (response: TaskResponse, arrivedAt: number) => void;
+
 /**
- * The hmi-server's side of the broker, for operators and tests: submits requests, follows
- * their responses, and cancels tasks. One connection, no reconnects: a command-line client
- * reports a lost connection and stops.
+ * The hmi-server's side of the broker, for operators, tests and the benchmark: declares what
+ * the server declares with its flags, submits requests, follows their responses, and cancels
+ * tasks. One connection, no reconnects: a client reports a lost connection and stops.
  */
 export class TaskClient implements AsyncDisposable {
+  /** The names and flags this client declares and publishes with. */
+  readonly topology: ClientTopology;
+  /** Resolves with the reason when the connection is lost (not when closed). */
+  readonly lost: Promise<Error>;
   readonly #model: ChannelModel;
-  readonly #config: BrokerConfig;
-  readonly #log: Logger;
-  readonly #lost: Promise<Error>;
+  readonly #log: Logger | undefined;
+  // One channel for every declaration, as the server's cached channel: a declaration per
+  // request costs its round trips only (a failed one makes the next get a new channel).
+  readonly #declarations: DeclarationChannel;
+  #publisher: ConfirmChannel | undefined;
+  #opening: Promise<ConfirmChannel> | undefined;
   #closing = false;
 
-  private constructor(model: ChannelModel, config: BrokerConfig, log: Logger) {
+  private constructor(model: ChannelModel, topology: ClientTopology, log: Logger | undefined) {
     this.#model = model;
-    this.#config = config;
+    this.topology = topology;
     this.#log = log;
-    this.#lost = new Promise((resolve) => {
+    this.#declarations = new DeclarationChannel(model);
+    this.lost = new Promise((resolve) => {
       model.on("error", () => {}); // the close event follows and carries the reason
       model.on("close", (error?: Error) => {
         if (!this.#closing) {
@@ -85,7 +98,7 @@ export class TaskClient implements AsyncDisposable {
   }
 
   /**
-   * Connects to the broker of `config`.
+   * Connects to the broker of `config`, as the server configured with the same settings.
    *
    * @throws {BrokerUnreachableError} naming the addresses (without password) when none can be
    *   reached
@@ -97,82 +110,234 @@ export class TaskClient implements AsyncDisposable {
       connectionName: `taskrunner ${VERSION} client`,
       ...(settings.ca ? { ca: settings.ca } : {}),
     });
-    return new TaskClient(model, config, options.logger);
+    return await new TaskClient(model, brokerTopology(config), options.logger).#ready();
+  }
+
+  /**
+   * Connects to `url` (tests, benchmark).
+   *
+   * @param url an `amqp://` URL with its credentials
+   * @param topology what to declare and publish to, e.g. {@linkcode namesTopology}
+   * @param options `noDelay` disables Nagle's algorithm, as the server's Java client does
+   */
+  static async open(
+    url: string,
+    topology: ClientTopology,
+    options: { noDelay?: boolean; logger?: Logger } = {},
+  ): Promise<TaskClient> {
+    const model = await amqp.connect(url, options.noDelay ? { noDelay: true } : {});
+    return await new TaskClient(model, topology, options.logger).#ready();
+  }
+
+  async #ready(): Promise<this> {
+    try {
+      await this.#openPublisher();
+      return this;
+    } catch (error) {
+      await this.close();
+      throw error;
+    }
+  }
+
+  /** Declares the request queue as the server does: `new Queue(name, durableQueues, false, false)`. */
+  async declareRequestQueue(): Promise<void> {
+    const { requestQueue, durable } = this.topology;
+    await this.#declare((channel) =>
+      channel.assertQueue(requestQueue, { durable, exclusive: false, autoDelete: false })
+    );
+  }
+
+  /**
+   * Declares the response exchange, direct, with the server's own durability
+   * ({@linkcode SERVER_RESPONSE_EXCHANGE_DURABLE}), when it is missing.
+   */
+  async declareResponseExchange(): Promise<void> {
+    await this.#ensureExchange(this.topology.responseExchange, SERVER_RESPONSE_EXCHANGE_DURABLE);
+  }
+
+  /** Declares the cancellation exchange, direct, with the server's durability, when missing. */
+  async declareCancellationExchange(): Promise<void> {
+    await this.#ensureExchange(this.topology.cancellationExchange, this.topology.durable);
+  }
+
+  /**
+   * Declares a task's cancellation queue bound to the cancellation exchange (declared first
+   * when missing), as the server does before it sends the request (`new Queue(id,
+   * durableQueues, false, true)` bound with the id), so that a cancellation sent before the
+   * runner has seen the request waits for it.
+   */
+  async declareCancellationQueue(taskId: string): Promise<void> {
+    const { cancellationExchange, durable } = this.topology;
+    await this.declareCancellationExchange();
+    await this.#declare(async (channel) => {
+      await channel.assertQueue(taskId, { durable, exclusive: false, autoDelete: true });
+      await channel.bindQueue(taskId, cancellationExchange, taskId);
+    });
+  }
+
+  /**
+   * Publishes a request (or any bytes) on the request queue through the default exchange, as
+   * JSON and persistent like the server's `RabbitTemplate`; resolves once it may publish more
+   * (not once the broker has confirmed: see {@linkcode TaskClient.confirmed}).
+   */
+  publishRequest(request: ClientRequest | Uint8Array): Promise<void> {
+    const channel = this.#publisher;
+    if (!channel) return this.#openPublisher().then(() => this.publishRequest(request));
+    const body = request instanceof Uint8Array ? request : encodeClientRequest(request);
+    // A view of the bytes, not a copy: a request may be large.
+    const content = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+    const writable = channel.sendToQueue(this.topology.requestQueue, content, {
+      contentType: "application/json",
+      persistent: true,
+    });
+    return writable ? Promise.resolve() : new Promise((resolve) => channel.once("drain", resolve));
+  }
+
+  /**
+   * Publishes a task's cancellation as the server does: an empty message on the cancellation
+   * exchange with the task id as routing key.
+   */
+  async publishCancellation(taskId: string): Promise<void> {
+    const channel = this.#publisher ?? await this.#openPublisher();
+    channel.publish(this.topology.cancellationExchange, taskId, Buffer.alloc(0));
+  }
+
+  /** Resolves once the broker has confirmed everything published so far. */
+  async confirmed(): Promise<void> {
+    await (this.#publisher ?? await this.#openPublisher()).waitForConfirms();
   }
 
   /**
    * Declares what the server declares before it sends a request (the request queue, the
-   * cancellation exchange, the task's cancellation queue bound to it), with its flags, and
-   * publishes `request` on the request queue through the default exchange; resolves once the
-   * broker has confirmed it.
+   * cancellation exchange, the task's cancellation queue bound to it), publishes `request`
+   * and resolves once the broker has confirmed it.
    */
   async submit(request: ClientRequest): Promise<void> {
-    const queue = requestQueueName(this.#config);
-    const durable = this.#config.durableQueues;
-    const exchange = this.#config.cancellationExchange;
-    await this.#ensureExchange(exchange, durable);
-    await using declarations = new DeclarationChannel(this.#model);
-    // `TaskService`: new Queue(name, durableQueues, false, false) and, so that a cancellation
-    // sent before the runner has seen the request waits for it, new Queue(id, durableQueues,
-    // false, true) bound with the id.
-    await declarations.run(async (channel) => {
-      await channel.assertQueue(queue, { durable, exclusive: false, autoDelete: false });
-      await channel.assertQueue(request.id, { durable, exclusive: false, autoDelete: true });
-      await channel.bindQueue(request.id, exchange, request.id);
+    await this.declareRequestQueue();
+    await this.declareCancellationQueue(request.id);
+    await this.publishRequest(request);
+    await this.confirmed();
+    this.#log?.debug("Request published", {
+      taskId: request.id,
+      queue: this.topology.requestQueue,
     });
-    await this.#confirmed((channel) =>
-      channel.sendToQueue(queue, Buffer.from(JSON.stringify(request)), {
-        contentType: "application/json",
-        persistent: true,
-      })
-    );
-    this.#log.debug("Request published", { taskId: request.id, queue });
   }
 
   /**
-   * Starts collecting the responses published with `routingKey`: a private queue (exclusive,
-   * auto-delete) bound to the response exchange, which is declared first if missing. Call it
-   * before {@linkcode TaskClient.submit}, so that no response is missed.
+   * Publishes a cancellation for a task and resolves once the broker has confirmed it. The
+   * exchange is declared (direct) only when missing.
    */
-  async follow(routingKey: string): Promise<ResponseStream> {
-    await this.#ensureExchange(this.#config.responseExchange, SERVER_RESPONSE_EXCHANGE_DURABLE);
+  async cancel(taskId: string): Promise<void> {
+    await this.declareCancellationExchange();
+    await this.publishCancellation(taskId);
+    await this.confirmed();
+    this.#log?.debug("Cancellation published", {
+      taskId,
+      exchange: this.topology.cancellationExchange,
+    });
+  }
+
+  /**
+   * Takes the responses published with `routingKey` from a private queue (exclusive,
+   * auto-delete) and hands each to `onResponse`; a message that is not JSON is skipped.
+   *
+   * @param options `bind: false` leaves the queue unbound until
+   *   {@linkcode ResponseSubscription.bind} (for a response exchange that does not exist yet)
+   */
+  async subscribe(
+    routingKey: string,
+    onResponse: ResponseHandler,
+    options: { bind?: boolean } = {},
+  ): Promise<ResponseSubscription> {
     const channel = await this.#model.createChannel();
     channel.on("error", () => {}); // reported through the connection or the calls
     const { queue } = await channel.assertQueue("", { exclusive: true, autoDelete: true });
-    await channel.bindQueue(queue, this.#config.responseExchange, routingKey);
-    const stream = new ResponseStream(channel, this.#lost);
+    const exchange = this.topology.responseExchange;
+    const subscription: ResponseSubscription = {
+      queue,
+      bind: async () => void await channel.bindQueue(queue, exchange, routingKey),
+      close: () => channel.close().catch(() => {}),
+    };
+    if (options.bind ?? true) await subscription.bind();
     await channel.consume(queue, (message) => {
-      if (message) stream.push(message.content);
+      if (!message) return;
+      const arrivedAt = performance.now();
+      const response = parseResponse(message.content);
+      if (response) onResponse(response, arrivedAt);
     }, { noAck: true });
-    return stream;
+    return subscription;
   }
 
   /**
-   * Publishes a cancellation for a task: an empty message on the cancellation exchange with
-   * the task id as routing key. The exchange is declared (direct) only when missing.
+   * Starts collecting the responses published with `routingKey`, after declaring the response
+   * exchange if missing. Call it before {@linkcode TaskClient.submit}, so that no response is
+   * missed.
    */
-  async cancel(taskId: string): Promise<void> {
-    const exchange = this.#config.cancellationExchange;
-    await this.#ensureExchange(exchange, this.#config.durableQueues);
-    await this.#confirmed((channel) => channel.publish(exchange, taskId, Buffer.alloc(0)));
-    this.#log.debug("Cancellation published", { taskId, exchange });
+  async follow(routingKey: string): Promise<ResponseStream> {
+    await this.declareResponseExchange();
+    const stream = new ResponseStream(this.lost);
+    stream.attach(await this.subscribe(routingKey, (response) => stream.push(response)));
+    return stream;
   }
 
-  async #confirmed(publish: (channel: ConfirmChannel) => void): Promise<void> {
-    const channel = await this.#model.createConfirmChannel();
-    channel.on("error", () => {});
+  /** Messages and consumers of a queue; throws (404) when it does not exist. */
+  checkQueue(queue: string): Promise<{ messageCount: number; consumerCount: number }> {
+    return this.useChannel((channel) => channel.checkQueue(queue));
+  }
+
+  /** Runs `work` on a channel of its own, closed afterwards (for what a caller adds). */
+  async useChannel<T>(work: (channel: Channel) => Promise<T>): Promise<T> {
+    const channel = await this.#model.createChannel();
+    channel.on("error", () => {}); // the rejected call reports it
     try {
-      publish(channel);
-      await channel.waitForConfirms();
+      return await work(channel);
     } finally {
       await channel.close().catch(() => {});
     }
   }
 
+  /** Deletes queues and exchanges, ignoring those already gone (clean-up of private names). */
+  async deleteAll(
+    names: { queues: readonly string[]; exchanges: readonly string[] },
+  ): Promise<void> {
+    await this.useChannel(async (channel) => {
+      for (const queue of names.queues) await channel.deleteQueue(queue).catch(() => {});
+      for (const exchange of names.exchanges) {
+        await channel.deleteExchange(exchange).catch(() => {});
+      }
+    });
+  }
+
+  // One confirm channel for every publication, open from the start so that a publication is
+  // sent at once, in call order; opened again after a channel error (a cancellation to a
+  // missing exchange closes it).
+  #openPublisher(): Promise<ConfirmChannel> {
+    this.#opening ??= this.#model.createConfirmChannel().then((channel) => {
+      channel.on("error", () => {}); // the close event follows
+      channel.on("close", () => {
+        this.#publisher = undefined;
+        this.#opening = undefined;
+      });
+      this.#publisher = channel;
+      return channel;
+    }, (error) => {
+      this.#opening = undefined;
+      throw error;
+    });
+    return this.#opening;
+  }
+
+  async #declare(work: (channel: Channel) => Promise<unknown>): Promise<void> {
+    await this.#declarations.run(work);
+  }
+
   // Direct exchanges, declared as the server does when they are missing.
   async #ensureExchange(name: string, durable: boolean): Promise<void> {
-    await using declarations = new DeclarationChannel(this.#model);
-    await ensureExchange(declarations, name, { type: "direct", durable, log: this.#log });
+    await ensureExchange(this.#declarations, name, {
+      type: "direct",
+      durable,
+      ...(this.#log ? { log: this.#log } : {}),
+    });
   }
 
   /** Closes the connection (and with it any private response queue). */
@@ -187,50 +352,10 @@ export class TaskClient implements AsyncDisposable {
   }
 }
 
-/**
- * The responses arriving on a private queue, in order, as an async iterable that ends after
- * the first terminal response. Iteration throws when the connection is lost.
- */
-export class ResponseStream implements AsyncIterable<TaskResponse> {
-  readonly #channel: Channel;
-  readonly #lost: Promise<Error>;
-  readonly #pending: TaskResponse[] = [];
-  #wake: (() => void) | undefined;
-
-  /** @internal made by {@linkcode TaskClient.follow} */
-  constructor(channel: Channel, lost: Promise<Error>) {
-    this.#channel = channel;
-    this.#lost = lost;
-  }
-
-  /** @internal takes one message off the queue; one that is not a response is skipped */
-  push(body: Uint8Array): void {
-    try {
-      this.#pending.push(JSON.parse(new TextDecoder().decode(body)) as TaskResponse);
-    } catch {
-      return;
-    }
-    this.#wake?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<TaskResponse> {
-    const lost = this.#lost.then((error) => {
-      throw error;
-    });
-    lost.catch(() => {}); // awaited below, when it matters
-    try {
-      while (true) {
-        const next = this.#pending.shift();
-        if (next) {
-          yield next;
-          if (isTerminalStatus(next.status)) return;
-          continue;
-        }
-        await Promise.race([new Promise<void>((resolve) => this.#wake = resolve), lost]);
-        this.#wake = undefined;
-      }
-    } finally {
-      await this.#channel.close().catch(() => {});
-    }
+function parseResponse(body: Uint8Array): TaskResponse | undefined {
+  try {
+    return JSON.parse(new TextDecoder().decode(body)) as TaskResponse;
+  } catch {
+    return undefined;
   }
 }

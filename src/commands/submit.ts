@@ -1,5 +1,6 @@
 import { Command } from "@commander-js/extra-typings";
-import { buildClientRequest, TaskClient } from "../client/task_client.ts";
+import { buildClientRequest } from "../client/request.ts";
+import { TaskClient } from "../client/task_client.ts";
 import {
   BROKER_SETTINGS,
   type BrokerConfig,

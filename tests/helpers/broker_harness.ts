@@ -1,6 +1,13 @@
-import amqp from "amqplib";
-import type { Channel, ChannelModel } from "amqplib";
-import { Buffer } from "node:buffer";
+import {
+  buildClientRequest,
+  type ClientNames,
+  encodeClientRequest,
+  namesTopology,
+  privateNames,
+  type ResponseSubscription,
+  SERVER_RESPONSE_EXCHANGE_DURABLE,
+  TaskClient,
+} from "../../src/client/mod.ts";
 import type { TaskResponse } from "../../src/protocol/response.ts";
 import { isTerminalStatus } from "../../src/protocol/status.ts";
 
@@ -11,118 +18,88 @@ export const AMQP_URL = Deno.env.get("TEST_AMQP_URL") ?? "amqp://guest:guest@127
  * The response exchange's flags as the hmi-server declares it (`TaskService`: `new
  * DirectExchange(name, terarium.taskrunner.durable-queues = true, false)`).
  */
-export const SERVER_RESPONSE_EXCHANGE = { durable: true, autoDelete: false } as const;
+export const SERVER_RESPONSE_EXCHANGE = {
+  durable: SERVER_RESPONSE_EXCHANGE_DURABLE,
+  autoDelete: false,
+} as const;
 
 /** Queue and exchange names private to one test. */
-export interface TestNames {
-  requestType: string;
-  requestQueue: string;
-  /** `<requestQueue>-<requestType>`. */
-  fullRequestQueue: string;
-  responseExchange: string;
-  cancellationExchange: string;
-  routingKey: string;
-}
+export type TestNames = ClientNames;
 
 /** Fresh names, so that tests never see each other's messages. */
 export function testNames(label = "t"): TestNames {
-  const suffix = crypto.randomUUID().slice(0, 8);
-  const requestQueue = `test-request-${label}-${suffix}`;
-  return {
-    requestType: "fixture",
-    requestQueue,
-    fullRequestQueue: `${requestQueue}-fixture`,
-    responseExchange: `test-response-${label}-${suffix}`,
-    cancellationExchange: `test-cancel-${label}-${suffix}`,
-    routingKey: `test-rk-${suffix}`,
-  };
+  return privateNames("test", { requestType: "fixture", label });
 }
 
-/** A request as the hmi-server sends it, with defaults for what a test does not care about. */
+/**
+ * A request as the hmi-server sends it (its field set and defaults, a one-minute time limit),
+ * with any field a test sets, valid or not, put over it.
+ */
 export function makeRequest(
   fields: { script: string; input?: Uint8Array | string | null } & Record<string, unknown>,
   routingKey: string,
 ): Record<string, unknown> & { id: string } {
   const { input, ...rest } = fields;
-  const bytes = typeof input === "string" ? new TextEncoder().encode(input) : input;
-  return {
-    id: crypto.randomUUID(),
-    timeoutMinutes: 1,
-    routingKey,
-    type: "fixture",
-    ...rest,
-    input: bytes ? bytes.toBase64() : null,
-  };
+  const bytes = typeof input === "string" ? new TextEncoder().encode(input) : input ?? null;
+  const request = buildClientRequest(
+    { script: fields.script, input: bytes, timeoutMs: 60_000, routingKey },
+    "fixture",
+  );
+  return { ...request, ...rest };
 }
 
 /**
- * The hmi-server's side of the broker, for tests: publishes requests and cancellations, and
- * collects responses from a private queue bound to the response exchange.
+ * The hmi-server's side of the broker, for tests: the client of `src/client/` on a test's
+ * names, with what tests add: every response recorded by task id, waits for a status or a
+ * condition, the queues' state, and the faults a test provokes.
  */
 export class ServerSide implements AsyncDisposable {
   readonly names: TestNames;
-  readonly #model: ChannelModel;
-  readonly #channel: Channel;
-  readonly #responseQueue: string;
+  readonly #client: TaskClient;
+  #subscription: ResponseSubscription | undefined;
   readonly #responses = new Map<string, TaskResponse[]>();
   readonly #waiters = new Set<() => void>();
   /** Every response, in arrival order. */
   readonly all: TaskResponse[] = [];
 
-  private constructor(
-    names: TestNames,
-    model: ChannelModel,
-    channel: Channel,
-    responseQueue: string,
-  ) {
+  private constructor(names: TestNames, client: TaskClient) {
     this.names = names;
-    this.#model = model;
-    this.#channel = channel;
-    this.#responseQueue = responseQueue;
+    this.#client = client;
   }
 
-  /** Connects, declares the response exchange and a queue for the responses. */
+  /**
+   * Connects, declares the response exchange (unless `declareResponseExchange` is false) and
+   * collects the responses of the test's routing key.
+   */
   static async open(
     names: TestNames,
     options: { declareResponseExchange?: boolean; url?: string } = {},
   ): Promise<ServerSide> {
-    const model = await amqp.connect(options.url ?? AMQP_URL);
-    model.on("error", () => {}); // a broker stopped by a test: the calls report it
-    const channel = await model.createChannel();
-    if (options.declareResponseExchange ?? true) {
-      await channel.assertExchange(names.responseExchange, "direct", SERVER_RESPONSE_EXCHANGE);
-    }
-    const { queue } = await channel.assertQueue("", { exclusive: true, autoDelete: true });
-    const side = new ServerSide(names, model, channel, queue);
-    if (options.declareResponseExchange ?? true) await side.bindResponses();
-    await channel.consume(queue, (message) => {
-      if (!message) return;
-      side.#record(JSON.parse(message.content.toString("utf8")));
-    }, { noAck: true });
+    const client = await TaskClient.open(options.url ?? AMQP_URL, namesTopology(names));
+    const side = new ServerSide(names, client);
+    const declare = options.declareResponseExchange ?? true;
+    if (declare) await client.declareResponseExchange();
+    side.#subscription = await client.subscribe(
+      names.routingKey,
+      (response) => side.#record(response),
+      { bind: declare },
+    );
     return side;
   }
 
   /** Declares the response exchange as the server does, without binding anything to it. */
   async declareResponseExchange(): Promise<void> {
-    await this.#channel.assertExchange(
-      this.names.responseExchange,
-      "direct",
-      SERVER_RESPONSE_EXCHANGE,
-    );
+    await this.#client.declareResponseExchange();
   }
 
   /** Closes the connection and leaves everything on the broker, as a server that goes away. */
   async disconnect(): Promise<void> {
-    await this.#model.close().catch(() => {});
+    await this.#client.close();
   }
 
   /** Binds the response queue (after the exchange exists). */
   async bindResponses(): Promise<void> {
-    await this.#channel.bindQueue(
-      this.#responseQueue,
-      this.names.responseExchange,
-      this.names.routingKey,
-    );
+    await this.#subscription?.bind();
   }
 
   #record(response: TaskResponse): void {
@@ -136,60 +113,40 @@ export class ServerSide implements AsyncDisposable {
 
   /** Deletes the response exchange, as an operator's mistake or a broker reset would. */
   async deleteResponseExchange(): Promise<void> {
-    await this.#channel.deleteExchange(this.names.responseExchange);
+    await this.#client.useChannel((channel) => channel.deleteExchange(this.names.responseExchange));
   }
 
   /** Deletes any exchange (for test clean-up). */
   async deleteExchange(name: string): Promise<void> {
-    const channel = await this.#model.createChannel();
-    channel.on("error", () => {});
-    await channel.deleteExchange(name).catch(() => {});
-    await channel.close().catch(() => {});
+    await this.#client.deleteAll({ queues: [], exchanges: [name] });
   }
 
   /** Declares the response exchange again and binds the response queue to it. */
   async restoreResponseExchange(): Promise<void> {
-    await this.#channel.assertExchange(
-      this.names.responseExchange,
-      "direct",
-      SERVER_RESPONSE_EXCHANGE,
-    );
+    await this.declareResponseExchange();
     await this.bindResponses();
   }
 
   /** Declares the request queue the way the server does (not durable, not auto-delete). */
   async declareRequestQueue(): Promise<void> {
-    await this.#channel.assertQueue(this.names.fullRequestQueue, {
-      durable: false,
-      autoDelete: false,
-      exclusive: false,
-    });
+    await this.#client.declareRequestQueue();
   }
 
   /** Publishes a request through the default exchange. */
-  publishRequest(request: unknown): void {
-    this.publishRaw(new TextEncoder().encode(JSON.stringify(request)));
+  publishRequest(request: unknown): Promise<void> {
+    return this.publishRaw(encodeClientRequest(request));
   }
 
   /** Publishes any bytes on the request queue. */
-  publishRaw(body: Uint8Array): void {
-    this.#channel.sendToQueue(this.names.fullRequestQueue, Buffer.from(body), {
-      contentType: "application/json",
-    });
+  publishRaw(body: Uint8Array): Promise<void> {
+    return this.#client.publishRequest(body);
   }
 
   /** Publishes a cancellation (an empty message) for a task. */
   async cancel(id: string, options: { declareQueue?: boolean } = {}): Promise<void> {
-    if (options.declareQueue) {
-      // What the server does when it may cancel before the runner has seen the request.
-      await this.#channel.assertExchange(this.names.cancellationExchange, "direct", {
-        durable: false,
-        autoDelete: false,
-      });
-      await this.#channel.assertQueue(id, { durable: false, exclusive: false, autoDelete: true });
-      await this.#channel.bindQueue(id, this.names.cancellationExchange, id);
-    }
-    this.#channel.publish(this.names.cancellationExchange, id, Buffer.alloc(0));
+    // What the server does when it may cancel before the runner has seen the request.
+    if (options.declareQueue) await this.#client.declareCancellationQueue(id);
+    await this.#client.publishCancellation(id);
   }
 
   /** The responses of one request so far. */
@@ -238,51 +195,27 @@ export class ServerSide implements AsyncDisposable {
 
   /** Messages waiting in a queue (the request queue by default). */
   async queueDepth(queue = this.names.fullRequestQueue): Promise<number> {
-    return (await this.#checkQueue(queue)).messageCount;
+    return (await this.#client.checkQueue(queue)).messageCount;
   }
 
   /** Consumers on a queue (the request queue by default). */
   async consumers(queue = this.names.fullRequestQueue): Promise<number> {
-    return (await this.#checkQueue(queue)).consumerCount;
-  }
-
-  async #checkQueue(queue: string): Promise<{ messageCount: number; consumerCount: number }> {
-    const channel = await this.#model.createChannel();
-    try {
-      return await channel.checkQueue(queue);
-    } finally {
-      await channel.close().catch(() => {});
-    }
+    return (await this.#client.checkQueue(queue)).consumerCount;
   }
 
   /** Whether a queue exists. */
   async queueExists(queue: string): Promise<boolean> {
-    const channel = await this.#model.createChannel();
-    channel.on("error", () => {});
-    try {
-      await channel.checkQueue(queue);
-      return true;
-    } catch {
-      return false;
-    } finally {
-      await channel.close().catch(() => {});
-    }
+    return await this.#client.checkQueue(queue).then(() => true, () => false);
   }
 
   /** Deletes the test's queues and exchanges and disconnects. */
   async [Symbol.asyncDispose](): Promise<void> {
-    const channel = await this.#model.createChannel();
-    channel.on("error", () => {});
-    for (
-      const queue of [this.names.fullRequestQueue, `${this.names.fullRequestQueue}.dead-letter`]
-    ) {
-      await channel.deleteQueue(queue).catch(() => {});
-    }
-    for (const exchange of [this.names.responseExchange, this.names.cancellationExchange]) {
-      await channel.deleteExchange(exchange).catch(() => {});
-    }
-    await channel.close().catch(() => {});
-    await this.#model.close().catch(() => {});
+    const { fullRequestQueue, responseExchange, cancellationExchange } = this.names;
+    await this.#client.deleteAll({
+      queues: [fullRequestQueue, `${fullRequestQueue}.dead-letter`],
+      exchanges: [responseExchange, cancellationExchange],
+    }).catch(() => {});
+    await this.#client.close();
   }
 }
 
