@@ -10,16 +10,12 @@
 
 /** Open flags and errno values of Linux (the same on x86_64 and aarch64). */
 export const O_RDONLY = 0;
-export const O_WRONLY = 1;
 export const O_RDWR = 2;
 export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
 export const EINTR = 4;
-export const ENXIO = 6;
 export const EAGAIN = 11;
-export const EPIPE = 32;
 export const ECHILD = 10;
-export const ENOSYS = 38;
 export const POLLIN = 0x1;
 export const POLLOUT = 0x4;
 export const F_SETFL = 4;
