@@ -1,11 +1,12 @@
 import { BACKSLASH, CLOSE_BRACE, COLON, COMMA, OPEN_BRACE, QUOTE } from "../util/json_bytes.ts";
 import { skipValue, skipWhitespace, stringEnd } from "../util/json_walk.ts";
 
-/** Where a string value sits in a JSON text: the bytes between its quotes. */
-export interface StringSpan {
-  /** First byte after the opening quote. */
+/**
+ * Where bytes sit in a JSON text: `start` is the first, `end` the index just after the last. Of a
+ * string value, the bytes between its quotes (`end` is then the closing quote).
+ */
+export interface Span {
   start: number;
-  /** The closing quote. */
   end: number;
 }
 
@@ -19,21 +20,15 @@ export interface StringSpan {
  * @returns the value's span; undefined when the text is not an object with that key holding a
  * string, or is malformed (the caller then parses it the ordinary way, which reports why)
  */
-export function findTopLevelString(json: Uint8Array, key: string): StringSpan | undefined {
+export function findTopLevelString(json: Uint8Array, key: string): Span | undefined {
   const wanted = new TextEncoder().encode(key);
-  let found: StringSpan | undefined;
+  let found: Span | undefined;
   walkMembers(json, (name, value) => {
     if (!isKey(json, name, wanted)) return true;
     if (json[value.start] === QUOTE) found = { start: value.start + 1, end: value.end - 1 };
     return false; // the first one decides, string or not
   });
   return found;
-}
-
-/** Where a JSON value sits in a JSON text: `start` is its first byte, `end` just after its last. */
-export interface ValueSpan {
-  start: number;
-  end: number;
 }
 
 /**
@@ -48,9 +43,9 @@ export interface ValueSpan {
  * undefined when the key is absent, the text is malformed, or a key is written with escapes
  * (it might spell `key` in another way)
  */
-export function findTopLevelValue(json: Uint8Array, key: string): ValueSpan | undefined {
+export function findTopLevelValue(json: Uint8Array, key: string): Span | undefined {
   const wanted = new TextEncoder().encode(key);
-  let found: ValueSpan | undefined;
+  let found: Span | undefined;
   let escaped = false;
   const whole = walkMembers(json, (name, value) => {
     escaped = json.subarray(name.start, name.end).includes(BACKSLASH);
@@ -61,7 +56,7 @@ export function findTopLevelValue(json: Uint8Array, key: string): ValueSpan | un
 }
 
 // Whether the key between `name.start` and `name.end` is `wanted`, byte for byte.
-function isKey(json: Uint8Array, name: StringSpan, wanted: Uint8Array): boolean {
+function isKey(json: Uint8Array, name: Span, wanted: Uint8Array): boolean {
   return name.end - name.start === wanted.length &&
     wanted.every((byte, k) => json[name.start + k] === byte);
 }
@@ -75,7 +70,7 @@ function isKey(json: Uint8Array, name: StringSpan, wanted: Uint8Array): boolean 
  */
 function walkMembers(
   json: Uint8Array,
-  visit: (name: StringSpan, value: ValueSpan) => boolean,
+  visit: (name: Span, value: Span) => boolean,
 ): boolean {
   let i = skipWhitespace(json, 0);
   if (json[i] !== OPEN_BRACE) return false;
