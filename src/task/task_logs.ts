@@ -60,12 +60,19 @@ export class TaskLogs {
     process: { stdout: ReadableStream<Uint8Array>; stderr: ReadableStream<Uint8Array> },
     onLog: TaskHooks["onLog"],
   ): Promise<void> {
-    const read = (stream: "stdout" | "stderr", tail: OutputTail) =>
-      forEachLine(process[stream], (line) => {
+    const read = (
+      name: "stdout" | "stderr",
+      stream: ReadableStream<Uint8Array>,
+      tail: OutputTail,
+    ) =>
+      forEachLine(stream, (line) => {
         tail.append(line);
-        onLog?.(stream, line, this.running);
+        onLog?.(name, line, this.running);
       });
-    return Promise.all([read("stdout", this.#stdout), read("stderr", this.#stderr)]).then(
+    return Promise.all([
+      read("stdout", process.stdout, this.#stdout),
+      read("stderr", process.stderr, this.#stderr),
+    ]).then(
       () => {},
       () => {},
     );
