@@ -66,8 +66,6 @@ export interface SettingSpec {
   default?: unknown;
   /** Never shown: not in `--help`, not in errors, not in logs. */
   secret?: boolean;
-  /** Boolean flag without a value. */
-  boolean?: boolean;
   /** Can be given more than once. */
   repeatable?: boolean;
   /** Hides what must not be shown of a wrong value in an error (e.g. credentials in a URL). */
@@ -419,8 +417,6 @@ export type BrokerConfig = SettingValues<typeof BROKER_SETTINGS>;
 export type EngineConfig = SettingValues<typeof ENGINE_SETTINGS>;
 /** Runner settings, resolved. */
 export type RunnerConfig = SettingValues<typeof RUNNER_SETTINGS>;
-/** Log settings, resolved. */
-export type LogConfig = SettingValues<typeof LOG_SETTINGS>;
 
 /** The request queue's full name: `<base>-<type>`, e.g. `terarium-request-queue-gollm`. */
 export function requestQueueName(

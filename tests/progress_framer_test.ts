@@ -133,6 +133,12 @@ Deno.test("ProgressFramer never lets one write swallow the next (issue 11.5)", a
     const writes = ["loading {model", '{"step":1}', '{"unclosed":[1,2', '{"step":2}'];
     assertEquals(frameWrites(writes).messages, writes);
   });
+  await t.step("a raw line break in a string: text, not a document, however it is read", () => {
+    const write = '{"s":"a\nb"} and more';
+    assertEquals(frameWrites([write]).messages, [write]);
+    assertEquals(frameWrites([write], { pieces: write.length }).messages, [write]);
+    assertEquals(frameWrites(['{"s":"' + "x".repeat(5000) + '\t"} tail']).messages.length, 1);
+  });
   await t.step("an unterminated string", () => {
     assertEquals(frameWrites(['{"s":"open', '{"step":1}']).messages, ['{"s":"open', '{"step":1}']);
   });

@@ -2,6 +2,7 @@ import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { behave, runShellTask, testEngineSettings } from "./helpers/engine.ts";
 import { fixture } from "./helpers/serve_harness.ts";
 import { runTask, type TaskResult } from "../src/task/mod.ts";
+import { classifyTaskEnd, type TaskEnd } from "../src/task/task_outcome.ts";
 
 const settings = testEngineSettings({ killGraceMs: 200 });
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -141,4 +142,58 @@ Deno.test("runTask() stops a task at the maximum task duration however much prog
     /^Process did not exit within the timeout: task ".+" timed out after 1 s, the maximum task duration \(--max-task-duration\)$/,
   );
   assert(performance.now() - started < 5_000, "stopped by the cap, not by inactivity");
+});
+
+Deno.test("classifyTaskEnd() decides how a task ended from what was seen of it, without a process", async (t) => {
+  const ok: Deno.CommandStatus = { success: true, code: 0, signal: null };
+  const end = (change: Partial<TaskEnd> = {}): TaskEnd => ({
+    id: "t-1",
+    script: "task.py",
+    status: ok,
+    phase: "exit",
+    outputClosed: true,
+    outputTooLarge: false,
+    stderr: "",
+    timeoutMs: 60_000,
+    maxDurationMs: 0,
+    maxOutputBytes: 100,
+    ...change,
+  });
+  await t.step("exit 0 with the output closed is a success", () => {
+    assertEquals(classifyTaskEnd(end()), undefined);
+  });
+  await t.step("exit 0 without the output is a failure with exit code 0", () => {
+    const failure = classifyTaskEnd(end({ outputClosed: false, stderr: "boom\n" }));
+    assertEquals(failure, {
+      outcome: "failure",
+      exitCode: 0,
+      message: 'Process for task t-1 exited early with code 0: task "task.py" exited without ' +
+        "writing its output pipe: boom",
+    });
+  });
+  await t.step("a non-zero exit after the output has the Java runner's exit-code text", () => {
+    const failure = classifyTaskEnd(end({ status: { success: false, code: 3, signal: null } }));
+    assertEquals(failure?.outcome, "failure");
+    assertMatch(failure!.message, /^Python script exited with non-zero exit code: 3: /);
+  });
+  await t.step("a signal gives no exit code", () => {
+    const status: Deno.CommandStatus = { success: false, code: 137, signal: "SIGKILL" };
+    const failure = classifyTaskEnd(end({ status, outputClosed: false }));
+    assertEquals(failure?.outcome === "failure" && failure.exitCode, null);
+    assertMatch(failure!.message, /was killed by SIGKILL$/);
+  });
+  await t.step("too much output fails even after exit 0", () => {
+    const failure = classifyTaskEnd(end({ outputTooLarge: true }));
+    assertMatch(failure!.message, /more output than the limit of 100 bytes/);
+  });
+  await t.step("the inactivity limit names the phase", () => {
+    const failure = classifyTaskEnd(end({ limit: "inactivity", phase: "input" }));
+    assertEquals(failure?.outcome === "timeout" && failure.limit, "inactivity");
+    assertMatch(failure!.message, /^Writing to pipe took too long for task t-1: .* after 60 s /);
+  });
+  await t.step("the duration cap wins over whatever the task did", () => {
+    const failure = classifyTaskEnd(end({ limit: "duration", maxDurationMs: 180_000 }));
+    assertEquals(failure?.outcome === "timeout" && failure.limit, "duration");
+    assertMatch(failure!.message, /^Process did not exit within the timeout: .* after 3 min,/);
+  });
 });

@@ -165,18 +165,7 @@ function endpointLabel(endpoint: BrokerEndpoint): string {
  * What amqplib's `connect` takes for an endpoint. The vhost is encoded because amqplib decodes
  * it; the credentials go as they are, never through a URL.
  */
-export function connectOptions(endpoint: BrokerEndpoint): {
-  protocol: string;
-  hostname: string;
-  port: number;
-  username: string;
-  password: string;
-  vhost: string;
-  heartbeat?: number;
-  frameMax?: number;
-  channelMax?: number;
-  locale?: string;
-} {
+export function connectOptions(endpoint: BrokerEndpoint): Omit<BrokerEndpoint, "label"> {
   const { label: _label, vhost, ...rest } = endpoint;
   return { ...rest, vhost: encodeURIComponent(vhost) };
 }

@@ -75,11 +75,6 @@ export class CancellationWatcher implements AsyncDisposable {
     return [...this.#watches.values()].filter((watch) => watch.slot === slot);
   }
 
-  /** How many tasks are watched. */
-  get size(): number {
-    return this.#watches.size;
-  }
-
   /**
    * Declares the task's cancellation queue and checks it for a cancellation already sent;
    * resolves then, while the queue is bound and consumed in the background (the task may

@@ -40,7 +40,6 @@ export class BrokerConnection implements AsyncDisposable {
   readonly #connectTimeoutMs: number;
   readonly #ca: string[] | undefined;
   readonly #log: Logger;
-  readonly #backoff: Backoff;
   readonly #name: string;
   readonly #listeners = new Set<ConnectionListener>();
   readonly #closing = new AbortController();
@@ -55,7 +54,6 @@ export class BrokerConnection implements AsyncDisposable {
     endpoints: readonly BrokerEndpoint[],
     options: {
       logger: Logger;
-      backoff?: Backoff;
       connectionName?: string;
       /** Limit of one attempt on one address; default {@linkcode DEFAULT_CONNECT_TIMEOUT_MS}. */
       connectTimeoutMs?: number;
@@ -71,7 +69,6 @@ export class BrokerConnection implements AsyncDisposable {
     this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.#ca = options.ca;
     this.#log = options.logger;
-    this.#backoff = options.backoff ?? DEFAULT_BACKOFF;
     this.#name = options.connectionName ?? "taskrunner";
   }
 
@@ -101,26 +98,6 @@ export class BrokerConnection implements AsyncDisposable {
     if (this.#loop) return;
     this.#downSince = Date.now();
     this.#loop = this.#run();
-  }
-
-  /** Resolves when a connection is up (now or later), or rejects when `signal` aborts. */
-  async connected(options: { signal?: AbortSignal } = {}): Promise<ChannelModel> {
-    if (this.#model) return this.#model;
-    return await new Promise((resolve, reject) => {
-      const listener: ConnectionListener = {
-        up: (model) => {
-          this.#listeners.delete(listener);
-          options.signal?.removeEventListener("abort", onAbort);
-          resolve(model);
-        },
-      };
-      const onAbort = () => {
-        this.#listeners.delete(listener);
-        reject(options.signal?.reason);
-      };
-      options.signal?.addEventListener("abort", onAbort, { once: true });
-      this.#listeners.add(listener);
-    });
   }
 
   async #run(): Promise<void> {
@@ -177,7 +154,7 @@ export class BrokerConnection implements AsyncDisposable {
           error: errorMessage(error),
         });
       }
-      const wait = backoffDelay(attempt++, this.#backoff);
+      const wait = backoffDelay(attempt++, DEFAULT_BACKOFF);
       this.#log.debug("Reconnecting to broker", { inMs: Math.round(wait) });
       await delay(wait, { signal: this.#closing.signal }).catch(() => {});
     }

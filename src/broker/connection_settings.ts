@@ -1,4 +1,5 @@
 import { type BrokerConfig, ConfigError } from "../config.ts";
+import { errorMessage } from "../util/async.ts";
 import { type BrokerEndpoint, brokerEndpoints } from "./amqp_url.ts";
 
 /** What a connection needs, read from the broker settings (and the files they name). */
@@ -47,9 +48,8 @@ function readSetting(path: string, setting: string): string {
   try {
     return Deno.readTextFileSync(path);
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
     throw new ConfigError(
-      `Invalid setting ${setting}: cannot read ${JSON.stringify(path)}: ${reason}`,
+      `Invalid setting ${setting}: cannot read ${JSON.stringify(path)}: ${errorMessage(error)}`,
     );
   }
 }

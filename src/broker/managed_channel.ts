@@ -1,12 +1,7 @@
 import type { Channel, ChannelModel, ConfirmChannel } from "amqplib";
 import type { Logger } from "../observability/log.ts";
 import { delay, errorMessage } from "../util/async.ts";
-import {
-  type Backoff,
-  backoffDelay,
-  type BrokerConnection,
-  DEFAULT_BACKOFF,
-} from "./connection.ts";
+import { backoffDelay, type BrokerConnection, DEFAULT_BACKOFF } from "./connection.ts";
 
 /** What a {@linkcode ManagedChannel} does with each channel it opens. */
 export interface ChannelHandler<C extends Channel> {
@@ -28,7 +23,6 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
   readonly #confirm: boolean;
   readonly #handler: ChannelHandler<C>;
   readonly #log: Logger;
-  readonly #backoff: Backoff;
   readonly #closing = new AbortController();
   #channel: C | undefined;
   #failures = 0;
@@ -44,7 +38,6 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
       confirm: C extends ConfirmChannel ? true : false;
       handler: ChannelHandler<C>;
       logger: Logger;
-      backoff?: Backoff;
     },
   ) {
     this.#broker = broker;
@@ -52,7 +45,6 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
     this.#confirm = options.confirm;
     this.#handler = options.handler;
     this.#log = options.logger;
-    this.#backoff = options.backoff ?? DEFAULT_BACKOFF;
     broker.listen({ up: () => void this.#open() });
   }
 
@@ -120,7 +112,7 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
             error: errorMessage(error),
           });
           await channel?.close().catch(() => {});
-          await delay(backoffDelay(this.#failures++, this.#backoff), {
+          await delay(backoffDelay(this.#failures++, DEFAULT_BACKOFF), {
             signal: this.#closing.signal,
           })
             .catch(() => {});
@@ -151,7 +143,7 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
       if (this.#closing.signal.aborted) return;
       // Reopen after a pause, so that a repeating error does not spin; after a connection loss
       // there is no connection by then, and the next one reopens the channel.
-      delay(backoffDelay(this.#failures++, this.#backoff), { signal: this.#closing.signal }).then(
+      delay(backoffDelay(this.#failures++, DEFAULT_BACKOFF), { signal: this.#closing.signal }).then(
         () => this.#open(),
         () => {},
       );

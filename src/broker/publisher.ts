@@ -115,11 +115,6 @@ export class ResponsePublisher implements AsyncDisposable {
     return this.#queue.length + this.#inFlight.size + this.#holds.size;
   }
 
-  /** Responses kept because no queue was bound for their routing key. */
-  get unrouted(): number {
-    return this.#holds.size;
-  }
-
   /**
    * Queues a message; resolves once the broker has confirmed it.
    *

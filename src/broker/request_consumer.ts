@@ -137,8 +137,6 @@ export class RequestConsumer implements AsyncDisposable {
       prefetch: number;
       logger: Logger;
       onDelivery: (delivery: RequestDelivery) => void;
-      /** Runs before each subscription, e.g. to declare the topology. */
-      setup?: () => Promise<void>;
       onConsuming?: (consuming: boolean) => void;
     },
   ) {
@@ -158,7 +156,6 @@ export class RequestConsumer implements AsyncDisposable {
       handler: {
         setup: async (channel) => {
           if (this.#paused) return;
-          await options.setup?.();
           await channel.prefetch(options.prefetch);
           const isCurrent = (c: Channel) => this.#channel.isCurrent(c);
           const { consumerTag } = await channel.consume(options.queue, (message) => {
@@ -276,6 +273,7 @@ function copyProperties(
 
 /** Whether a channel error is RabbitMQ's delivery acknowledgement timeout. */
 export function isConsumerTimeout(error: unknown): boolean {
-  const message = error instanceof Error ? error.message : String(error ?? "");
+  // A channel may close without an error: nothing to match then.
+  const message = errorMessage(error ?? "");
   return /PRECONDITION_FAILED/.test(message) && /acknowledgement.*timed out/i.test(message);
 }

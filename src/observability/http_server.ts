@@ -1,3 +1,4 @@
+import { errorMessage } from "../util/async.ts";
 import type { Logger } from "./log.ts";
 
 /** Whether the runner can take work now; when not, why. */
@@ -55,9 +56,10 @@ export function startHttpEndpoint(
       },
     }, (request) => handle(request, probes));
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
     throw new Error(
-      `Cannot listen on ${options.hostname}:${options.port} for the HTTP endpoint: ${reason}`,
+      `Cannot listen on ${options.hostname}:${options.port} for the HTTP endpoint: ${
+        errorMessage(error)
+      }`,
       { cause: error },
     );
   }

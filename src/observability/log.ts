@@ -1,3 +1,5 @@
+import { writeStderr } from "../util/stderr.ts";
+
 /** Log levels, least to most severe. */
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 /** One of {@linkcode LOG_LEVELS}. */
@@ -9,7 +11,6 @@ export type LogFormat = "text" | "json";
 export type LogFields = Record<string, unknown>;
 
 const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
-const encoder = new TextEncoder();
 // Shorter "secrets" would mask ordinary words and numbers all over the log.
 const MIN_SECRET_LENGTH = 4;
 /** Longest message written whole; the rest is cut and its length said. */
@@ -26,12 +27,6 @@ const ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" 
 
 /** Where log lines go; stderr by default, replaceable in tests. */
 export type LogSink = (line: string) => void;
-
-function writeStderr(line: string): void {
-  const bytes = encoder.encode(line);
-  let written = 0;
-  while (written < bytes.length) written += Deno.stderr.writeSync(bytes.subarray(written));
-}
 
 /**
  * A small structured logger: leveled, text or JSON lines, with fields bound per component

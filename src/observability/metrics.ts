@@ -2,51 +2,92 @@ import { cpuUsage } from "node:process";
 import type { PublisherObserver } from "../broker/publisher.ts";
 import { type TaskStatus, TERMINAL_STATUSES } from "../protocol/status.ts";
 import type { RunnerObserver } from "../runner.ts";
-import { Counter, Gauge, Histogram, Registry } from "./prometheus.ts";
+import {
+  Counter,
+  DEFAULT_BUCKETS,
+  Gauge,
+  Histogram,
+  type LiveMetricOptions,
+  type Metric,
+  Registry,
+} from "./prometheus.ts";
 import { VERSION } from "../version.ts";
 import { countOpenFds } from "../util/open_fds.ts";
 
 /** Task duration buckets, in seconds: from 10 ms (a trivial task) to 2 h (the longest Terarium tasks). */
 export const TASK_DURATION_BUCKETS: readonly number[] = [
-  0.01,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  5,
-  10,
-  30,
-  60,
-  120,
-  300,
-  600,
-  1200,
-  1800,
-  3600,
-  7200,
+  ...[0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  ...[1, 2, 5, 10, 20, 30, 60, 120].map((minutes) => minutes * 60),
 ];
 
-/** Response publish latency buckets (enqueued to confirmed by the broker), in seconds. */
-export const PUBLISH_LATENCY_BUCKETS: readonly number[] = [
-  0.001,
-  0.0025,
-  0.005,
-  0.01,
-  0.025,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  5,
-  10,
-  30,
-];
+/**
+ * Response publish latency buckets (enqueued to confirmed by the broker), in seconds:
+ * Prometheus' defaults (5 ms to 10 s) widened at both ends.
+ */
+export const PUBLISH_LATENCY_BUCKETS: readonly number[] = [0.001, 0.0025, ...DEFAULT_BUCKETS, 30];
 
 const REJECT_REASONS = ["invalid", "too_large"] as const;
+
+/** Every series of the runner with its help text. */
+const HELP = {
+  taskrunner_tasks_started_total: "Task processes started.",
+  taskrunner_tasks_finished_total: "Requests ended with a confirmed terminal response, by status.",
+  taskrunner_tasks_running: "Requests being worked on now.",
+  taskrunner_task_duration_seconds: "Run time of task processes, by terminal status.",
+  taskrunner_progress_messages_total: "Progress messages forwarded as RUNNING responses.",
+  taskrunner_progress_messages_dropped_total:
+    "Progress messages dropped for being larger than the limit.",
+  taskrunner_task_log_lines_suppressed_total:
+    "Lines of task stdout/stderr not written to the runner's log (over its limits).",
+  taskrunner_input_bytes_total: "Task input bytes received in requests.",
+  taskrunner_output_bytes_total: "Task output bytes of successful tasks.",
+  taskrunner_requests_rejected_total:
+    "Request messages rejected before a task could run, by reason.",
+  taskrunner_response_publish_seconds: "Time from queueing a response to the broker's confirm.",
+  taskrunner_response_bytes_total: "Bytes of responses confirmed by the broker.",
+  taskrunner_responses_pending: "Responses not yet confirmed by the broker.",
+  taskrunner_responses_unrouted:
+    "Responses kept because no queue is bound for their routing key (server away).",
+  taskrunner_responses_abandoned_total:
+    "Responses given up: no queue for their routing key long after others were routed.",
+  taskrunner_broker_reconnects_total: "Broker connections re-established after a loss.",
+  taskrunner_broker_connected: "1 while connected to the broker.",
+  taskrunner_consuming: "1 while consuming the request queue.",
+  taskrunner_build_info: "Always 1; the version is in the label.",
+  process_resident_memory_bytes: "Resident memory size in bytes.",
+  process_heap_bytes: "JavaScript heap in use, in bytes.",
+  process_heap_total_bytes: "JavaScript heap allocated, in bytes.",
+  process_cpu_seconds_total: "User and system CPU time spent, in seconds.",
+  process_open_fds: "Open file descriptors.",
+  process_max_fds: "Limit of open file descriptors.",
+  process_start_time_seconds: "Start time of the process since the Unix epoch, in seconds.",
+} as const;
+
+type SeriesName = keyof typeof HELP;
+
+// The name and help text of a series, as its metric's options.
+function about(name: SeriesName): { name: SeriesName; help: string } {
+  return { name, help: HELP[name] };
+}
+
+// A counter that the runner increments.
+function counter<L extends string = never>(
+  registry: Registry,
+  name: SeriesName,
+  labelNames: readonly L[] = [],
+): Counter<L> {
+  return registry.register(new Counter<L>({ ...about(name), labelNames }));
+}
+
+// A counter or gauge without labels whose value is read when scraped.
+function live(
+  registry: Registry,
+  Kind: new (options: LiveMetricOptions<never>) => Metric,
+  name: SeriesName,
+  collect: NonNullable<LiveMetricOptions<never>["collect"]>,
+): void {
+  registry.register(new Kind({ ...about(name), collect }));
+}
 
 /** Live values the metrics read when scraped, from the parts `serve` wires together. */
 export interface MetricSources {
@@ -88,135 +129,53 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
   readonly #unrouted: Gauge;
   readonly #abandoned: Counter;
 
+  // Registered in the order they are exposed, which is the order of HELP.
   constructor() {
     const registry = this.registry;
-    const sources = () => this.#sources;
-    this.#started = registry.register(
-      new Counter({ name: "taskrunner_tasks_started_total", help: "Task processes started." }),
-    );
-    this.#finished = registry.register(
-      new Counter({
-        name: "taskrunner_tasks_finished_total",
-        help: "Requests ended with a confirmed terminal response, by status.",
-        labelNames: ["status"],
-      }),
-    );
+    this.#started = counter(registry, "taskrunner_tasks_started_total");
+    this.#finished = counter(registry, "taskrunner_tasks_finished_total", ["status"]);
     for (const status of TERMINAL_STATUSES) this.#finished.inc({ status }, 0);
-    registry.register(
-      new Gauge({
-        name: "taskrunner_tasks_running",
-        help: "Requests being worked on now.",
-        collect: () => sources().running?.() ?? 0,
-      }),
-    );
+    this.#live(Gauge, "taskrunner_tasks_running", (sources) => sources.running?.());
     this.#duration = registry.register(
       new Histogram({
-        name: "taskrunner_task_duration_seconds",
-        help: "Run time of task processes, by terminal status.",
+        ...about("taskrunner_task_duration_seconds"),
         labelNames: ["status"],
         buckets: TASK_DURATION_BUCKETS,
       }),
     );
-    this.#progress = registry.register(
-      new Counter({
-        name: "taskrunner_progress_messages_total",
-        help: "Progress messages forwarded as RUNNING responses.",
-      }),
-    );
-    this.#progressDropped = registry.register(
-      new Counter({
-        name: "taskrunner_progress_messages_dropped_total",
-        help: "Progress messages dropped for being larger than the limit.",
-      }),
-    );
-    this.#logLinesSuppressed = registry.register(
-      new Counter({
-        name: "taskrunner_task_log_lines_suppressed_total",
-        help: "Lines of task stdout/stderr not written to the runner's log (over its limits).",
-      }),
-    );
-    this.#inputBytes = registry.register(
-      new Counter({
-        name: "taskrunner_input_bytes_total",
-        help: "Task input bytes received in requests.",
-      }),
-    );
-    this.#outputBytes = registry.register(
-      new Counter({
-        name: "taskrunner_output_bytes_total",
-        help: "Task output bytes of successful tasks.",
-      }),
-    );
-    this.#rejected = registry.register(
-      new Counter({
-        name: "taskrunner_requests_rejected_total",
-        help: "Request messages rejected before a task could run, by reason.",
-        labelNames: ["reason"],
-      }),
-    );
+    this.#progress = counter(registry, "taskrunner_progress_messages_total");
+    this.#progressDropped = counter(registry, "taskrunner_progress_messages_dropped_total");
+    this.#logLinesSuppressed = counter(registry, "taskrunner_task_log_lines_suppressed_total");
+    this.#inputBytes = counter(registry, "taskrunner_input_bytes_total");
+    this.#outputBytes = counter(registry, "taskrunner_output_bytes_total");
+    this.#rejected = counter(registry, "taskrunner_requests_rejected_total", ["reason"]);
     for (const reason of REJECT_REASONS) this.#rejected.inc({ reason }, 0);
     this.#publishLatency = registry.register(
       new Histogram({
-        name: "taskrunner_response_publish_seconds",
-        help: "Time from queueing a response to the broker's confirm.",
+        ...about("taskrunner_response_publish_seconds"),
         buckets: PUBLISH_LATENCY_BUCKETS,
       }),
     );
-    this.#responseBytes = registry.register(
-      new Counter({
-        name: "taskrunner_response_bytes_total",
-        help: "Bytes of responses confirmed by the broker.",
-      }),
-    );
-    registry.register(
-      new Gauge({
-        name: "taskrunner_responses_pending",
-        help: "Responses not yet confirmed by the broker.",
-        collect: () => sources().pendingResponses?.() ?? 0,
-      }),
-    );
-    this.#unrouted = registry.register(
-      new Gauge({
-        name: "taskrunner_responses_unrouted",
-        help: "Responses kept because no queue is bound for their routing key (server away).",
-      }),
-    );
+    this.#responseBytes = counter(registry, "taskrunner_response_bytes_total");
+    this.#live(Gauge, "taskrunner_responses_pending", (sources) => sources.pendingResponses?.());
+    this.#unrouted = registry.register(new Gauge(about("taskrunner_responses_unrouted")));
     this.#unrouted.set(0);
-    this.#abandoned = registry.register(
-      new Counter({
-        name: "taskrunner_responses_abandoned_total",
-        help: "Responses given up: no queue for their routing key long after others were routed.",
-      }),
-    );
-    registry.register(
-      new Counter({
-        name: "taskrunner_broker_reconnects_total",
-        help: "Broker connections re-established after a loss.",
-        collect: () => sources().reconnects?.() ?? 0,
-      }),
-    );
-    registry.register(
-      new Gauge({
-        name: "taskrunner_broker_connected",
-        help: "1 while connected to the broker.",
-        collect: () => sources().connected?.() ? 1 : 0,
-      }),
-    );
-    registry.register(
-      new Gauge({
-        name: "taskrunner_consuming",
-        help: "1 while consuming the request queue.",
-        collect: () => sources().consuming?.() ? 1 : 0,
-      }),
-    );
-    registry.register(
-      new Gauge({
-        name: "taskrunner_build_info",
-        help: "Always 1; the version is in the label.",
-        labelNames: ["version"],
-      }),
-    ).set({ version: VERSION }, 1);
+    this.#abandoned = counter(registry, "taskrunner_responses_abandoned_total");
+    this.#live(Counter, "taskrunner_broker_reconnects_total", (sources) => sources.reconnects?.());
+    this.#live(Gauge, "taskrunner_broker_connected", (sources) => sources.connected?.());
+    this.#live(Gauge, "taskrunner_consuming", (sources) => sources.consuming?.());
+    const buildInfo = new Gauge({ ...about("taskrunner_build_info"), labelNames: ["version"] });
+    registry.register(buildInfo).set({ version: VERSION }, 1);
     registerProcessMetrics(registry);
+  }
+
+  // A series read from the sources at scrape time; 0 until they are bound (booleans as 1/0).
+  #live(
+    Kind: typeof Counter | typeof Gauge,
+    name: SeriesName,
+    read: (sources: MetricSources) => number | boolean | undefined,
+  ): void {
+    live(this.registry, Kind, name, () => Number(read(this.#sources) ?? 0));
   }
 
   /** Connects the live values read at scrape time (they exist only once `serve` built them). */
@@ -284,56 +243,20 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
 
 // Conventional process_* names, so that standard dashboards and alerts work unchanged.
 function registerProcessMetrics(registry: Registry): void {
-  registry.register(
-    new Gauge({
-      name: "process_resident_memory_bytes",
-      help: "Resident memory size in bytes.",
-      collect: () => Deno.memoryUsage().rss,
-    }),
-  );
-  registry.register(
-    new Gauge({
-      name: "process_heap_bytes",
-      help: "JavaScript heap in use, in bytes.",
-      collect: () => Deno.memoryUsage().heapUsed,
-    }),
-  );
-  registry.register(
-    new Gauge({
-      name: "process_heap_total_bytes",
-      help: "JavaScript heap allocated, in bytes.",
-      collect: () => Deno.memoryUsage().heapTotal,
-    }),
-  );
-  registry.register(
-    new Counter({
-      name: "process_cpu_seconds_total",
-      help: "User and system CPU time spent, in seconds.",
-      collect: () => {
-        const usage = cpuUsage();
-        return (usage.user + usage.system) / 1e6;
-      },
-    }),
-  );
+  live(registry, Gauge, "process_resident_memory_bytes", () => Deno.memoryUsage().rss);
+  live(registry, Gauge, "process_heap_bytes", () => Deno.memoryUsage().heapUsed);
+  live(registry, Gauge, "process_heap_total_bytes", () => Deno.memoryUsage().heapTotal);
+  live(registry, Counter, "process_cpu_seconds_total", () => {
+    const usage = cpuUsage();
+    return (usage.user + usage.system) / 1e6;
+  });
   if (Deno.build.os === "linux") {
-    registry.register(
-      new Gauge({ name: "process_open_fds", help: "Open file descriptors.", collect: openFds }),
-    );
+    live(registry, Gauge, "process_open_fds", openFds);
     let maxFds: Promise<number | undefined> | undefined;
-    registry.register(
-      new Gauge({
-        name: "process_max_fds",
-        help: "Limit of open file descriptors.",
-        collect: () => maxFds ??= maxOpenFds(),
-      }),
-    );
+    live(registry, Gauge, "process_max_fds", () => maxFds ??= maxOpenFds());
   }
-  registry.register(
-    new Gauge({
-      name: "process_start_time_seconds",
-      help: "Start time of the process since the Unix epoch, in seconds.",
-    }),
-  ).set(Math.round(performance.timeOrigin) / 1000);
+  registry.register(new Gauge(about("process_start_time_seconds")))
+    .set(Math.round(performance.timeOrigin) / 1000);
 }
 
 /**

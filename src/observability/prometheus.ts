@@ -185,7 +185,7 @@ export class Counter<L extends string = never> extends LiveMetric<L> {
   }
 }
 
-/** A value that goes up and down, set directly or read live when scraped. */
+/** A value that goes up and down, set or read live when scraped. */
 export class Gauge<L extends string = never> extends LiveMetric<L> {
   override readonly type = "gauge";
 
@@ -200,22 +200,6 @@ export class Gauge<L extends string = never> extends LiveMetric<L> {
   set(first: number | LabelValues<L>, second?: number): void {
     const [labels, value] = split(first, second, NaN);
     this.update(labels, () => value);
-  }
-
-  /** Adds `value` (default 1) to the series of `labels`. */
-  inc(value?: number): void;
-  inc(labels: LabelValues<L>, value?: number): void;
-  inc(first?: number | LabelValues<L>, second?: number): void {
-    const [labels, value] = split(first, second, 1);
-    this.update(labels, (current) => current + value);
-  }
-
-  /** Subtracts `value` (default 1) from the series of `labels`. */
-  dec(value?: number): void;
-  dec(labels: LabelValues<L>, value?: number): void;
-  dec(first?: number | LabelValues<L>, second?: number): void {
-    const [labels, value] = split(first, second, 1);
-    this.update(labels, (current) => current - value);
   }
 }
 

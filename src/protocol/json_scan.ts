@@ -1,20 +1,12 @@
-import {
-  BACKSLASH,
-  CLOSE_BRACE,
-  CLOSE_BRACKET,
-  COLON,
-  COMMA,
-  isJsonWhitespace,
-  OPEN_BRACE,
-  OPEN_BRACKET,
-  QUOTE,
-} from "../util/json_bytes.ts";
+import { BACKSLASH, CLOSE_BRACE, COLON, COMMA, OPEN_BRACE, QUOTE } from "../util/json_bytes.ts";
+import { skipValue, skipWhitespace, stringEnd } from "../util/json_walk.ts";
 
-/** Where a string value sits in a JSON text: the bytes between its quotes. */
-export interface StringSpan {
-  /** First byte after the opening quote. */
+/**
+ * Where bytes sit in a JSON text: `start` is the first, `end` the index just after the last. Of a
+ * string value, the bytes between its quotes (`end` is then the closing quote).
+ */
+export interface Span {
   start: number;
-  /** The closing quote. */
   end: number;
 }
 
@@ -28,37 +20,15 @@ export interface StringSpan {
  * @returns the value's span; undefined when the text is not an object with that key holding a
  * string, or is malformed (the caller then parses it the ordinary way, which reports why)
  */
-export function findTopLevelString(json: Uint8Array, key: string): StringSpan | undefined {
+export function findTopLevelString(json: Uint8Array, key: string): Span | undefined {
   const wanted = new TextEncoder().encode(key);
-  let i = skipWhitespace(json, 0);
-  if (json[i] !== OPEN_BRACE) return undefined;
-  i = skipWhitespace(json, i + 1);
-  while (i < json.length && json[i] === QUOTE) {
-    const keyEnd = stringEnd(json, i + 1);
-    if (keyEnd < 0) return undefined;
-    const isWanted = keyEnd - (i + 1) === wanted.length &&
-      wanted.every((byte, k) => json[i + 1 + k] === byte);
-    i = skipWhitespace(json, keyEnd + 1);
-    if (json[i] !== COLON) return undefined;
-    i = skipWhitespace(json, i + 1);
-    if (isWanted) {
-      if (json[i] !== QUOTE) return undefined;
-      const end = stringEnd(json, i + 1);
-      return end < 0 ? undefined : { start: i + 1, end };
-    }
-    i = skipValue(json, i);
-    if (i < 0) return undefined;
-    i = skipWhitespace(json, i);
-    if (json[i] !== COMMA) return undefined;
-    i = skipWhitespace(json, i + 1);
-  }
-  return undefined;
-}
-
-/** Where a JSON value sits in a JSON text: `start` is its first byte, `end` just after its last. */
-export interface ValueSpan {
-  start: number;
-  end: number;
+  let found: Span | undefined;
+  walkMembers(json, (name, value) => {
+    if (!isKey(json, name, wanted)) return true;
+    if (json[value.start] === QUOTE) found = { start: value.start + 1, end: value.end - 1 };
+    return false; // the first one decides, string or not
+  });
+  return found;
 }
 
 /**
@@ -73,77 +43,51 @@ export interface ValueSpan {
  * undefined when the key is absent, the text is malformed, or a key is written with escapes
  * (it might spell `key` in another way)
  */
-export function findTopLevelValue(json: Uint8Array, key: string): ValueSpan | undefined {
+export function findTopLevelValue(json: Uint8Array, key: string): Span | undefined {
   const wanted = new TextEncoder().encode(key);
-  let found: ValueSpan | undefined;
+  let found: Span | undefined;
+  let escaped = false;
+  const whole = walkMembers(json, (name, value) => {
+    escaped = json.subarray(name.start, name.end).includes(BACKSLASH);
+    if (isKey(json, name, wanted)) found = value;
+    return !escaped;
+  });
+  return whole && !escaped ? found : undefined;
+}
+
+// Whether the key between `name.start` and `name.end` is `wanted`, byte for byte.
+function isKey(json: Uint8Array, name: Span, wanted: Uint8Array): boolean {
+  return name.end - name.start === wanted.length &&
+    wanted.every((byte, k) => json[name.start + k] === byte);
+}
+
+/**
+ * Walks the members of the object a JSON text holds, in order, passing `visit` the span of each
+ * key (between its quotes) and of its value, until `visit` returns false or the text turns out
+ * malformed.
+ *
+ * @returns true when the object was read whole, to its closing brace
+ */
+function walkMembers(
+  json: Uint8Array,
+  visit: (name: Span, value: Span) => boolean,
+): boolean {
   let i = skipWhitespace(json, 0);
-  if (json[i] !== OPEN_BRACE) return undefined;
+  if (json[i] !== OPEN_BRACE) return false;
   i = skipWhitespace(json, i + 1);
   while (i < json.length && json[i] === QUOTE) {
     const keyEnd = stringEnd(json, i + 1);
-    if (keyEnd < 0 || json.subarray(i + 1, keyEnd).includes(BACKSLASH)) return undefined;
-    const isWanted = keyEnd - (i + 1) === wanted.length &&
-      wanted.every((byte, k) => json[i + 1 + k] === byte);
+    if (keyEnd < 0) return false;
+    const name = { start: i + 1, end: keyEnd };
     i = skipWhitespace(json, keyEnd + 1);
-    if (json[i] !== COLON) return undefined;
+    if (json[i] !== COLON) return false;
     const start = skipWhitespace(json, i + 1);
     const end = skipValue(json, start);
-    if (end < 0) return undefined;
-    if (isWanted) found = { start, end };
+    if (end < 0 || !visit(name, { start, end })) return false;
     i = skipWhitespace(json, end);
-    if (json[i] === CLOSE_BRACE) return found;
-    if (json[i] !== COMMA) return undefined;
+    if (json[i] === CLOSE_BRACE) return true;
+    if (json[i] !== COMMA) return false;
     i = skipWhitespace(json, i + 1);
   }
-  return undefined;
-}
-
-function skipWhitespace(json: Uint8Array, i: number): number {
-  while (i < json.length) {
-    if (!isJsonWhitespace(json[i]!)) break;
-    i++;
-  }
-  return i;
-}
-
-// The closing quote of a string whose content starts at `from`: memchr-fast through long ones.
-function stringEnd(json: Uint8Array, from: number): number {
-  for (let i = json.indexOf(QUOTE, from); i >= 0; i = json.indexOf(QUOTE, i + 1)) {
-    let backslashes = 0;
-    while (json[i - 1 - backslashes] === BACKSLASH) backslashes++;
-    if (backslashes % 2 === 0) return i;
-  }
-  return -1;
-}
-
-// The index just after the value at `i`, or -1 when it is malformed.
-function skipValue(json: Uint8Array, i: number): number {
-  const first = json[i];
-  if (first === QUOTE) {
-    const end = stringEnd(json, i + 1);
-    return end < 0 ? -1 : end + 1;
-  }
-  if (first === OPEN_BRACE || first === OPEN_BRACKET) {
-    let depth = 0;
-    for (; i < json.length; i++) {
-      const byte = json[i];
-      if (byte === QUOTE) {
-        i = stringEnd(json, i + 1);
-        if (i < 0) return -1;
-      } else if (byte === OPEN_BRACE || byte === OPEN_BRACKET) {
-        depth++;
-      } else if (byte === CLOSE_BRACE || byte === CLOSE_BRACKET) {
-        if (--depth === 0) return i + 1;
-      }
-    }
-    return -1;
-  }
-  // A number, true, false or null: up to the next delimiter.
-  while (i < json.length) {
-    const byte = json[i]!;
-    if (byte === COMMA || byte === CLOSE_BRACE || byte === CLOSE_BRACKET) return i;
-    if (isJsonWhitespace(byte)) return i;
-    i++;
-  }
-  return -1;
+  return false;
 }

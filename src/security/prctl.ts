@@ -5,7 +5,6 @@
  */
 
 const PR_SET_DUMPABLE = 4;
-const PR_GET_DUMPABLE = 3;
 
 const SYMBOLS = {
   prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
@@ -42,9 +41,4 @@ function call(option: number, arg: number): number {
  */
 export function makeNonDumpable(): void {
   call(PR_SET_DUMPABLE, 0);
-}
-
-/** Whether this process is dumpable (`PR_GET_DUMPABLE`). */
-export function isDumpable(): boolean {
-  return call(PR_GET_DUMPABLE, 0) !== 0;
 }

@@ -8,18 +8,16 @@
  * @module
  */
 
+import { lazyLibc } from "../util/lazy_libc.ts";
+
 /** Open flags and errno values of Linux (the same on x86_64 and aarch64). */
 export const O_RDONLY = 0;
-export const O_WRONLY = 1;
 export const O_RDWR = 2;
 export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
 export const EINTR = 4;
-export const ENXIO = 6;
 export const EAGAIN = 11;
-export const EPIPE = 32;
 export const ECHILD = 10;
-export const ENOSYS = 38;
 export const POLLIN = 0x1;
 export const POLLOUT = 0x4;
 export const F_SETFL = 4;
@@ -76,19 +74,8 @@ const SYMBOLS = {
 /** The loaded library's functions. */
 export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
-let loaded: Libc | null | undefined;
-
 /** libc through FFI, or null when FFI is not permitted or there is no glibc. */
-export function libc(): Libc | null {
-  if (loaded === undefined) {
-    try {
-      loaded = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
-    } catch {
-      loaded = null;
-    }
-  }
-  return loaded;
-}
+export const libc: () => Libc | null = lazyLibc(SYMBOLS);
 
 /** libc, or an error that says why the engine cannot work without it. */
 export function requireLibc(): Libc {

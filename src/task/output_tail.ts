@@ -10,7 +10,6 @@ export class OutputTail {
   #lines: string[] = [];
   #head = 0;
   #bytes = 0;
-  #dropped = false;
   #text: string | undefined = "";
 
   /** @param maxBytes how much text to keep (counted in UTF-16 units, close enough to bytes) */
@@ -25,18 +24,12 @@ export class OutputTail {
     this.#bytes += entry.length + 1;
     while (this.#bytes > this.#maxBytes && this.#head < this.#lines.length) {
       this.#bytes -= this.#lines[this.#head++]!.length + 1;
-      this.#dropped = true;
     }
     if (this.#head > 1024 && this.#head * 2 > this.#lines.length) {
       this.#lines = this.#lines.slice(this.#head);
       this.#head = 0;
     }
     this.#text = undefined;
-  }
-
-  /** Whether older lines were dropped to stay within the bound. */
-  get truncated(): boolean {
-    return this.#dropped;
   }
 
   /** The kept lines, each ending with a newline, as the Java runner sent them. */

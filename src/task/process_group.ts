@@ -1,4 +1,4 @@
-import { settlesWithin } from "../util/async.ts";
+import { errorMessage, settlesWithin } from "../util/async.ts";
 import { directSpawnSupported, spawnDirect } from "./direct_spawn.ts";
 import { TaskStartError } from "./errors.ts";
 import { libc } from "./libc.ts";
@@ -25,7 +25,6 @@ export interface SpawnOptions {
   env: Record<string, string>;
   /** The task's id, by which its daemons are recognised once it ends. */
   taskId: string;
-  cwd?: string;
   uid?: number;
   gid?: number;
   /** On the `Deno.Command` route: have the task killed when the runner dies (`setpriv`). */
@@ -57,7 +56,6 @@ export class ProcessGroup implements AsyncDisposable {
   readonly status: Promise<Deno.CommandStatus>;
   /** The route the task was started by. */
   readonly method: SpawnMethod;
-  #exited = false;
   #disposed: Promise<void> | undefined;
 
   private constructor(child: Child, taskId: string, method: SpawnMethod) {
@@ -66,21 +64,18 @@ export class ProcessGroup implements AsyncDisposable {
     this.pid = child.pid;
     this.method = method;
     trackLeader(child.pid, taskId);
-    this.status = child.status.finally(() => {
-      this.#exited = true;
-      untrackLeader(child.pid);
-    });
+    this.status = child.status.finally(() => untrackLeader(child.pid));
   }
 
   /**
    * Spawns the command in a new session with stdout and stderr piped, stdin `/dev/null`.
    *
    * Through `posix_spawn` (FFI) when it can: the task itself and nothing else. A user and
-   * group, a working directory, or no pidfd support (Linux < 5.3) take `Deno.Command`, with
+   * group, or no pidfd support (Linux < 5.3) take `Deno.Command`, with
    * util-linux `setsid` (and `setpriv --pdeathsig` for `dieWithParent`) exec'd before the task.
    *
    * @param command program (an absolute path) and arguments
-   * @param options environment, task id, working directory, user and group (root only;
+   * @param options environment, task id, user and group (root only;
    * supplementary groups are dropped)
    * @throws {TaskStartError} when the program cannot be executed
    */
@@ -89,7 +84,7 @@ export class ProcessGroup implements AsyncDisposable {
     const env = { ...options.env, [TASK_ID_VARIABLE]: options.taskId };
     const lib = libc();
     const direct = options.method !== "command" && lib !== null && directSpawnSupported() &&
-      options.uid === undefined && options.gid === undefined && options.cwd === undefined;
+      options.uid === undefined && options.gid === undefined;
     if (!direct) {
       return new ProcessGroup(
         spawnCommand(command, { ...options, env }),
@@ -138,11 +133,6 @@ export class ProcessGroup implements AsyncDisposable {
   /** The child's stderr. */
   get stderr(): ReadableStream<Uint8Array> {
     return this.#child.stderr;
-  }
-
-  /** Whether the leader has exited (and been reaped). */
-  get exited(): boolean {
-    return this.#exited;
   }
 
   /**
@@ -206,7 +196,6 @@ function spawnCommand(command: ScriptCommand, options: SpawnOptions): Child {
       args,
       env: options.env,
       clearEnv: true,
-      ...(options.cwd ? { cwd: options.cwd } : {}),
       ...(options.uid !== undefined ? { uid: options.uid } : {}),
       ...(options.gid !== undefined ? { gid: options.gid } : {}),
       stdin: "null",
@@ -222,8 +211,7 @@ function spawnCommand(command: ScriptCommand, options: SpawnOptions): Child {
       closeOutput: () => {},
     };
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new TaskStartError(`Cannot start task "${command.program}": ${reason}`, {
+    throw new TaskStartError(`Cannot start task "${command.program}": ${errorMessage(error)}`, {
       cause: error,
     });
   }

@@ -1,6 +1,6 @@
 import { concatBytes } from "../util/bytes.ts";
 import { isJsonWhitespace, OPEN_BRACE, OPEN_BRACKET } from "../util/json_bytes.ts";
-import { JsonDocScanner, SCAN } from "./json_doc_scanner.ts";
+import { JsonDocScanner, SCAN } from "../util/json_walk.ts";
 
 /** Default bound on one progress message; a longer one is dropped, never cut. */
 export const MAX_PROGRESS_MESSAGE_BYTES = 1024 * 1024;
@@ -79,24 +79,25 @@ export class ProgressFramer {
   /** Feeds the next chunk read from the pipe. */
   push(chunk: Uint8Array): void {
     let from = 0;
-    for (let i = 0; i < chunk.length; i++) {
-      const byte = chunk[i]!;
+    let i = 0;
+    while (i < chunk.length) {
       if (this.#doc) {
-        const result = this.#scanner.step(byte);
-        if (result === SCAN.more) continue;
+        const { result, at } = this.#scanner.feed(chunk, i);
+        if (result === SCAN.more) break; // the rest of the chunk belongs to the document
         if (result === SCAN.complete) {
-          this.#doc.add(chunk.subarray(from, i + 1), this.#maxBytes);
-          from = i + 1;
+          this.#doc.add(chunk.subarray(from, at + 1), this.#maxBytes);
+          from = i = at + 1;
           this.#completeDoc();
           continue;
         }
-        // Not JSON after all: what looked like a document is text, and so is this byte,
-        // unless it opens a document itself.
-        this.#doc.add(chunk.subarray(from, i), this.#maxBytes);
-        from = i;
+        // Not JSON after all: what looked like a document is text, and so is the byte at
+        // `at`, unless it opens a document itself.
+        this.#doc.add(chunk.subarray(from, at), this.#maxBytes);
+        from = i = at;
         this.#text.addAll(this.#doc, this.#maxBytes);
         this.#doc = undefined;
       }
+      const byte = chunk[i]!;
       if (byte === OPEN_BRACE || byte === OPEN_BRACKET) {
         this.#text.add(chunk.subarray(from, i), this.#maxBytes);
         from = i;
@@ -104,6 +105,7 @@ export class ProgressFramer {
         this.#scanner.reset();
         this.#scanner.step(byte);
       }
+      i++;
     }
     (this.#doc ?? this.#text).add(chunk.subarray(from), this.#maxBytes);
   }

@@ -2,16 +2,21 @@ import { settlesWithin } from "../util/async.ts";
 import { FifoWriter } from "./fifo_io.ts";
 import { TaskPipes } from "./fifo.ts";
 import { writeTaskOwner } from "./stale_tasks.ts";
-import { forEachLine } from "./lines.ts";
-import { OutputTail } from "./output_tail.ts";
-import { ProcessGroup, type SpawnMethod, type StopReason } from "./process_group.ts";
+import { ProcessGroup, type SpawnMethod } from "./process_group.ts";
+import { awaitTaskExit, stopReasonOf, type TaskExit } from "./task_exit.ts";
+import { TaskLogs } from "./task_logs.ts";
 import { concatBytes } from "../util/bytes.ts";
 import { classifyTaskEnd } from "./task_outcome.ts";
 import { checkInputSize } from "./input_limit.ts";
 import { TaskPipeReaders } from "./task_readers.ts";
 export { formatDuration, startFailureText } from "./task_outcome.ts";
 import { TaskTimer, type TimeLimit } from "./task_timer.ts";
-import { pipeArgs, type PipeArgStyle, resolveScriptCommand } from "./script_command.ts";
+import {
+  pipeArgs,
+  type PipeArgStyle,
+  resolveScriptCommand,
+  type ScriptCommand,
+} from "./script_command.ts";
 
 /**
  * What to run. The engine takes `input` over: it sets the field to an empty array once the
@@ -148,41 +153,96 @@ export async function runTask(
     : undefined;
   await using pipes = await TaskPipes.create(settings.workDir, id, owner ? { owner } : {});
   const startedAt = performance.now();
-
-  const stdout = new OutputTail(settings.logTailBytes);
-  const stderr = new OutputTail(settings.logTailBytes);
-  let pid = 0;
-  const running: RunningTask = {
-    id,
-    get pid() {
-      return pid;
-    },
-    get stdout() {
-      return stdout.text;
-    },
-    get stderr() {
-      return stderr.text;
-    },
-  };
-
+  const logs = new TaskLogs(id, settings.logTailBytes);
   // Every sign of life restarts the inactivity limit; the phase names the Java runner's text.
   using timer = new TaskTimer(timeoutMs, { maxDurationMs: settings.maxTaskMs ?? 0 });
-  const readers = new TaskPipeReaders(pipes, settings, { timer, running, hooks: options });
-  const { progressReader, outputReader } = readers;
-  const inputWriter = new FifoWriter(pipes.input);
+  const readers = new TaskPipeReaders(pipes, settings, {
+    timer,
+    running: logs.running,
+    hooks: options,
+  });
 
   await options.beforeStart;
   if (options.signal?.aborted) {
     // Cancelled while the pipes were being made: nothing was started.
-    return {
-      stdout: "",
-      stderr: "",
-      durationMs: performance.now() - startedAt,
-      outcome: reasonOf(options.signal.reason),
-    };
+    const durationMs = performance.now() - startedAt;
+    return { stdout: "", stderr: "", durationMs, outcome: stopReasonOf(options.signal.reason) };
   }
   // Whatever happens from here on, the pipes are closed (after the group is gone, below).
-  await using _pipeIo = {
+  await using pipeIo = openPipeIo(readers, pipes, spec);
+  await using group = await spawnTask(command, { id, pipes, settings, owner });
+  logs.started(group.pid);
+  // Lets a runner restarted after a crash find this task's group and stop it.
+  await writeTaskOwner(pipes.dir, group.pid);
+  const logsDone = logs.follow(group, options.onLog);
+  options.onStart?.(logs.running);
+
+  const exit = await awaitTaskExit(group, {
+    timer,
+    signal: options.signal,
+    killGraceMs: settings.killGraceMs,
+  });
+  await pipeIo.stop();
+  await settlesWithin(logsDone, LOG_DRAIN_MS);
+  return taskResult(exit, {
+    spec: { id, script, timeoutMs },
+    settings,
+    timer,
+    readers,
+    logs,
+    startedAt,
+  });
+}
+
+/** Starts the task's process, with the pipe arguments every task gets. */
+function spawnTask(
+  command: ScriptCommand,
+  task: {
+    id: string;
+    pipes: TaskPipes;
+    settings: TaskEngineSettings;
+    owner: { uid: number; gid: number } | undefined;
+  },
+): Promise<ProcessGroup> {
+  const { id, pipes, settings } = task;
+  return ProcessGroup.spawn(
+    {
+      program: command.program,
+      args: [...command.args, ...pipeArgs(id, pipes, settings.pipeArgStyle)],
+    },
+    {
+      env: settings.env,
+      taskId: id,
+      ...task.owner,
+      dieWithParent: settings.dieWithRunner ?? false,
+      ...(settings.spawnMethod ? { method: settings.spawnMethod } : {}),
+    },
+  );
+}
+
+/** The task's pipes while it runs: its progress and output read, its input written. */
+interface PipeIo extends AsyncDisposable {
+  /** Stops reading and writing; rejects when one of them failed. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Opens the task's pipes and hands its input over, before the task starts: its opens then never
+ * wait, nothing it writes is lost, and its input is in the pipe when it starts reading.
+ * Disposing stops them all, whatever happened.
+ */
+function openPipeIo(readers: TaskPipeReaders, pipes: TaskPipes, spec: TaskSpec): PipeIo {
+  const { progressReader, outputReader } = readers;
+  const inputWriter = new FifoWriter(pipes.input);
+  progressReader.start();
+  outputReader.start();
+  inputWriter.start(spec.input, () => readers.inputWritten());
+  // The writer has the input now; a frame that awaits keeps its locals alive, so let go here.
+  spec.input = EMPTY_INPUT;
+  return {
+    stop: async () => {
+      await Promise.all([progressReader.stop(), outputReader.stop(), inputWriter.stop()]);
+    },
     async [Symbol.asyncDispose]() {
       await Promise.all([
         progressReader.stop().catch(() => {}),
@@ -191,84 +251,40 @@ export async function runTask(
       ]);
     },
   };
-  // Open the pipes first: the task's opens then never wait, nothing it writes is lost, and its
-  // input is in the pipe when it starts reading.
-  progressReader.start();
-  outputReader.start();
-  inputWriter.start(spec.input, () => readers.inputWritten());
-  // The writer has the input now; a frame that awaits keeps its locals alive, so let go here.
-  spec.input = EMPTY_INPUT;
-  const group = await ProcessGroup.spawn(
-    {
-      program: command.program,
-      args: [...command.args, ...pipeArgs(id, pipes, settings.pipeArgStyle)],
-    },
-    {
-      env: settings.env,
-      taskId: id,
-      ...owner,
-      dieWithParent: settings.dieWithRunner ?? false,
-      ...(settings.spawnMethod ? { method: settings.spawnMethod } : {}),
-    },
-  );
-  await using _group = group;
-  pid = group.pid;
-  // Lets a runner restarted after a crash find this task's group and stop it.
-  await writeTaskOwner(pipes.dir, group.pid);
-  const logsDone = Promise.all([
-    forEachLine(group.stdout, (line) => {
-      stdout.append(line);
-      options.onLog?.("stdout", line, running);
-    }),
-    forEachLine(group.stderr, (line) => {
-      stderr.append(line);
-      options.onLog?.("stderr", line, running);
-    }),
-  ]).catch(() => {});
-  options.onStart?.(running);
+}
 
-  const timeout = timer.signal;
-  const stop = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
-  let stopReason: StopReason | undefined;
-  let onStop = () => {};
-  const stopped = new Promise<StopReason>((resolve) => {
-    onStop = () => resolve(timeout.aborted ? "timeout" : reasonOf(options.signal?.reason));
-    if (stop.aborted) onStop();
-    else stop.addEventListener("abort", onStop, { once: true });
-  });
-  const first = await Promise.race([group.status, stopped]);
-  stop.removeEventListener("abort", onStop);
-  timer[Symbol.dispose](); // the task has ended: its reading and waiting are no activity
-  let status: Deno.CommandStatus;
-  if (typeof first === "string") {
-    stopReason = first;
-    status = await group.terminate(settings.killGraceMs);
-  } else {
-    status = first;
-    group.signal("SIGKILL"); // leftovers of a finished task
-  }
-
-  await Promise.all([progressReader.stop(), outputReader.stop(), inputWriter.stop()]);
-  await settlesWithin(logsDone, LOG_DRAIN_MS);
+/** How a started task ended, from how its wait ended and what its pipes and logs saw. */
+function taskResult(
+  exit: TaskExit,
+  task: {
+    spec: Omit<TaskSpec, "input">;
+    settings: TaskEngineSettings;
+    timer: TaskTimer;
+    readers: TaskPipeReaders;
+    logs: TaskLogs;
+    startedAt: number;
+  },
+): TaskResult {
+  const { spec, settings, readers, logs } = task;
   const common = {
-    stdout: stdout.text,
-    stderr: stderr.text,
-    durationMs: performance.now() - startedAt,
+    stdout: logs.stdout,
+    stderr: logs.stderr,
+    durationMs: performance.now() - task.startedAt,
   };
-
+  const { stopReason, status } = exit;
   if (stopReason !== undefined && stopReason !== "timeout") {
     return { ...common, outcome: stopReason };
   }
   const failure = classifyTaskEnd({
-    id,
-    script,
+    id: spec.id,
+    script: spec.script,
     status,
-    limit: stopReason === "timeout" ? timer.fired : undefined,
+    limit: stopReason === "timeout" ? task.timer.fired : undefined,
     phase: readers.phase,
     outputClosed: readers.outputClosed,
     outputTooLarge: readers.outputTooLarge,
     stderr: common.stderr,
-    timeoutMs,
+    timeoutMs: spec.timeoutMs,
     maxDurationMs: settings.maxTaskMs ?? 0,
     maxOutputBytes: settings.maxOutputBytes,
   });
@@ -285,8 +301,4 @@ export async function runTask(
       return joined;
     },
   };
-}
-
-function reasonOf(reason: unknown): "cancelled" | "shutdown" {
-  return reason === "shutdown" ? "shutdown" : "cancelled";
 }

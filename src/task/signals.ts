@@ -38,10 +38,3 @@ const NAMES: readonly (Deno.Signal | undefined)[] = [
 export function signalName(signo: number): Deno.Signal | null {
   return NAMES[signo] ?? null;
 }
-
-/** The number of a signal named as Deno names it. */
-export function signalNumber(signal: Deno.Signal): number {
-  const signo = NAMES.indexOf(signal);
-  if (signo < 0) throw new RangeError(`Unknown signal "${signal}"`);
-  return signo;
-}

@@ -7,7 +7,6 @@ export const OPEN_BRACE = 0x7b;
 export const CLOSE_BRACE = 0x7d;
 export const OPEN_BRACKET = 0x5b;
 export const CLOSE_BRACKET = 0x5d;
-export const NEWLINE = 0x0a;
 
 /** Whether a byte is JSON whitespace. */
 export function isJsonWhitespace(byte: number): boolean {

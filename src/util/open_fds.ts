@@ -6,6 +6,7 @@
  * @module
  */
 
+import { lazyLibc } from "./lazy_libc.ts";
 const SYMBOLS = {
   opendir: { parameters: ["buffer"], result: "pointer" },
   readdir: { parameters: ["pointer"], result: "pointer" },
@@ -16,20 +17,14 @@ const SYMBOLS = {
 const D_NAME_OFFSET = 19;
 const DOT = 0x2e;
 
-let loaded: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] | null | undefined;
+const libc = lazyLibc(SYMBOLS);
 
 /**
  * The number of open file descriptors (the one used to count them not included), or
  * undefined where libc cannot be called (no FFI permission, no glibc, not Linux).
  */
 export function countOpenFds(): number | undefined {
-  if (loaded === undefined) {
-    try {
-      loaded = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
-    } catch {
-      loaded = null;
-    }
-  }
+  const loaded = libc();
   if (!loaded) return undefined;
   const dir = loaded.opendir(new TextEncoder().encode("/proc/self/fd\0"));
   if (!dir) return undefined;

@@ -1,3 +1,11 @@
+/**
+ * Walking JSON text in its bytes, without decoding it: a streaming scanner that tells where a
+ * document ends (and whether it is one), and the skips that find values in a whole text.
+ * The progress framer and the request reader both walk JSON through here.
+ *
+ * @module
+ */
+
 import {
   BACKSLASH,
   CLOSE_BRACE,
@@ -8,7 +16,7 @@ import {
   OPEN_BRACE,
   OPEN_BRACKET,
   QUOTE,
-} from "../util/json_bytes.ts";
+} from "./json_bytes.ts";
 
 /** What a byte fed to a {@linkcode JsonDocScanner} did to the document. */
 export const SCAN = { more: 0, complete: 1, invalid: 2 } as const;
@@ -99,6 +107,29 @@ export class JsonDocScanner {
     }
   }
 
+  /**
+   * Feeds `bytes` from index `from` on, up to the byte that completes the document or shows
+   * that it is none; the body of a string is crossed in a tight loop rather than through
+   * {@linkcode JsonDocScanner.step}, byte by byte.
+   *
+   * @returns the result, and the index of the byte that decided it (`bytes.length` when more
+   * is needed)
+   */
+  feed(bytes: Uint8Array, from = 0): { result: ScanResult; at: number } {
+    for (let i = from; i < bytes.length; i++) {
+      if (this.#state === STRING) {
+        let byte = bytes[i]!;
+        while (byte !== QUOTE && byte !== BACKSLASH && byte >= 0x20) {
+          if (++i === bytes.length) return { result: SCAN.more, at: i };
+          byte = bytes[i]!;
+        }
+      }
+      const result = this.step(bytes[i]!);
+      if (result !== SCAN.more) return { result, at: i };
+    }
+    return { result: SCAN.more, at: bytes.length };
+  }
+
   #key(byte: number): ScanResult {
     if (byte !== QUOTE) return SCAN.invalid;
     this.#state = STRING;
@@ -132,4 +163,50 @@ export class JsonDocScanner {
     this.#state = AFTER_VALUE;
     return this.#stack.length === 0 ? SCAN.complete : SCAN.more;
   }
+}
+
+/** The index of the first byte from `i` on that is not JSON whitespace. */
+export function skipWhitespace(json: Uint8Array, i: number): number {
+  while (i < json.length) {
+    if (!isJsonWhitespace(json[i]!)) break;
+    i++;
+  }
+  return i;
+}
+
+/**
+ * The closing quote of a string whose content starts at `from`, or -1: memchr-fast through
+ * long ones (a 90 MB base64 input), as the whole text is at hand.
+ */
+export function stringEnd(json: Uint8Array, from: number): number {
+  for (let i = json.indexOf(QUOTE, from); i >= 0; i = json.indexOf(QUOTE, i + 1)) {
+    let backslashes = 0;
+    while (json[i - 1 - backslashes] === BACKSLASH) backslashes++;
+    if (backslashes % 2 === 0) return i;
+  }
+  return -1;
+}
+
+/**
+ * The index just after the JSON value that starts at `i`, or -1 when it is malformed. An object
+ * or array is walked by a {@linkcode JsonDocScanner}: a loop, never recursion, so nesting of any
+ * depth costs no stack. A number or literal is taken up to the next delimiter, unchecked.
+ */
+export function skipValue(json: Uint8Array, i: number): number {
+  const first = json[i];
+  if (first === QUOTE) {
+    const end = stringEnd(json, i + 1);
+    return end < 0 ? -1 : end + 1;
+  }
+  if (first === OPEN_BRACE || first === OPEN_BRACKET) {
+    const { result, at } = new JsonDocScanner().feed(json, i);
+    return result === SCAN.complete ? at + 1 : -1;
+  }
+  while (i < json.length) {
+    const byte = json[i]!;
+    if (byte === COMMA || byte === CLOSE_BRACE || byte === CLOSE_BRACKET) return i;
+    if (isJsonWhitespace(byte)) return i;
+    i++;
+  }
+  return -1;
 }
