@@ -1,5 +1,6 @@
 import amqp from "amqplib";
 import type { ChannelModel } from "amqplib";
+import { whenAborted } from "../util/abort.ts";
 import { errorMessage } from "../util/async.ts";
 import { type BrokerEndpoint, connectOptions } from "./amqp_url.ts";
 
@@ -45,20 +46,14 @@ export async function connectEndpoint(
     noDelay: true,
     ...(options.ca ? { ca: options.ca } : {}),
   });
-  const signal = AbortSignal.any([
-    AbortSignal.timeout(options.timeoutMs),
-    ...(options.signal ? [options.signal] : []),
-  ]);
-  let onAbort: (() => void) | undefined;
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () =>
-      reject(
-        options.signal?.aborted ? options.signal.reason : new Error(
-          `No answer to the connection or the AMQP handshake within ${options.timeoutMs} ms`,
-        ),
-      );
-    if (signal.aborted) onAbort();
-    else signal.addEventListener("abort", onAbort, { once: true });
+  const deadline = AbortSignal.timeout(options.timeoutMs);
+  using stopped = whenAborted(
+    options.signal ? AbortSignal.any([deadline, options.signal]) : deadline,
+  );
+  const aborted = stopped.promise.then(() => {
+    throw options.signal?.aborted ? options.signal.reason : new Error(
+      `No answer to the connection or the AMQP handshake within ${options.timeoutMs} ms`,
+    );
   });
   try {
     return await Promise.race([attempt, aborted]);
@@ -66,8 +61,6 @@ export async function connectEndpoint(
     // A connection that comes up after all is not wanted any more.
     attempt.then((model) => model.close().catch(() => {}), () => {});
     throw error;
-  } finally {
-    signal.removeEventListener("abort", onAbort!);
   }
 }
 

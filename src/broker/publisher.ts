@@ -2,9 +2,8 @@ import type { ConfirmChannel, Message } from "amqplib";
 import { Buffer } from "node:buffer";
 import type { Logger } from "../observability/log.ts";
 import { errorMessage } from "../util/async.ts";
-import type { BrokerConnection } from "./connection.ts";
+import type { Backoff, BrokerConnection } from "./connection.ts";
 import { ManagedChannel } from "./managed_channel.ts";
-import { type Backoff } from "./connection.ts";
 import { RouteHolds, UNROUTED_ABANDON_MS } from "./route_holds.ts";
 import { exchangeExists } from "./topology.ts";
 

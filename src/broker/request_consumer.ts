@@ -1,6 +1,7 @@
 import type { Channel, ConfirmChannel, ConsumeMessage, Options } from "amqplib";
 import { Buffer } from "node:buffer";
 import type { Logger } from "../observability/log.ts";
+import { whenAborted } from "../util/abort.ts";
 import { errorMessage } from "../util/async.ts";
 import type { BrokerConnection } from "./connection.ts";
 import { ManagedChannel } from "./managed_channel.ts";
@@ -215,20 +216,19 @@ export class RequestConsumer implements AsyncDisposable {
   async #publishCopy(content: Buffer, properties: Options.Publish): Promise<void> {
     const signal = AbortSignal.timeout(COPY_TIMEOUT_MS);
     const channel = await this.#copies.ready({ signal });
-    await new Promise<void>((resolve, reject) => {
-      const onAbort = () => reject(new Error("Request copy not confirmed in time"));
-      signal.addEventListener("abort", onAbort, { once: true });
-      try {
-        channel.publish("", this.#queue, content, properties, (error: unknown) => {
-          signal.removeEventListener("abort", onAbort);
-          if (error) reject(new Error(`Request copy not confirmed: ${errorMessage(error)}`));
-          else resolve();
-        });
-      } catch (error) {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      }
+    using timedOut = whenAborted(signal);
+    const confirmed = new Promise<void>((resolve, reject) => {
+      channel.publish("", this.#queue, content, properties, (error: unknown) => {
+        if (error) reject(new Error(`Request copy not confirmed: ${errorMessage(error)}`));
+        else resolve();
+      });
     });
+    await Promise.race([
+      confirmed,
+      timedOut.promise.then(() => {
+        throw new Error("Request copy not confirmed in time");
+      }),
+    ]);
   }
 
   /** Closes the channels: the broker requeues every unsettled delivery. */

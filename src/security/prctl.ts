@@ -1,34 +1,20 @@
 /**
- * `prctl(2)` through FFI, for what the runner asks of the kernel about itself.
+ * `prctl(2)` through FFI, for what the runner asks of the kernel about itself. It goes through
+ * the one libc binding of the process (`src/task/libc.ts`), which the engine's subreaper also
+ * uses for `prctl`.
  *
  * @module
  */
 
+import { errno, libc } from "../task/libc.ts";
+
 const PR_SET_DUMPABLE = 4;
 
-const SYMBOLS = {
-  prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
-} as const satisfies Deno.ForeignLibraryInterface;
-
-type Prctl = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
-
-let loaded: Prctl | undefined;
-
-function library(): Prctl {
-  // Kept open for the process's life: a handful of calls, no reason to reload.
-  loaded ??= Deno.dlopen("libc.so.6", SYMBOLS).symbols;
-  return loaded;
-}
-
 function call(option: number, arg: number): number {
-  const lib = library();
+  const lib = libc();
+  if (!lib) throw new Error("Cannot call libc through FFI (needs --allow-ffi and glibc)");
   const result = lib.prctl(option, BigInt(arg), 0n, 0n, 0n);
-  if (result < 0) {
-    const pointer = lib.__errno_location();
-    const errno = pointer ? new Deno.UnsafePointerView(pointer).getInt32() : 0;
-    throw new Error(`prctl(${option}) failed with errno ${errno}`);
-  }
+  if (result < 0) throw new Error(`prctl(${option}) failed with errno ${errno(lib)}`);
   return result;
 }
 
