@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { cPath, type Libc, O_CLOEXEC, O_RDONLY } from "./libc.ts";
+import { cPath, type Libc, libc, O_CLOEXEC, O_RDONLY } from "./libc.ts";
 
 const READ_BYTES = 16 * 1024;
 // struct dirent on 64-bit glibc: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name.
@@ -98,4 +98,16 @@ export function environValue(lib: Libc, pid: number, name: string): string | und
     if (entry.startsWith(prefix)) return entry.slice(prefix.length);
   }
   return undefined;
+}
+
+/**
+ * The number of this process's open file descriptors (the one used to count them not
+ * included), or undefined where libc cannot be called (no FFI permission, no glibc) or
+ * `/proc/self/fd` cannot be listed.
+ */
+export function countOpenFds(): number | undefined {
+  const lib = libc();
+  if (!lib) return undefined;
+  const names = listDir(lib, "/proc/self/fd");
+  return names.length > 0 ? names.length - 1 : undefined; // less the directory being read
 }
