@@ -48,7 +48,7 @@ Deno.test({
   fn: async () => {
     const workDir = await Deno.makeTempDir({ prefix: "taskrunner-uid-" });
     try {
-      await using pipes = await TaskPipes.create(workDir, "id", {
+      using pipes = TaskPipes.create(workDir, "id", {
         owner: { uid: TASK_UID, gid: TASK_GID },
       });
       for (const path of [pipes.dir, pipes.input, pipes.output, pipes.progress]) {

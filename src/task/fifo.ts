@@ -1,6 +1,6 @@
 import { cPath, libc } from "./libc.ts";
 import { join } from "node:path";
-import { removeTaskOwner, runnerTag, writeTaskOwner } from "./stale_tasks.ts";
+import { removeTaskOwner, runnerTag } from "./stale_tasks.ts";
 
 const FIFO_MODE = 0o600;
 
@@ -9,21 +9,17 @@ const FIFO_MODE = 0o600;
  *
  * @param path where to create it; must not exist yet
  */
-export async function makeFifo(path: string): Promise<void> {
-  // libc's mkfifo through FFI: a process per FIFO would cost more than the rest of a small task.
+export function makeFifo(path: string): void {
+  // libc's mkfifo through FFI, called in place: a process per FIFO, or even a hop to a worker
+  // thread, would cost more than the call itself.
   const lib = libc();
-  if (lib) {
-    const cpath = cPath(path);
-    const made = await lib.mkfifo(cpath, FIFO_MODE);
-    // Read after the call, which ran on another thread: the path was not collected meanwhile.
-    if (made === 0 && cpath.length > 0) return;
-    // Fall through to the command, whose message says why (errno alone would not)
-  }
-  const { success, stderr } = await new Deno.Command("mkfifo", {
+  if (lib && lib.mkfifo(cPath(path), FIFO_MODE) === 0) return;
+  // The command's message says why (errno alone would not).
+  const { success, stderr } = new Deno.Command("mkfifo", {
     args: ["-m", "600", path],
     stdout: "null",
     stderr: "piped",
-  }).output();
+  }).outputSync();
   if (!success) {
     throw new Error(
       `Cannot create named pipe "${path}": ${new TextDecoder().decode(stderr).trim()}`,
@@ -32,7 +28,7 @@ export async function makeFifo(path: string): Promise<void> {
 }
 
 /** The three FIFOs of one task, in a private directory removed on dispose. */
-export class TaskPipes implements AsyncDisposable {
+export class TaskPipes implements Disposable {
   readonly dir: string;
   readonly input: string;
   readonly output: string;
@@ -46,47 +42,51 @@ export class TaskPipes implements AsyncDisposable {
   }
 
   /**
-   * Makes a fresh directory (mode 0700) under `workDir` holding the three FIFOs. The owner
-   * record comes first, and the directory's name carries this runner's pid and start time:
-   * whenever this runner dies, the next one can tell the directory is stale and remove it.
+   * Makes a fresh directory (mode 0700) under `workDir` holding the three FIFOs. The
+   * directory's name carries this runner's pid and start time: whenever this runner dies, the
+   * next one can tell the directory is stale and remove it. Each step is a single quick system
+   * call, made in place (a hop to a worker thread would cost more than the call).
    *
    * @param workDir parent directory, created if missing
    * @param taskId used in the directory name so that an operator can tell whose it is
    * @param options `owner`: the user and group the task runs as, who get the directory and FIFOs
    */
-  static async create(
+  static create(
     workDir: string,
     taskId: string,
     options: { owner?: { uid: number; gid: number } } = {},
-  ): Promise<TaskPipes> {
-    await Deno.mkdir(workDir, { recursive: true });
+  ): TaskPipes {
+    Deno.mkdirSync(workDir, { recursive: true });
     const random = crypto.randomUUID().slice(0, 8);
     // The id only helps an operator tell whose directory it is: never a path of its own.
     const name = taskId.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 64);
     const dir = join(workDir, `task-${name}-${runnerTag()}-${random}`);
-    await writeTaskOwner(dir);
     const pipes = new TaskPipes(dir);
     try {
-      await Deno.mkdir(dir, { mode: 0o700 });
-      await Deno.chmod(dir, 0o700);
-      await makeFifo(pipes.input);
-      await makeFifo(pipes.output);
-      await makeFifo(pipes.progress);
+      Deno.mkdirSync(dir, { mode: 0o700 });
+      Deno.chmodSync(dir, 0o700); // whatever the umask
+      makeFifo(pipes.input);
+      makeFifo(pipes.output);
+      makeFifo(pipes.progress);
       const { owner } = options;
       if (owner) {
         for (const path of [dir, pipes.input, pipes.output, pipes.progress]) {
-          await Deno.chown(path, owner.uid, owner.gid);
+          Deno.chownSync(path, owner.uid, owner.gid);
         }
       }
     } catch (error) {
-      await pipes[Symbol.asyncDispose]();
+      pipes[Symbol.dispose]();
       throw error;
     }
     return pipes;
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
-    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
-    await removeTaskOwner(this.dir); // last: a record without its directory is still reaped
+  [Symbol.dispose](): void {
+    try {
+      Deno.removeSync(this.dir, { recursive: true });
+    } catch {
+      // already gone
+    }
+    removeTaskOwner(this.dir); // last: a record without its directory is still reaped
   }
 }

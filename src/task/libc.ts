@@ -30,7 +30,7 @@ const SYS_PIDFD_OPEN = 434;
 const SYMBOLS = {
   // Creating an inode and spawning a process take a while (the child's exec, with vfork):
   // on a pool thread, so that the event loop goes on meanwhile.
-  mkfifo: { parameters: ["buffer", "u32"], result: "i32", nonblocking: true },
+  mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },

@@ -76,17 +76,18 @@ export function readStat(lib: Libc, pid: number): ProcStat | undefined {
   };
 }
 
-/** The children of this process, of all its threads. */
-export function ownChildren(lib: Libc): number[] {
-  const children: number[] = [];
-  for (const tid of listDir(lib, "/proc/self/task")) {
-    const bytes = readProcFile(lib, `/proc/self/task/${tid}/children`);
-    if (!bytes) continue;
-    for (const word of new TextDecoder().decode(bytes).split(" ")) {
-      if (word.length > 0) children.push(Number(word));
-    }
-  }
-  return children;
+/**
+ * The children of this process's main thread: every orphan re-parented to this process (a
+ * child subreaper) lands there, since the kernel hands orphans to the first live thread of
+ * the reaper. Children forked by other threads (task leaders, spawned on a worker thread)
+ * are not listed; they are tracked by their pids. One read instead of one per thread.
+ */
+export function mainThreadChildren(lib: Libc): number[] {
+  const bytes = readProcFile(lib, `/proc/self/task/${Deno.pid}/children`);
+  if (!bytes) return [];
+  return new TextDecoder().decode(bytes).split(" ").filter((word) => word.length > 0).map(
+    Number,
+  );
 }
 
 /** The value of one variable in a process's initial environment, if readable and present. */

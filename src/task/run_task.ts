@@ -151,7 +151,7 @@ export async function runTask(
   const owner = settings.uid !== undefined && settings.gid !== undefined
     ? { uid: settings.uid, gid: settings.gid }
     : undefined;
-  await using pipes = await TaskPipes.create(settings.workDir, id, owner ? { owner } : {});
+  using pipes = TaskPipes.create(settings.workDir, id, owner ? { owner } : {});
   const startedAt = performance.now();
   const logs = new TaskLogs(id, settings.logTailBytes);
   // Every sign of life restarts the inactivity limit; the phase names the Java runner's text.
@@ -173,7 +173,7 @@ export async function runTask(
   await using group = await spawnTask(command, { id, pipes, settings, owner });
   logs.started(group.pid);
   // Lets a runner restarted after a crash find this task's group and stop it.
-  await writeTaskOwner(pipes.dir, group.pid);
+  writeTaskOwner(pipes.dir, group.pid);
   const logsDone = logs.follow(group, options.onLog);
   options.onStart?.(logs.running);
 

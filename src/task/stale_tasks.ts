@@ -30,14 +30,14 @@ export function ownerRecordPath(dir: string): string {
 
 /**
  * Records, atomically (a temporary file renamed over it), that this runner owns a task's
- * directory and, once known, the task's process group. Written before the directory is made,
- * then again once the task runs: a runner killed at any point leaves a record that is either
- * absent, or whole.
+ * directory and the task's process group, once the task runs: a runner killed at any point
+ * leaves a record that is either absent (the directory's name still tells whose it is), or
+ * whole. Written in place: two quick system calls, cheaper than a hop to a worker thread.
  *
- * @param dir the task directory (it need not exist yet)
- * @param pgid the task's process group, once started
+ * @param dir the task directory
+ * @param pgid the task's process group
  */
-export async function writeTaskOwner(dir: string, pgid?: number): Promise<void> {
+export function writeTaskOwner(dir: string, pgid?: number): void {
   const owner: TaskOwner = {
     runnerPid: Deno.pid,
     runnerStartedAt: RUNNER_STARTED_AT,
@@ -46,17 +46,25 @@ export async function writeTaskOwner(dir: string, pgid?: number): Promise<void> 
   const path = ownerRecordPath(dir);
   const temporary = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
   try {
-    await Deno.writeTextFile(temporary, JSON.stringify(owner), { mode: 0o600 });
-    await Deno.rename(temporary, path);
+    Deno.writeTextFileSync(temporary, JSON.stringify(owner), { mode: 0o600 });
+    Deno.renameSync(temporary, path);
   } catch (error) {
-    await Deno.remove(temporary).catch(() => {});
+    try {
+      Deno.removeSync(temporary);
+    } catch {
+      // never written
+    }
     throw error;
   }
 }
 
 /** Removes a task directory's owner record, once the directory itself is gone. */
-export async function removeTaskOwner(dir: string): Promise<void> {
-  await Deno.remove(ownerRecordPath(dir)).catch(() => {});
+export function removeTaskOwner(dir: string): void {
+  try {
+    Deno.removeSync(ownerRecordPath(dir));
+  } catch {
+    // never written, or already gone
+  }
 }
 
 /**

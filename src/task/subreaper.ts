@@ -16,7 +16,7 @@
  */
 import { fdPoller } from "./fd_poller.ts";
 import { type Libc, libc, pidfdOpen, POLLIN, WNOHANG } from "./libc.ts";
-import { environValue, ownChildren, readStat } from "./proc_files.ts";
+import { environValue, mainThreadChildren, readStat } from "./proc_files.ts";
 
 /** The variable every task gets, holding its id, by which its daemons are recognised. */
 export const TASK_ID_VARIABLE = "TASKRUNNER_TASK_ID";
@@ -84,7 +84,7 @@ export async function sweepOrphans(taskId: string): Promise<number> {
   let killed = 0;
   for (let round = 0; round < MAX_ROUNDS; round++) {
     const doomed: number[] = [];
-    for (const pid of ownChildren(lib)) {
+    for (const pid of mainThreadChildren(lib)) {
       if (leaders.has(pid)) continue;
       const stat = readStat(lib, pid);
       if (!stat || stat.session === ownSession) continue; // gone, or one of Deno's own
