@@ -42,6 +42,8 @@ export async function runCelery(
     latencyTasks: number;
     throughputTasks: number;
     concurrency: number;
+    /** Where the task's files are made: the same file system as the runner's FIFOs. */
+    tmpDir: string;
   },
 ): Promise<CeleryResult> {
   const url = options.amqpUrl.endsWith("/") ? `${options.amqpUrl}/` : `${options.amqpUrl}//`;
@@ -55,6 +57,7 @@ export async function runCelery(
       String(options.throughputTasks),
       String(options.concurrency),
     ],
+    env: { TMPDIR: options.tmpDir },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
