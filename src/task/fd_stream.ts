@@ -1,5 +1,6 @@
 import { type FdPoller, fdPoller } from "./fd_poller.ts";
 import { EAGAIN, EINTR, errno, type Libc, POLLIN, requireLibc } from "./libc.ts";
+import { readScratch } from "./read_scratch.ts";
 
 const READ_BYTES = 64 * 1024;
 
@@ -34,7 +35,7 @@ export class FdStream {
   async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
     this.#pulling = true;
     try {
-      const buffer = new Uint8Array(READ_BYTES);
+      const buffer = readScratch(READ_BYTES);
       while (this.#fd >= 0) {
         const n = Number(this.#lib.read(this.#fd, buffer, BigInt(buffer.length)));
         if (n > 0) return controller.enqueue(buffer.slice(0, n));

@@ -16,6 +16,7 @@ import {
   requireLibc,
 } from "./libc.ts";
 import { type OpenWatch, openWatcher } from "./open_watcher.ts";
+import { readScratch } from "./read_scratch.ts";
 
 /** Receives what a {@linkcode FifoReader} reads. */
 export interface FifoSink {
@@ -100,7 +101,7 @@ export class FifoReader {
   }
 
   async #run(): Promise<void> {
-    const buffer = new Uint8Array(this.#bufferBytes);
+    const buffer = readScratch(this.#bufferBytes);
     let sinceYield = 0;
     while (true) {
       const n = Number(this.#lib.read(this.#fd, buffer, BigInt(buffer.length)));
@@ -144,7 +145,7 @@ export class FifoReader {
       }
       if (this.#stopping) {
         // Every writer is gone; one that opened and closed without writing left only a hang-up.
-        if (await this.#hungUp()) {
+        if (this.#hungUp()) {
           this.#writerSeen();
           this.#writer = false;
           this.#sink.closed?.();
@@ -170,12 +171,12 @@ export class FifoReader {
     this.#next = -1;
   }
 
-  async #hungUp(): Promise<boolean> {
+  #hungUp(): boolean {
     const table = new Uint8Array(POLL_ONE_BYTES);
     const view = new DataView(table.buffer);
     view.setInt32(0, this.#fd, true);
     view.setInt16(4, POLLIN, true);
-    if (await this.#lib.poll(table, 1n, 0) <= 0) return false;
+    if (this.#lib.pollNow(table, 1n, 0) <= 0) return false;
     return (view.getInt16(6, true) & POLLHUP) !== 0;
   }
 

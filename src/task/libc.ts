@@ -68,6 +68,8 @@ const SYMBOLS = {
   inotify_rm_watch: { parameters: ["i32", "i32"], result: "i32" },
   // The one call that waits: run on a thread of its own, once for all pipes.
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  // The same call, made in place: for a timeout of 0, a hop to a worker thread is all it costs.
+  pollNow: { name: "poll", parameters: ["buffer", "u64", "i32"], result: "i32" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
