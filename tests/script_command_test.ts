@@ -1,5 +1,5 @@
 import { relative } from "node:path";
-import { assert, assertEquals, assertMatch, assertRejects } from "./helpers/assert.ts";
+import { assert, assertEquals, assertMatch, assertThrows } from "./helpers/assert.ts";
 import {
   isScriptAllowed,
   MAX_SCRIPT_LENGTH,
@@ -30,8 +30,8 @@ function options(overrides: Partial<ScriptCommandOptions> = {}): ScriptCommandOp
   return { python: "python3", allowedScripts: [], path: "", ...overrides };
 }
 
-async function startError(script: string, opts = options()): Promise<TaskStartError> {
-  return await assertRejects(() => resolveScriptCommand(script, opts), TaskStartError);
+function startError(script: string, opts = options()): TaskStartError {
+  return assertThrows(() => resolveScriptCommand(script, opts), TaskStartError);
 }
 
 Deno.test("isScriptAllowed() matches glob patterns where * matches anything but /", async (t) => {

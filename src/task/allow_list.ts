@@ -61,9 +61,17 @@ export function isPathPattern(pattern: string): boolean {
   return pattern.includes("/");
 }
 
-/** The real path of `path`, or undefined when it does not exist (or cannot be read). */
-export async function realPathOf(path: string): Promise<string | undefined> {
-  return await Deno.realPath(path).catch(() => undefined);
+/**
+ * The real path of `path`, or undefined when it does not exist (or cannot be read). Resolved
+ * in place, as every file system lookup of a task's start: a few quick system calls, cheaper
+ * than a hop to a worker thread each.
+ */
+export function realPathOf(path: string): string | undefined {
+  try {
+    return Deno.realPathSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -71,13 +79,13 @@ export async function realPathOf(path: string): Promise<string | undefined> {
  * replaced by their real path; a pattern without wildcards is resolved whole. What does not
  * exist is kept as written: it matches nothing that exists anyway.
  */
-export async function resolvePathPattern(pattern: string, cwd = Deno.cwd()): Promise<string> {
+export function resolvePathPattern(pattern: string, cwd = Deno.cwd()): string {
   const absolute = isAbsolute(pattern) ? pattern : resolve(cwd, pattern);
   const segments = absolute.split("/");
   const wild = segments.findIndex((segment) => segment.includes("*"));
-  if (wild === -1) return await realPathOf(absolute) ?? absolute;
+  if (wild === -1) return realPathOf(absolute) ?? absolute;
   const fixed = segments.slice(0, wild).join("/") || "/";
-  const real = await realPathOf(fixed);
+  const real = realPathOf(fixed);
   if (real === undefined) return absolute;
   const rest = segments.slice(wild).join("/");
   return real.endsWith("/") ? real + rest : `${real}/${rest}`;
@@ -99,11 +107,9 @@ export class AllowList {
    * @param patterns the configured patterns
    * @param cwd what relative path patterns are taken from
    */
-  static async resolve(patterns: readonly string[], cwd = Deno.cwd()): Promise<AllowList> {
+  static resolve(patterns: readonly string[], cwd = Deno.cwd()): AllowList {
     const names = patterns.filter((pattern) => !isPathPattern(pattern));
-    const paths = await Promise.all(
-      patterns.filter(isPathPattern).map((pattern) => resolvePathPattern(pattern, cwd)),
-    );
+    const paths = patterns.filter(isPathPattern).map((pattern) => resolvePathPattern(pattern, cwd));
     return new AllowList(names, paths);
   }
 
@@ -122,8 +128,8 @@ export class AllowList {
  * Whether the real path of an executable found on `PATH` lies in one of the `PATH`
  * directories (each taken by its real path): a symlink on `PATH` that leads elsewhere does not.
  */
-export async function isInPathDirectory(realPath: string, searchPath: string): Promise<boolean> {
+export function isInPathDirectory(realPath: string, searchPath: string): boolean {
   const dirs = searchPath.split(delimiter).filter((dir) => dir.length > 0);
-  const realDirs = await Promise.all(dirs.map((dir) => realPathOf(dir)));
+  const realDirs = dirs.map((dir) => realPathOf(dir));
   return realDirs.includes(dirname(realPath));
 }

@@ -143,7 +143,7 @@ export async function runTask(
   checkInputSize(spec.input, settings.maxInputBytes);
   // Only the input is read from `spec` later, once: the engine then keeps no reference to it.
   const { id, script, timeoutMs } = spec;
-  const command = await resolveScriptCommand(script, {
+  const command = resolveScriptCommand(script, {
     python: settings.python,
     allowedScripts: settings.allowedScripts,
     path: settings.env.PATH ?? "",
