@@ -21,7 +21,7 @@ export async function forEachLine(
     onLine(line);
   };
   let pending = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+  const take = (text: string) => {
     const lines = (pending + text).split("\n");
     pending = lines.pop()!;
     for (const line of lines) emit(line.endsWith("\r") ? line.slice(0, -1) : line);
@@ -29,6 +29,20 @@ export async function forEachLine(
       onLine(pending.slice(0, MAX_LINE_CHARS));
       pending = pending.slice(MAX_LINE_CHARS);
     }
+  };
+  // A reader and a streaming decoder, not pipeThrough(new TextDecoderStream()): the same text,
+  // without a transform stream and its pipe for each of a task's two streams.
+  const decoder = new TextDecoder();
+  const reader = stream.getReader();
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      take(decoder.decode(value, { stream: true }));
+    }
+  } finally {
+    reader.releaseLock();
   }
+  take(decoder.decode());
   if (pending.length > 0) emit(pending);
 }
