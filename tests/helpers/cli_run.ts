@@ -6,6 +6,7 @@
  */
 import { RUN_PERMISSIONS } from "../../src/permissions.ts";
 import { AMQP_URL, type TestNames } from "./broker_harness.ts";
+import { TEST_PYTHON } from "./engine.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 
@@ -49,6 +50,7 @@ function cliEnv(extra: Record<string, string>): Record<string, string> {
     ...env,
     TERARIUM_TASKRUNNER_WORK_DIR: `${Deno.env.get("TMPDIR") ?? "/tmp"}/taskrunner-cli-test`,
     TERARIUM_TASKRUNNER_KILL_GRACE_SECONDS: "1",
+    TERARIUM_TASKRUNNER_PYTHON: TEST_PYTHON,
     ...extra,
   };
 }

@@ -6,13 +6,32 @@ import {
   type TaskResult,
 } from "../../src/task/mod.ts";
 
+/**
+ * The Python interpreter the tests' `.py` tasks run with: `python3`'s real executable, found
+ * once. A version manager's shim (pyenv's is a shell script) costs most of a second per start on
+ * a busy machine, enough to trip the tests' one-second task timeouts.
+ */
+export const TEST_PYTHON: string = (() => {
+  try {
+    const { success, stdout } = new Deno.Command("python3", {
+      args: ["-c", "import sys; print(sys.executable)"],
+      stdout: "piped",
+      stderr: "null",
+    }).outputSync();
+    const path = new TextDecoder().decode(stdout).trim();
+    return success && path.length > 0 ? path : "python3";
+  } catch {
+    return "python3";
+  }
+})();
+
 /** Engine settings for tests: a private work dir, a short kill grace. */
 export function testEngineSettings(
   overrides: Partial<TaskEngineSettings> = {},
 ): TaskEngineSettings {
   return {
     workDir: `${Deno.env.get("TMPDIR") ?? "/tmp"}/taskrunner-test-${Deno.pid}`,
-    python: "python3",
+    python: TEST_PYTHON,
     pipeArgStyle: "underscore",
     killGraceMs: 1_000,
     logTailBytes: 64 * 1024,

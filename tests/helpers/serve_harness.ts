@@ -7,6 +7,7 @@ import {
 } from "../../src/config.ts";
 import { Logger, type LogLevel } from "../../src/observability/log.ts";
 import { AMQP_URL, type TestNames } from "./broker_harness.ts";
+import { TEST_PYTHON } from "./engine.ts";
 
 /** Absolute path of a fixture task. */
 export function fixture(name: string): string {
@@ -41,6 +42,7 @@ export function startRunner(names: TestNames, options: Record<string, unknown> =
       cancellationExchange: names.cancellationExchange,
       killGrace: "2",
       drain: "5",
+      python: TEST_PYTHON,
       ...options,
     },
     env: {},
