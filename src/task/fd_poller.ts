@@ -1,6 +1,20 @@
 import { errno, type Libc, O_CLOEXEC, O_NONBLOCK, POLLIN, requireLibc } from "./libc.ts";
 
-const POLLFD_BYTES = 8; // struct pollfd { int fd; short events; short revents; }
+const EPOLL_CTL_ADD = 1;
+const EPOLL_CTL_DEL = 2;
+const EPOLL_CTL_MOD = 3;
+const EPOLLONESHOT = 1 << 30;
+const EPERM = 1;
+const ENOENT = 2;
+const EEXIST = 17;
+const POLLNVAL = 0x20;
+const MAX_EVENTS = 64;
+// struct epoll_event { uint32_t events; uint64_t data; }: packed on x86_64, aligned elsewhere.
+const PACKED = Deno.build.arch === "x86_64";
+const EVENT_BYTES = PACKED ? 12 : 16;
+const DATA_OFFSET = PACKED ? 4 : 8;
+// epoll_wait fails only on a bad argument (EINTR aside): give up rather than spin.
+const MAX_FAILED_WAITS = 100;
 
 interface Waiter {
   events: number;
@@ -8,93 +22,136 @@ interface Waiter {
 }
 
 /**
- * Waits for many file descriptors at once with one `poll()` call running on one thread, and
- * only while something is waited for. An eventfd wakes the call up when the set changes.
+ * Waits for many file descriptors at once with one `epoll_wait()` call running on one thread,
+ * and only while something is waited for. Each wait arms its descriptor once
+ * (`EPOLLONESHOT`) in an epoll set the call is already watching: a new wait takes effect at
+ * once, without waking the call up (a `poll()` set would have to be rebuilt for each).
+ * An eventfd wakes the call up when nothing is left to wait for, so that it ends.
  */
 export class FdPoller {
   readonly #lib: Libc;
+  readonly #epollFd: number;
   readonly #wakeFd: number;
   readonly #waiters = new Map<number, Waiter>();
+  /** Descriptors in the epoll set (armed, or disarmed after their event). */
+  readonly #registered = new Set<number>();
+  readonly #control = new Uint8Array(EVENT_BYTES);
+  readonly #events = new Uint8Array(EVENT_BYTES * MAX_EVENTS);
   readonly #wakeBytes = new Uint8Array(8);
   #polling = false;
 
   constructor(lib: Libc = requireLibc()) {
     this.#lib = lib;
+    this.#epollFd = lib.epoll_create1(O_CLOEXEC);
+    if (this.#epollFd < 0) throw new Error(`Cannot create an epoll set: errno ${errno(lib)}`);
     this.#wakeFd = lib.eventfd(0, O_NONBLOCK | O_CLOEXEC);
     if (this.#wakeFd < 0) throw new Error(`Cannot create an eventfd: errno ${errno(lib)}`);
+    if (this.#ctl(EPOLL_CTL_ADD, this.#wakeFd, POLLIN) < 0) {
+      throw new Error(`Cannot watch the poller's eventfd: errno ${errno(lib)}`);
+    }
   }
 
   /**
    * Resolves when `fd` is ready for `events` (POLLIN or POLLOUT), has an error or hang-up,
    * or `release(fd)` is called. One waiter per descriptor.
    *
-   * @returns the events `poll()` reported (`revents`), 0 when woken without any
+   * @returns the events reported (`revents`), 0 when woken without any
    */
   wait(fd: number, events: number): Promise<number> {
     return new Promise((resolve) => {
       this.#waiters.get(fd)?.resolve(0);
+      const now = this.#arm(fd, events);
+      if (now !== undefined) {
+        this.#waiters.delete(fd);
+        resolve(now);
+        return;
+      }
       this.#waiters.set(fd, { events, resolve });
-      this.#kick();
+      if (!this.#polling) {
+        this.#polling = true;
+        void this.#loop();
+      }
     });
   }
 
-  /** Ends a wait on `fd` at once (before the descriptor is closed). */
+  /** Ends a wait on `fd` at once, and forgets the descriptor: call it before closing it. */
   release(fd: number): void {
     const waiter = this.#waiters.get(fd);
-    if (!waiter) return;
     this.#waiters.delete(fd);
-    waiter.resolve(0);
-    this.#kick();
+    waiter?.resolve(0);
+    if (this.#registered.delete(fd)) this.#ctl(EPOLL_CTL_DEL, fd, 0);
+    // With nothing left to wait for, the call must end: a pending one keeps the process alive.
+    if (this.#polling && this.#waiters.size === 0) {
+      const one = new Uint8Array(8);
+      one[0] = 1;
+      this.#lib.write(this.#wakeFd, one, 8n);
+    }
   }
 
-  #kick(): void {
-    if (!this.#polling) {
-      this.#polling = true;
-      void this.#loop();
-      return;
+  /**
+   * Arms `fd` for one report of `events`.
+   *
+   * @returns undefined once armed, or the events to report at once when it cannot be watched
+   */
+  #arm(fd: number, events: number): number | undefined {
+    // A descriptor closed since its last wait left the set by itself; its number may be reused.
+    let op = this.#registered.has(fd) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (this.#ctl(op, fd, events | EPOLLONESHOT) === 0) {
+        this.#registered.add(fd);
+        return undefined;
+      }
+      const code = errno(this.#lib);
+      if (op === EPOLL_CTL_MOD && code === ENOENT) op = EPOLL_CTL_ADD;
+      else if (op === EPOLL_CTL_ADD && code === EEXIST) op = EPOLL_CTL_MOD;
+      else {
+        this.#registered.delete(fd);
+        // A regular file is always ready, as poll() says; a closed descriptor is invalid.
+        return code === EPERM ? events : POLLNVAL;
+      }
     }
-    const one = new Uint8Array(8);
-    one[0] = 1;
-    this.#lib.write(this.#wakeFd, one, 8n);
+    return POLLNVAL;
+  }
+
+  #ctl(op: number, fd: number, events: number): number {
+    const view = new DataView(this.#control.buffer);
+    view.setUint32(0, events, true);
+    view.setBigUint64(DATA_OFFSET, BigInt(fd), true);
+    return this.#lib.epoll_ctl(this.#epollFd, op, fd, this.#control);
   }
 
   async #loop(): Promise<void> {
+    const view = new DataView(this.#events.buffer);
+    let failed = 0;
     try {
-      await this.#pollUntilIdle();
+      // Decided in the same turn as the waiters' wake-ups: a waiter that comes back from one
+      // (read to empty, waits again) finds the loop stopped, and starts it again.
+      while (this.#waiters.size > 0) {
+        const ready = await this.#lib.epoll_wait(this.#epollFd, this.#events, MAX_EVENTS, -1);
+        if (ready < 0) {
+          // EINTR, most likely (errno cannot be read here: the call ran on another thread).
+          if (++failed >= MAX_FAILED_WAITS) throw new Error("epoll_wait keeps failing");
+          continue;
+        }
+        failed = 0;
+        for (let i = 0; i < ready; i++) {
+          const fd = view.getInt32(i * EVENT_BYTES + DATA_OFFSET, true);
+          if (fd === this.#wakeFd) {
+            this.#lib.read(this.#wakeFd, this.#wakeBytes, 8n);
+            continue;
+          }
+          const waiter = this.#waiters.get(fd);
+          if (!waiter) continue; // released meanwhile
+          this.#waiters.delete(fd);
+          waiter.resolve(view.getUint32(i * EVENT_BYTES, true) & 0xffff);
+        }
+      }
     } catch {
-      // poll() itself failed: wake everyone, so that their next read or write reports it.
-      this.#polling = false;
+      // The set cannot be waited on: wake everyone, so that their next read or write reports it.
       for (const waiter of this.#waiters.values()) waiter.resolve(0);
       this.#waiters.clear();
-    }
-  }
-
-  async #pollUntilIdle(): Promise<void> {
-    while (true) {
-      // Decided in the same turn as the waiters' wake-ups: a waiter that comes back from one
-      // (read to empty, waits again) must find the loop stopped, or its kick would be lost.
-      if (this.#waiters.size === 0) {
-        this.#polling = false;
-        return;
-      }
-      const fds = [this.#wakeFd, ...this.#waiters.keys()];
-      const table = new Uint8Array(fds.length * POLLFD_BYTES);
-      const view = new DataView(table.buffer);
-      fds.forEach((fd, i) => {
-        view.setInt32(i * POLLFD_BYTES, fd, true);
-        view.setInt16(i * POLLFD_BYTES + 4, i === 0 ? POLLIN : this.#waiters.get(fd)!.events, true);
-      });
-      const ready = await this.#lib.poll(table, BigInt(fds.length), -1);
-      if (ready < 0) continue; // EINTR: poll again
-      if (view.getInt16(6, true) !== 0) this.#lib.read(this.#wakeFd, this.#wakeBytes, 8n);
-      for (let i = 1; i < fds.length; i++) {
-        const revents = view.getInt16(i * POLLFD_BYTES + 6, true);
-        if (revents === 0) continue;
-        const fd = fds[i]!;
-        const waiter = this.#waiters.get(fd);
-        this.#waiters.delete(fd);
-        waiter?.resolve(revents);
-      }
+    } finally {
+      this.#polling = false;
     }
   }
 }

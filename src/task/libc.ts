@@ -28,8 +28,7 @@ const F_SETPIPE_SZ = 1031;
 const SYS_PIDFD_OPEN = 434;
 
 const SYMBOLS = {
-  // Creating an inode and spawning a process take a while (the child's exec, with vfork):
-  // on a pool thread, so that the event loop goes on meanwhile.
+  // Making a FIFO is one quick call, made in place (a pool thread's hop costs more).
   mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
@@ -38,6 +37,7 @@ const SYMBOLS = {
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  // The child's exec takes a while (vfork): on a pool thread, the event loop goes on meanwhile.
   posix_spawn: {
     parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
     result: "i32",
@@ -67,9 +67,12 @@ const SYMBOLS = {
   inotify_add_watch: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   inotify_rm_watch: { parameters: ["i32", "i32"], result: "i32" },
   // The one call that waits: run on a thread of its own, once for all pipes.
-  poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
-  // The same call, made in place: for a timeout of 0, a hop to a worker thread is all it costs.
+  // poll() with a timeout of 0, made in place (a hop to a worker thread is all it would cost).
   pollNow: { name: "poll", parameters: ["buffer", "u64", "i32"], result: "i32" },
+  epoll_create1: { parameters: ["i32"], result: "i32" },
+  epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  // Waits on a pool thread: the one thread the engine's descriptors are watched by.
+  epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32", nonblocking: true },
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
