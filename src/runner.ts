@@ -28,6 +28,7 @@ import {
   TaskStartError,
 } from "./task/mod.ts";
 import { whenAborted } from "./util/abort.ts";
+import { garbageCollector } from "./util/gc.ts";
 import { errorMessage, settlesWithin } from "./util/async.ts";
 
 /** What the runner reports, for metrics. */
@@ -85,6 +86,11 @@ const LOGGED_ERROR_CHARS = 500;
 // requeue counts as a lost run.
 const KEPT_BODY_BYTES = 2 * 1024 * 1024;
 
+// From this size, a request's body or a task's output has the runner ask for a full garbage
+// collection wherever one of its whole-payload buffers has just become garbage: V8 would leave
+// them resident (they live outside its heap), and the next copy would add to them.
+const COLLECT_FROM_BYTES = 8 * 1024 * 1024;
+
 /**
  * Turns request deliveries into task runs and task events into responses: the one place
  * where the broker layer and the task engine meet.
@@ -119,8 +125,15 @@ export class Runner {
     });
   }
 
-  // Not async, like #start: a frame that awaited would keep the parsed input alive.
   #handle(delivery: Delivery): Promise<void> {
+    if (delivery.body.length < COLLECT_FROM_BYTES) return this.#parse(delivery);
+    // What the broker client assembled the body from is garbage now: let it go before the
+    // input is decoded beside the body.
+    return this.#collectGarbage().then(() => this.#parse(delivery));
+  }
+
+  // Not async, like #start: a frame that awaited would keep the parsed input alive.
+  #parse(delivery: Delivery): Promise<void> {
     let parsed: TaskRequest;
     try {
       parsed = parseTaskRequest(delivery.body);
@@ -151,8 +164,12 @@ export class Runner {
 
   #startDelivered(delivery: Delivery, parsed: TaskRequest, lostRuns: number): Promise<void> {
     // Small bodies are kept while the task runs: a shutdown requeues them as a copy.
+    const large = delivery.body.length >= COLLECT_FROM_BYTES;
     if (delivery.body.length > KEPT_BODY_BYTES) delivery.releaseBody();
-    return this.#start(delivery, parsed, lostRuns);
+    const done = this.#start(delivery, parsed, lostRuns);
+    // After a turn, when no frame holds the decoded body any more.
+    if (large) void this.#collectGarbage();
+    return done;
   }
 
   // Redelivered, and neither running nor finished here: the runner that had it was lost (or
@@ -357,6 +374,9 @@ export class Runner {
       log.info("Task stopped by shutdown; request requeued", { durationMs });
       return await this.#requeueOnShutdown(active);
     }
+    const large = result.outcome === "success" && result.outputSize >= COLLECT_FROM_BYTES;
+    // The input, written by now, goes before the output is encoded beside the output.
+    if (large) await this.#collectGarbage();
     const response = terminalResponse(result);
     switch (response.status) {
       case "SUCCESS":
@@ -375,7 +395,20 @@ export class Runner {
         else log.info("Task cancelled before it started");
         break;
     }
-    await this.#finish(active, response, started ? result.durationMs : 0);
+    // Once encoded, the output is let go (and collected) before the broker client copies the
+    // response into frames.
+    const encoded = result.outcome === "success"
+      ? () => {
+        result.releaseOutput();
+        return large ? this.#collectGarbage() : Promise.resolve();
+      }
+      : undefined;
+    await this.#finish(active, response, {
+      durationMs: started ? result.durationMs : 0,
+      ...(encoded ? { encoded } : {}),
+    });
+    // The response and its frames, confirmed and let go: gone before the next large request.
+    if (large) await this.#collectGarbage();
   }
 
   // Back to the queue for another runner, as a copy with the count unchanged: a shutdown is
@@ -413,14 +446,22 @@ export class Runner {
     });
   }
 
-  /** Publishes the one terminal response, then acknowledges the request once it is confirmed. */
-  async #finish(active: ActiveTask, response: TerminalResponse, durationMs = 0): Promise<void> {
+  /**
+   * Publishes the one terminal response, then acknowledges the request once it is confirmed.
+   * `encoded` runs once the response is encoded, before it is published.
+   */
+  async #finish(
+    active: ActiveTask,
+    response: TerminalResponse,
+    options: { durationMs?: number; encoded?: () => Promise<void> } = {},
+  ): Promise<void> {
     const { status } = response;
+    const durationMs = options.durationMs ?? 0;
     try {
       // Until a queue takes it (the server may be away for long), the request stays
       // unacknowledged; a shutdown stops the wait and the request goes back to the queue.
       const routed = await untilAborted(
-        this.#publish(active.request, response),
+        this.#publish(active.request, response, options.encoded),
         active.shutdown.signal,
       );
       if (!routed) {
@@ -455,10 +496,22 @@ export class Runner {
     this.#settled(active, true);
   }
 
-  async #publish(echo: ResponseEcho, update: Parameters<typeof encodeResponse>[1]): Promise<void> {
+  async #publish(
+    echo: ResponseEcho,
+    update: Parameters<typeof encodeResponse>[1],
+    encoded?: () => Promise<void>,
+  ): Promise<void> {
     // Async, so that a response that cannot be encoded rejects instead of throwing.
     const routingKey = typeof echo.routingKey === "string" ? echo.routingKey : "";
-    await this.#options.publisher.publish(routingKey, encodeResponse(echo, update));
+    const content = encodeResponse(echo, update);
+    await encoded?.();
+    await this.#options.publisher.publish(routingKey, content);
+  }
+
+  // A full collection, after a turn (so that no frame still holds what was just let go).
+  async #collectGarbage(): Promise<void> {
+    const collect = await garbageCollector();
+    collect?.();
   }
 
   /**
