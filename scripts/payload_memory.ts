@@ -15,6 +15,12 @@ const AMQP_URL = Deno.env.get("BENCH_AMQP_URL") ?? "amqp://guest:guest@127.0.0.1
 const ECHO = new URL("../tests/fixtures/echo.sh", import.meta.url).pathname;
 const MIB = 1024 * 1024;
 
+function cpuMs(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 function statusKib(pid: number, field: string): number {
   const text = Deno.readTextFileSync(`/proc/${pid}/status`);
   const match = text.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"));
@@ -44,6 +50,7 @@ async function main(args: string[]): Promise<void> {
   }
   const request = makeRequest(ECHO, input, names.routingKey);
   const samples: Array<[number, number]> = [];
+  const cpuBefore = cpuMs(runner.pid);
   const start = performance.now();
   const sampler = setInterval(() => {
     samples.push([performance.now() - start, statusKib(runner.pid, "VmRSS")]);
@@ -52,6 +59,7 @@ async function main(args: string[]): Promise<void> {
   const terminal = await server.send(request, { timeoutMs: 300_000 });
   const seconds = (terminal.arrivedAt - start) / 1_000;
   clearInterval(sampler);
+  const cpu = cpuMs(runner.pid) - cpuBefore;
   const output = terminal.output ? Uint8Array.fromBase64(terminal.output) : new Uint8Array();
   const intact = output.length === input.length && output.every((b, k) => b === input[k]);
   let peak: [number, number] = [0, 0];
@@ -67,9 +75,11 @@ async function main(args: string[]): Promise<void> {
   }
   const hwm = statusKib(runner.pid, "VmHWM");
   console.log(
-    `${terminal.status} ${intact ? "intact" : "CORRUPT"} in ${seconds.toFixed(2)} s; idle ${
-      (idle / 1024).toFixed(0)
-    } MiB; sampled peak ${(peak[1] / 1024).toFixed(0)} MiB at ${peak[0].toFixed(0)} ms = idle + ${
+    `${terminal.status} ${intact ? "intact" : "CORRUPT"} in ${
+      seconds.toFixed(2)
+    } s, runner CPU ${cpu} ms; idle ${(idle / 1024).toFixed(0)} MiB; sampled peak ${
+      (peak[1] / 1024).toFixed(0)
+    } MiB at ${peak[0].toFixed(0)} ms = idle + ${
       ((peak[1] - idle) / 1024 / mib).toFixed(2)
     }x; VmHWM ${(hwm / 1024).toFixed(0)} MiB = idle + ${((hwm - idle) / 1024 / mib).toFixed(2)}x`,
   );

@@ -20,6 +20,7 @@ import {
 import { CancellationLink } from "./runner/cancellation_link.ts";
 import type { CancellationSource, Delivery, ResponseSink } from "./runner/ports.ts";
 import { ProgressResponses } from "./runner/progress_responses.ts";
+import { releaseMemory } from "./runner/release_memory.ts";
 import {
   runTask,
   type TaskEngineSettings,
@@ -28,7 +29,6 @@ import {
   TaskStartError,
 } from "./task/mod.ts";
 import { whenAborted } from "./util/abort.ts";
-import { garbageCollector } from "./util/gc.ts";
 import { errorMessage, settlesWithin } from "./util/async.ts";
 
 /** What the runner reports, for metrics. */
@@ -86,9 +86,9 @@ const LOGGED_ERROR_CHARS = 500;
 // requeue counts as a lost run.
 const KEPT_BODY_BYTES = 2 * 1024 * 1024;
 
-// From this size, a request's body or a task's output has the runner ask for a full garbage
-// collection wherever one of its whole-payload buffers has just become garbage: V8 would leave
-// them resident (they live outside its heap), and the next copy would add to them.
+// From this size, a request's body or a task's output has the runner release memory (a full
+// collection, then the allocator trimmed) wherever one of its whole-payload buffers has just
+// become garbage: V8 and glibc would leave it resident, and the next copy would add to it.
 const COLLECT_FROM_BYTES = 8 * 1024 * 1024;
 
 /**
@@ -129,7 +129,7 @@ export class Runner {
     if (delivery.body.length < COLLECT_FROM_BYTES) return this.#parse(delivery);
     // What the broker client assembled the body from is garbage now: let it go before the
     // input is decoded beside the body.
-    return this.#collectGarbage().then(() => this.#parse(delivery));
+    return this.#releaseMemory().then(() => this.#parse(delivery));
   }
 
   // Not async, like #start: a frame that awaited would keep the parsed input alive.
@@ -168,7 +168,7 @@ export class Runner {
     if (delivery.body.length > KEPT_BODY_BYTES) delivery.releaseBody();
     const done = this.#start(delivery, parsed, lostRuns);
     // After a turn, when no frame holds the decoded body any more.
-    if (large) void this.#collectGarbage();
+    if (large) void this.#releaseMemory();
     return done;
   }
 
@@ -376,7 +376,7 @@ export class Runner {
     }
     const large = result.outcome === "success" && result.outputSize >= COLLECT_FROM_BYTES;
     // The input, written by now, goes before the output is encoded beside the output.
-    if (large) await this.#collectGarbage();
+    if (large) await this.#releaseMemory();
     const response = terminalResponse(result);
     switch (response.status) {
       case "SUCCESS":
@@ -400,7 +400,7 @@ export class Runner {
     const encoded = result.outcome === "success"
       ? () => {
         result.releaseOutput();
-        return large ? this.#collectGarbage() : Promise.resolve();
+        return large ? this.#releaseMemory() : Promise.resolve();
       }
       : undefined;
     await this.#finish(active, response, {
@@ -408,7 +408,7 @@ export class Runner {
       ...(encoded ? { encoded } : {}),
     });
     // The response and its frames, confirmed and let go: gone before the next large request.
-    if (large) await this.#collectGarbage();
+    if (large) await this.#releaseMemory();
   }
 
   // Back to the queue for another runner, as a copy with the count unchanged: a shutdown is
@@ -508,10 +508,13 @@ export class Runner {
     await this.#options.publisher.publish(routingKey, content);
   }
 
-  // A full collection, after a turn (so that no frame still holds what was just let go).
-  async #collectGarbage(): Promise<void> {
-    const collect = await garbageCollector();
-    collect?.();
+  // After a turn (so that no frame still holds what was just let go); never rejects: memory is
+  // a matter of degree, not of the request's outcome.
+  async #releaseMemory(): Promise<void> {
+    await Promise.resolve();
+    await releaseMemory().catch((error) => {
+      this.#log.debug("Cannot release memory", { error: errorMessage(error) });
+    });
   }
 
   /**

@@ -68,6 +68,9 @@ const SYMBOLS = {
   inotify_rm_watch: { parameters: ["i32", "i32"], result: "i32" },
   // The one call that waits: run on a thread of its own, once for all pipes.
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
+  // The runner's, not the engine's (src/runner/release_memory.ts): on a pool thread, as it
+  // walks every arena of the allocator.
+  malloc_trim: { parameters: ["usize"], result: "i32", nonblocking: true },
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
