@@ -105,6 +105,8 @@ export class Runner {
   readonly #requeues = new Set<Promise<boolean>>();
   /** Ids of the latest finished requests, oldest first. */
   readonly #finished = new Set<string>();
+  /** Large deliveries waiting for memory to be released before they are parsed. */
+  readonly #arriving = new Set<Promise<void>>();
 
   constructor(options: RunnerOptions) {
     this.#options = options;
@@ -128,8 +130,13 @@ export class Runner {
   #handle(delivery: Delivery): Promise<void> {
     if (delivery.body.length < COLLECT_FROM_BYTES) return this.#parse(delivery);
     // What the broker client assembled the body from is garbage now: let it go before the
-    // input is decoded beside the body.
-    return this.#releaseMemory().then(() => this.#parse(delivery));
+    // input is decoded beside the body. A drain waits for it, as for a running task.
+    const released = this.#releaseMemory();
+    this.#arriving.add(released);
+    return released.then(() => {
+      this.#arriving.delete(released);
+      return this.#parse(delivery);
+    });
   }
 
   // Not async, like #start: a frame that awaited would keep the parsed input alive.
@@ -164,12 +171,8 @@ export class Runner {
 
   #startDelivered(delivery: Delivery, parsed: TaskRequest, lostRuns: number): Promise<void> {
     // Small bodies are kept while the task runs: a shutdown requeues them as a copy.
-    const large = delivery.body.length >= COLLECT_FROM_BYTES;
     if (delivery.body.length > KEPT_BODY_BYTES) delivery.releaseBody();
-    const done = this.#start(delivery, parsed, lostRuns);
-    // After a turn, when no frame holds the decoded body any more.
-    if (large) void this.#releaseMemory();
-    return done;
+    return this.#start(delivery, parsed, lostRuns);
   }
 
   // Redelivered, and neither running nor finished here: the runner that had it was lost (or
@@ -283,6 +286,8 @@ export class Runner {
     if (this.#maxLostRuns > 0 && active.lostRuns >= this.#maxLostRuns) {
       return await this.#refuseCrashLoop(active);
     }
+    // The body it was decoded from, let go by now.
+    if ((active.input?.length ?? 0) >= COLLECT_FROM_BYTES) await this.#releaseMemory();
     // The cancellation queue is declared, bound and consumed while the engine makes the task's
     // pipes; the task starts once it is watched (a cancellation already waiting stops it).
     await using cancellation = new CancellationLink(this.#options.cancellations, request.id, {
@@ -522,6 +527,8 @@ export class Runner {
    * back to the queue. Aborting `force` ends the wait at once.
    */
   async drain(drainMs: number, options: { force?: AbortSignal } = {}): Promise<void> {
+    // A large delivery still waiting to be parsed becomes a running task first.
+    await Promise.allSettled([...this.#arriving]);
     const all = () => Promise.allSettled([...this.#active.values()].map((active) => active.done));
     if (this.#active.size > 0) {
       this.#log.info("Waiting for running tasks to finish", {
