@@ -87,8 +87,9 @@ const LOGGED_ERROR_CHARS = 500;
 const KEPT_BODY_BYTES = 2 * 1024 * 1024;
 
 // From this size, a request's body or a task's output has the runner release memory (a full
-// collection, then the allocator trimmed) wherever one of its whole-payload buffers has just
-// become garbage: V8 and glibc would leave it resident, and the next copy would add to it.
+// collection, and the allocator trimmed where small buffers were let go) wherever buffers of
+// the whole payload have just become garbage, before the next copy: V8 and glibc would leave
+// them resident. Only the body's release is off the path to the response (once the task runs).
 const COLLECT_FROM_BYTES = 8 * 1024 * 1024;
 
 /**
@@ -129,9 +130,9 @@ export class Runner {
 
   #handle(delivery: Delivery): Promise<void> {
     if (delivery.body.length < COLLECT_FROM_BYTES) return this.#parse(delivery);
-    // What the broker client assembled the body from is garbage now: let it go before the
-    // input is decoded beside the body. A drain waits for it, as for a running task.
-    const released = this.#releaseMemory();
+    // The frames the broker client assembled the body from are garbage now: let them go before
+    // the input is decoded beside the body. A drain waits for it, as for a running task.
+    const released = this.#releaseMemory({ trim: true });
     this.#arriving.add(released);
     return released.then(() => {
       this.#arriving.delete(released);
@@ -286,8 +287,6 @@ export class Runner {
     if (this.#maxLostRuns > 0 && active.lostRuns >= this.#maxLostRuns) {
       return await this.#refuseCrashLoop(active);
     }
-    // The body it was decoded from, let go by now.
-    if ((active.input?.length ?? 0) >= COLLECT_FROM_BYTES) await this.#releaseMemory();
     // The cancellation queue is declared, bound and consumed while the engine makes the task's
     // pipes; the task starts once it is watched (a cancellation already waiting stops it).
     await using cancellation = new CancellationLink(this.#options.cancellations, request.id, {
@@ -324,6 +323,9 @@ export class Runner {
       timeoutMs: request.timeoutMinutes * 60_000,
     };
     active.input = undefined; // the engine has it now, and lets go of it once written
+    // The body the input was decoded from is garbage: collected while the task starts up.
+    const largeInput = spec.input.length >= COLLECT_FROM_BYTES;
+    let released: Promise<void> | undefined;
     const taskLog = new TaskLogLimiter(this.#options.taskLog ?? DEFAULT_TASK_LOG_LIMITS);
     try {
       const result = await runTask(spec, this.#options.engine, {
@@ -333,6 +335,7 @@ export class Runner {
           this.#observer.taskStarted?.();
           log.info("Task started", { pid: running.pid });
           responses.start(running, cancellation.signal.aborted);
+          if (largeInput) released = this.#releaseMemory();
         },
         onProgress: (message, task) => {
           this.#observer.progressForwarded?.();
@@ -353,6 +356,7 @@ export class Runner {
     } finally {
       responses.end();
       this.#summariseTaskLog(log, taskLog);
+      await released;
     }
   }
 
@@ -380,7 +384,7 @@ export class Runner {
       return await this.#requeueOnShutdown(active);
     }
     const large = result.outcome === "success" && result.outputSize >= COLLECT_FROM_BYTES;
-    // The input, written by now, goes before the output is encoded beside the output.
+    // The body and the input (written by now) go before the output is encoded beside the output.
     if (large) await this.#releaseMemory();
     const response = terminalResponse(result);
     switch (response.status) {
@@ -413,7 +417,7 @@ export class Runner {
       ...(encoded ? { encoded } : {}),
     });
     // The response and its frames, confirmed and let go: gone before the next large request.
-    if (large) await this.#releaseMemory();
+    if (large) await this.#releaseMemory({ trim: true });
   }
 
   // Back to the queue for another runner, as a copy with the count unchanged: a shutdown is
@@ -515,9 +519,9 @@ export class Runner {
 
   // After a turn (so that no frame still holds what was just let go); never rejects: memory is
   // a matter of degree, not of the request's outcome.
-  async #releaseMemory(): Promise<void> {
+  async #releaseMemory(options: { trim?: boolean } = {}): Promise<void> {
     await Promise.resolve();
-    await releaseMemory().catch((error) => {
+    await releaseMemory(options).catch((error) => {
       this.#log.debug("Cannot release memory", { error: errorMessage(error) });
     });
   }
