@@ -20,6 +20,7 @@ import {
 import { CancellationLink } from "./runner/cancellation_link.ts";
 import type { CancellationSource, Delivery, ResponseSink } from "./runner/ports.ts";
 import { ProgressResponses } from "./runner/progress_responses.ts";
+import { releaseMemory } from "./runner/release_memory.ts";
 import {
   runTask,
   type TaskEngineSettings,
@@ -85,6 +86,12 @@ const LOGGED_ERROR_CHARS = 500;
 // requeue counts as a lost run.
 const KEPT_BODY_BYTES = 2 * 1024 * 1024;
 
+// From this size, a request's body or a task's output has the runner release memory (a full
+// collection, and the allocator trimmed where small buffers were let go) wherever buffers of
+// the whole payload have just become garbage, before the next copy: V8 and glibc would leave
+// them resident. Only the body's release is off the path to the response (once the task runs).
+const COLLECT_FROM_BYTES = 8 * 1024 * 1024;
+
 /**
  * Turns request deliveries into task runs and task events into responses: the one place
  * where the broker layer and the task engine meet.
@@ -99,6 +106,8 @@ export class Runner {
   readonly #requeues = new Set<Promise<boolean>>();
   /** Ids of the latest finished requests, oldest first. */
   readonly #finished = new Set<string>();
+  /** Large deliveries waiting for memory to be released before they are parsed. */
+  readonly #arriving = new Set<Promise<void>>();
 
   constructor(options: RunnerOptions) {
     this.#options = options;
@@ -119,8 +128,20 @@ export class Runner {
     });
   }
 
-  // Not async, like #start: a frame that awaited would keep the parsed input alive.
   #handle(delivery: Delivery): Promise<void> {
+    if (delivery.body.length < COLLECT_FROM_BYTES) return this.#parse(delivery);
+    // The frames the broker client assembled the body from are garbage now: let them go before
+    // the input is decoded beside the body. A drain waits for it, as for a running task.
+    const released = this.#releaseMemory({ trim: true });
+    this.#arriving.add(released);
+    return released.then(() => {
+      this.#arriving.delete(released);
+      return this.#parse(delivery);
+    });
+  }
+
+  // Not async, like #start: a frame that awaited would keep the parsed input alive.
+  #parse(delivery: Delivery): Promise<void> {
     let parsed: TaskRequest;
     try {
       parsed = parseTaskRequest(delivery.body);
@@ -302,6 +323,9 @@ export class Runner {
       timeoutMs: request.timeoutMinutes * 60_000,
     };
     active.input = undefined; // the engine has it now, and lets go of it once written
+    // The body the input was decoded from is garbage: collected while the task starts up.
+    const largeInput = spec.input.length >= COLLECT_FROM_BYTES;
+    let released: Promise<void> | undefined;
     const taskLog = new TaskLogLimiter(this.#options.taskLog ?? DEFAULT_TASK_LOG_LIMITS);
     try {
       const result = await runTask(spec, this.#options.engine, {
@@ -311,6 +335,7 @@ export class Runner {
           this.#observer.taskStarted?.();
           log.info("Task started", { pid: running.pid });
           responses.start(running, cancellation.signal.aborted);
+          if (largeInput) released = this.#releaseMemory();
         },
         onProgress: (message, task) => {
           this.#observer.progressForwarded?.();
@@ -331,6 +356,7 @@ export class Runner {
     } finally {
       responses.end();
       this.#summariseTaskLog(log, taskLog);
+      await released;
     }
   }
 
@@ -357,6 +383,9 @@ export class Runner {
       log.info("Task stopped by shutdown; request requeued", { durationMs });
       return await this.#requeueOnShutdown(active);
     }
+    const large = result.outcome === "success" && result.outputSize >= COLLECT_FROM_BYTES;
+    // The body and the input (written by now) go before the output is encoded beside the output.
+    if (large) await this.#releaseMemory();
     const response = terminalResponse(result);
     switch (response.status) {
       case "SUCCESS":
@@ -375,7 +404,20 @@ export class Runner {
         else log.info("Task cancelled before it started");
         break;
     }
-    await this.#finish(active, response, started ? result.durationMs : 0);
+    // Once encoded, the output is let go (and collected) before the broker client copies the
+    // response into frames.
+    const encoded = result.outcome === "success"
+      ? () => {
+        result.releaseOutput();
+        return large ? this.#releaseMemory() : Promise.resolve();
+      }
+      : undefined;
+    await this.#finish(active, response, {
+      durationMs: started ? result.durationMs : 0,
+      ...(encoded ? { encoded } : {}),
+    });
+    // The response and its frames, confirmed and let go: gone before the next large request.
+    if (large) await this.#releaseMemory({ trim: true });
   }
 
   // Back to the queue for another runner, as a copy with the count unchanged: a shutdown is
@@ -413,14 +455,22 @@ export class Runner {
     });
   }
 
-  /** Publishes the one terminal response, then acknowledges the request once it is confirmed. */
-  async #finish(active: ActiveTask, response: TerminalResponse, durationMs = 0): Promise<void> {
+  /**
+   * Publishes the one terminal response, then acknowledges the request once it is confirmed.
+   * `encoded` runs once the response is encoded, before it is published.
+   */
+  async #finish(
+    active: ActiveTask,
+    response: TerminalResponse,
+    options: { durationMs?: number; encoded?: () => Promise<void> } = {},
+  ): Promise<void> {
     const { status } = response;
+    const durationMs = options.durationMs ?? 0;
     try {
       // Until a queue takes it (the server may be away for long), the request stays
       // unacknowledged; a shutdown stops the wait and the request goes back to the queue.
       const routed = await untilAborted(
-        this.#publish(active.request, response),
+        this.#publish(active.request, response, options.encoded),
         active.shutdown.signal,
       );
       if (!routed) {
@@ -455,10 +505,25 @@ export class Runner {
     this.#settled(active, true);
   }
 
-  async #publish(echo: ResponseEcho, update: Parameters<typeof encodeResponse>[1]): Promise<void> {
+  async #publish(
+    echo: ResponseEcho,
+    update: Parameters<typeof encodeResponse>[1],
+    encoded?: () => Promise<void>,
+  ): Promise<void> {
     // Async, so that a response that cannot be encoded rejects instead of throwing.
     const routingKey = typeof echo.routingKey === "string" ? echo.routingKey : "";
-    await this.#options.publisher.publish(routingKey, encodeResponse(echo, update));
+    const content = encodeResponse(echo, update);
+    await encoded?.();
+    await this.#options.publisher.publish(routingKey, content);
+  }
+
+  // After a turn (so that no frame still holds what was just let go); never rejects: memory is
+  // a matter of degree, not of the request's outcome.
+  async #releaseMemory(options: { trim?: boolean } = {}): Promise<void> {
+    await Promise.resolve();
+    await releaseMemory(options).catch((error) => {
+      this.#log.debug("Cannot release memory", { error: errorMessage(error) });
+    });
   }
 
   /**
@@ -466,6 +531,8 @@ export class Runner {
    * back to the queue. Aborting `force` ends the wait at once.
    */
   async drain(drainMs: number, options: { force?: AbortSignal } = {}): Promise<void> {
+    // A large delivery still waiting to be parsed becomes a running task first.
+    await Promise.allSettled([...this.#arriving]);
     const all = () => Promise.allSettled([...this.#active.values()].map((active) => active.done));
     if (this.#active.size > 0) {
       this.#log.info("Waiting for running tasks to finish", {

@@ -82,6 +82,18 @@ Deno.test("parseTaskRequest() decodes a large input straight from the bytes, byt
   assert(request.input.every((byte, i) => byte === input[i]), "input decoded exactly");
 });
 
+Deno.test("parseTaskRequest() decodes a large input written with JSON escapes", () => {
+  const input = new Uint8Array(1024 * 1024 + 2).map((_, i) => (i * 37) % 256);
+  // "\/" is JSON for "/": a writer may escape it, and the bytes are then not plain base64.
+  const escaped = JSON.stringify(input.toBase64()).replaceAll("/", "\\/");
+  const body = encoder.encode(
+    `{"id":"${crypto.randomUUID()}","script":"echo.sh","input":${escaped}}`,
+  );
+  const request = parseTaskRequest(body);
+  assertEquals(request.input.length, input.length);
+  assert(request.input.every((byte, i) => byte === input[i]), "input decoded exactly");
+});
+
 Deno.test("parseTaskRequest() rejects a large input that is not base64", () => {
   const body = encoder.encode(JSON.stringify({
     id: crypto.randomUUID(),

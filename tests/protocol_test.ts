@@ -264,6 +264,30 @@ Deno.test("encodeTaskResponse() gives the same JSON for a large output as JSON.s
   assertEquals(Uint8Array.fromBase64(JSON.parse(new TextDecoder().decode(bytes)).output), output);
 });
 
+Deno.test("encodeResponse() splices output chunks of any lengths as the base64 of their bytes", () => {
+  // Chunk ends fall at every place in a base64 quad, and inside and across its encoding slices.
+  const layouts = [
+    [1, 1, 1, 60_000, 2],
+    [2, 2, 2, 49_153, 1, 4],
+    [49_152, 49_152, 3],
+    [0, 98_305, 0, 1],
+    [65_536, 65_536, 65_537],
+    [50_000, 1, 1],
+  ];
+  let seed = 1;
+  for (const lengths of layouts) {
+    const chunks = lengths.map((length) =>
+      new Uint8Array(length).map(() => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24)
+    );
+    const joined = new Uint8Array(lengths.reduce((total, length) => total + length, 0));
+    chunks.reduce((offset, chunk) => (joined.set(chunk, offset), offset + chunk.length), 0);
+    const json = new TextDecoder().decode(
+      encodeResponse({ id: ID, routingKey: "rk" }, { status: "SUCCESS", output: chunks }),
+    );
+    assertEquals(JSON.parse(json).output, joined.toBase64(), `chunks of ${lengths.join(", ")}`);
+  }
+});
+
 Deno.test("parseTaskRequest() rejects a routing key AMQP cannot carry, and names no key to answer on", () => {
   const body = new TextEncoder().encode(JSON.stringify({
     id: crypto.randomUUID(),

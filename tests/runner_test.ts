@@ -238,6 +238,32 @@ Deno.test("Runner sends CANCELLING with stdout and stderr as of the cancel, then
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("Runner passes a large input through byte for byte, and a drain waits for its arrival", async (t) => {
+  // Large enough for the runner to release memory before parsing it and around its task.
+  const input = new Uint8Array(12 * 1024 * 1024).map((_, i) => (i * 131 + (i >> 12)) % 256);
+  await t.step("echoed: the output is the input", async () => {
+    await using fake = fakeRunner();
+    const request = requestFields(ECHO, "", { input: input.toBase64() });
+    const delivery = new FakeDelivery(request);
+    fake.runner.handle(delivery);
+    assertEquals(await delivery.outcome(), { action: "ack" });
+    const output = Uint8Array.fromBase64(
+      (await fake.sink.when(request.id, "SUCCESS")).response.output!,
+    );
+    assertEquals(output.length, input.length);
+    assert(output.every((byte, i) => byte === input[i]), "output intact");
+  });
+  await t.step("a drain as it arrives settles it before returning", async () => {
+    await using fake = fakeRunner();
+    const request = requestFields(BEHAVE, "", { input: input.toBase64() });
+    const delivery = new FakeDelivery(request);
+    fake.runner.handle(delivery);
+    await fake.runner.drain(0);
+    assertEquals(delivery.settled.all.length, 1, "settled: not started after the drain");
+    assertEquals(fake.runner.activeCount, 0);
+  });
+});
+
 Deno.test("Runner answers an input over the engine's limit with FAILED, counted as too large", async () => {
   await using fake = fakeRunner({ engine: { maxInputBytes: 4 } });
   const request = requestFields(ECHO, "12345");

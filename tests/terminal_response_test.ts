@@ -28,6 +28,9 @@ function success(chunks: Uint8Array[]): TaskResult {
     get output(): Uint8Array {
       throw new Error("The terminal response sends the chunks, never the joined output");
     },
+    releaseOutput() {
+      chunks.length = 0;
+    },
   };
 }
 

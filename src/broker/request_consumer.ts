@@ -179,7 +179,10 @@ export class RequestConsumer implements AsyncDisposable {
               void requeued.then((copied) => copied || delivery.reject(true));
               return;
             }
-            options.onDelivery(delivery);
+            // Handed over once amqplib's frame handler has returned: until then it holds the
+            // body's frames (as large as the body again), which the request's parse would keep
+            // alive.
+            queueMicrotask(() => options.onDelivery(delivery));
           }, { noAck: false });
           this.#consumerTag = consumerTag;
         },

@@ -150,21 +150,37 @@ function joinOutput(
   return chunks.length === 1 ? chunks[0]! : concatBytes(chunks, size);
 }
 
+// Encoded in slices whose strings stay small enough for V8's young generation (a scavenge frees
+// them), where a whole chunk's would wait in the large-object space for a full collection.
+const BASE64_SLICE_BYTES = 48 * 1024;
+
 // Base64 of the chunks joined, written into `target`: three bytes at a time make four
-// characters, so each chunk's last one or two bytes wait for the next chunk.
+// characters, so a chunk's last one or two bytes are completed from the next chunk.
 function writeBase64(chunks: readonly Uint8Array[], target: Uint8Array): void {
   let offset = 0;
-  let carry: Uint8Array = new Uint8Array(0);
+  const put = (bytes: Uint8Array) => {
+    offset += encoder.encodeInto(bytes.toBase64(), target.subarray(offset)).written;
+  };
+  const carry = new Uint8Array(3);
+  let carried = 0;
   for (const chunk of chunks) {
-    const data = carry.length > 0 ? concatBytes([carry, chunk]) : chunk;
-    const whole = data.length - (data.length % 3);
-    if (whole > 0) {
-      offset +=
-        encoder.encodeInto(data.subarray(0, whole).toBase64(), target.subarray(offset)).written;
+    let start = 0;
+    if (carried > 0) {
+      start = Math.min(3 - carried, chunk.length);
+      carry.set(chunk.subarray(0, start), carried);
+      carried += start;
+      if (carried < 3) continue;
+      put(carry);
+      carried = 0;
     }
-    carry = data.slice(whole);
+    const whole = chunk.length - ((chunk.length - start) % 3);
+    for (let at = start; at < whole; at += BASE64_SLICE_BYTES) {
+      put(chunk.subarray(at, Math.min(whole, at + BASE64_SLICE_BYTES)));
+    }
+    carry.set(chunk.subarray(whole));
+    carried = chunk.length - whole;
   }
-  if (carry.length > 0) encoder.encodeInto(carry.toBase64(), target.subarray(offset));
+  if (carried > 0) put(carry.subarray(0, carried));
 }
 
 function encodeOutput(output: Uint8Array | string | null | undefined): string | null {

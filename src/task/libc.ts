@@ -66,13 +66,15 @@ const SYMBOLS = {
   inotify_init1: { parameters: ["i32"], result: "i32" },
   inotify_add_watch: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   inotify_rm_watch: { parameters: ["i32", "i32"], result: "i32" },
-  // The one call that waits: run on a thread of its own, once for all pipes.
   // poll() with a timeout of 0, made in place (a hop to a worker thread is all it would cost).
   pollNow: { name: "poll", parameters: ["buffer", "u64", "i32"], result: "i32" },
   epoll_create1: { parameters: ["i32"], result: "i32" },
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   // Waits on a pool thread: the one thread the engine's descriptors are watched by.
   epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32", nonblocking: true },
+  // The runner's, not the engine's (src/runner/release_memory.ts): on a pool thread, as it
+  // walks every arena of the allocator.
+  malloc_trim: { parameters: ["usize"], result: "i32", nonblocking: true },
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 

@@ -104,6 +104,11 @@ export type TaskResult =
       /** The output as read from the pipe, in order: what large results are best sent from. */
       readonly outputChunks: readonly Uint8Array[];
       readonly outputSize: number;
+      /**
+       * Lets go of the output (`output` and `outputChunks` are empty from then on), so that a
+       * large result is not held once it has been copied on.
+       */
+      releaseOutput(): void;
     }
     | { outcome: "failure"; message: string; exitCode: number | null }
     | { outcome: "timeout"; message: string; limit: TimeLimit }
@@ -299,6 +304,11 @@ function taskResult(
     get output() {
       joined ??= outputParts.length === 1 ? outputParts[0]! : concatBytes(outputParts, outputSize);
       return joined;
+    },
+    releaseOutput() {
+      // The chunks array is shared with whoever took `outputChunks`: emptied, not replaced.
+      outputParts.length = 0;
+      joined = new Uint8Array(0);
     },
   };
 }
