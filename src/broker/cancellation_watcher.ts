@@ -26,9 +26,11 @@ interface Watch {
 }
 
 const PRECONDITION_FAILED = 406;
-// A channel runs one declaration at a time, and a task's watch takes three before it starts:
-// a few channels let concurrent tasks declare side by side (not one channel per task).
-const CHANNELS = 4;
+// A channel answers one call at a time and a task's watch makes two or four (look-up or
+// declaration and binding, consumer, deletion): with fewer channels than tasks running at once,
+// under load a look-up waits behind other tasks' calls and deletions fall seconds behind.
+const DEFAULT_CHANNELS = 16;
+const MAX_CHANNELS = 64;
 const UNWATCH_WAIT_MS = 5_000;
 
 /**
@@ -46,18 +48,26 @@ export class CancellationWatcher implements AsyncDisposable {
   readonly #watches = new Map<string, Watch>();
   readonly #channels: ManagedChannel<Channel>[];
   readonly #probe: QueueProbe;
+  readonly #slots: number;
   #nextSlot = 0;
 
   constructor(
     broker: BrokerConnection,
-    options: { exchange: string; durable: boolean; logger: Logger },
+    options: {
+      exchange: string;
+      durable: boolean;
+      logger: Logger;
+      /** Channels shared by the watches (each with a look-up channel): the tasks run at once. */
+      channels?: number;
+    },
   ) {
     this.#exchange = options.exchange;
     this.#durable = options.durable;
     this.#log = options.logger;
-    this.#probe = new QueueProbe(broker, { lanes: CHANNELS });
+    this.#slots = Math.min(Math.max(1, options.channels ?? DEFAULT_CHANNELS), MAX_CHANNELS);
+    this.#probe = new QueueProbe(broker, { lanes: this.#slots });
     this.#channels = Array.from(
-      { length: CHANNELS },
+      { length: this.#slots },
       (_, slot) =>
         new ManagedChannel<Channel>(broker, {
           name: `cancellations-${slot}`,
@@ -97,7 +107,7 @@ export class CancellationWatcher implements AsyncDisposable {
       controller: new AbortController(),
       subscribed: Promise.resolve(),
       passive: false,
-      slot: this.#nextSlot++ % CHANNELS,
+      slot: this.#nextSlot++ % this.#slots,
     };
     // Declared and bound by the server before it sent the request: used as it is.
     const found = await this.#probe.messageCount(taskId, watch.slot);
