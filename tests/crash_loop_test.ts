@@ -118,6 +118,9 @@ Deno.test("a request requeued by a shutdown is not counted as a lost run", async
   server.publishRequest(request);
   await server.status(request.id, "RUNNING");
   assert(await eventually(async () => await s.runs() === 1), "the task started");
+  // Stopped before it has marked its first run, the task would sleep on the second run too.
+  const marked = () => Deno.stat(`${s.env.STATE_DIR}/once`).then(() => true, () => false);
+  assert(await eventually(marked), "the task sleeps");
   first.signal("SIGTERM");
   assertEquals((await first.finished()).code, 0);
   assertEquals(server.statuses(request.id), ["RUNNING"], "no terminal response");

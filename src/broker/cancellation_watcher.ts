@@ -3,6 +3,7 @@ import type { Logger } from "../observability/log.ts";
 import { errorMessage } from "../util/async.ts";
 import type { BrokerConnection } from "./connection.ts";
 import { ManagedChannel } from "./managed_channel.ts";
+import { QueueProbe } from "./queue_probe.ts";
 import { replyCode } from "./topology.ts";
 
 /** The cancellation queue of one task. */
@@ -25,15 +26,20 @@ interface Watch {
 }
 
 const PRECONDITION_FAILED = 406;
-// A channel runs one declaration at a time, and a task's watch takes three before it starts:
-// a few channels let concurrent tasks declare side by side (not one channel per task).
-const CHANNELS = 4;
+// A channel answers one call at a time and a task's watch makes two or four (look-up or
+// declaration and binding, consumer, deletion): with fewer channels than tasks running at once,
+// under load a look-up waits behind other tasks' calls and deletions fall seconds behind. At
+// most 16: each open channel adds about 0.2 MB to the idle runner's RSS.
+const MAX_CHANNELS = 16;
 const UNWATCH_WAIT_MS = 5_000;
 
 /**
  * Watches the per-task cancellation queues (named by task id, bound to the cancellation
  * exchange with the task id as routing key). The watches share a few channels; after a
- * channel or connection loss, every watch on it is subscribed again.
+ * channel or connection loss, every watch on it is subscribed again. A queue the hmi-server
+ * declared and bound before it sent the request (as it always does) is only looked up and
+ * consumed: the runner's own declaration and binding would cost the broker a round trip each
+ * and change nothing.
  */
 export class CancellationWatcher implements AsyncDisposable {
   readonly #exchange: string;
@@ -41,17 +47,27 @@ export class CancellationWatcher implements AsyncDisposable {
   readonly #log: Logger;
   readonly #watches = new Map<string, Watch>();
   readonly #channels: ManagedChannel<Channel>[];
+  readonly #probe: QueueProbe;
+  readonly #slots: number;
   #nextSlot = 0;
 
   constructor(
     broker: BrokerConnection,
-    options: { exchange: string; durable: boolean; logger: Logger },
+    options: {
+      exchange: string;
+      durable: boolean;
+      logger: Logger;
+      /** Channels shared by the watches (each with a look-up channel): the tasks run at once. */
+      channels?: number;
+    },
   ) {
     this.#exchange = options.exchange;
     this.#durable = options.durable;
     this.#log = options.logger;
+    this.#slots = Math.min(Math.max(1, options.channels ?? MAX_CHANNELS), MAX_CHANNELS);
+    this.#probe = new QueueProbe(broker, { lanes: this.#slots });
     this.#channels = Array.from(
-      { length: CHANNELS },
+      { length: this.#slots },
       (_, slot) =>
         new ManagedChannel<Channel>(broker, {
           name: `cancellations-${slot}`,
@@ -76,10 +92,11 @@ export class CancellationWatcher implements AsyncDisposable {
   }
 
   /**
-   * Declares the task's cancellation queue and checks it for a cancellation already sent;
-   * resolves then, while the queue is bound and consumed in the background (the task may
-   * start meanwhile: a cancellation that comes before the consumer waits in the queue, and
-   * is delivered when it starts). Listens until disposed.
+   * Looks up the task's cancellation queue (declaring it when missing) and checks it for a
+   * cancellation already sent; resolves then, while the queue is consumed (and bound, if the
+   * runner declared it) in the background: the task may start meanwhile, as a cancellation
+   * that comes before the consumer waits in the queue, and is delivered when it starts.
+   * Listens until disposed.
    *
    * @param taskId the request id
    * @param options `signal` gives up waiting for the broker
@@ -90,17 +107,19 @@ export class CancellationWatcher implements AsyncDisposable {
       controller: new AbortController(),
       subscribed: Promise.resolve(),
       passive: false,
-      slot: this.#nextSlot++ % CHANNELS,
+      slot: this.#nextSlot++ % this.#slots,
     };
+    // Declared and bound by the server before it sent the request: used as it is.
+    const found = await this.#probe.messageCount(taskId, watch.slot);
     let cancelledBeforeStart = false;
     for (let attempt = 0;; attempt++) {
       const channel = await this.#channels[watch.slot]!.ready(options);
       try {
         // A cancellation sent before the request reached us waits in the queue.
-        cancelledBeforeStart = await this.#declare(channel, watch) > 0;
+        cancelledBeforeStart = (found ?? await this.#declare(channel, watch)) > 0;
         if (!cancelledBeforeStart) {
           this.#watches.set(taskId, watch);
-          watch.subscribed = this.#bindAndConsume(channel, watch);
+          watch.subscribed = this.#bindAndConsume(channel, watch, { bind: found === undefined });
         }
         break;
       } catch (error) {
@@ -124,10 +143,11 @@ export class CancellationWatcher implements AsyncDisposable {
     await this.#consume(channel, watch);
   }
 
-  // Never rejects: when the channel closes meanwhile, the next one subscribes the watch again.
-  async #bindAndConsume(channel: Channel, watch: Watch): Promise<void> {
+  // Never rejects: when the channel closes meanwhile, the next one subscribes the watch again
+  // (declared and bound by the runner then, whoever did it first).
+  async #bindAndConsume(channel: Channel, watch: Watch, options: { bind: boolean }): Promise<void> {
     try {
-      await this.#bind(channel, watch);
+      if (options.bind) await this.#bind(channel, watch);
       await this.#consume(channel, watch);
     } catch (error) {
       this.#log.debug("Cancellation queue not subscribed on this channel", {
@@ -186,6 +206,7 @@ export class CancellationWatcher implements AsyncDisposable {
   async close(): Promise<void> {
     this.#watches.clear();
     await Promise.all(this.#channels.map((channel) => channel.close()));
+    await this.#probe[Symbol.asyncDispose]();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -139,6 +139,9 @@ export class BrokerConnection implements AsyncDisposable {
         this.#model = model;
         this.#downSince = undefined;
         this.#log.info("Connected to broker", { url: endpoint.label });
+        // Each listener's channel waits for the connection's close while it opens: more close
+        // listeners at once than Node's default of 10 are expected here, not a leak.
+        model.setMaxListeners(this.#listeners.size + 10);
         for (const listener of [...this.#listeners]) listener.up?.(model);
         const error = await lost;
         this.#model = undefined;

@@ -45,6 +45,9 @@ export class DeclarationChannel implements AsyncDisposable {
     this.#channel ??= this.#model.createChannel().then((channel) => {
       channel.on("error", () => {}); // the rejected call reports it
       return channel;
+    }, (error) => {
+      this.#channel = undefined; // the next call tries a new one
+      throw error;
     });
     const channel = await this.#channel;
     try {
@@ -59,7 +62,7 @@ export class DeclarationChannel implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     const channel = this.#channel;
     this.#channel = undefined;
-    if (channel) await (await channel).close().catch(() => {});
+    if (channel) await channel.then((open) => open.close()).catch(() => {});
   }
 }
 

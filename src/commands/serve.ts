@@ -200,6 +200,7 @@ function openService(
       exchange: config.broker.cancellationExchange,
       durable: config.broker.durableQueues,
       logger: log,
+      channels: config.runner.concurrency,
     }),
   );
   const runner = new Runner({

@@ -142,6 +142,11 @@ export class ServerSide implements AsyncDisposable {
     return this.#client.publishRequest(body);
   }
 
+  /** Declares and binds a task's cancellation queue, as the server does before the request. */
+  async declareCancellationQueue(id: string): Promise<void> {
+    await this.#client.declareCancellationQueue(id);
+  }
+
   /** Publishes a cancellation (an empty message) for a task. */
   async cancel(id: string, options: { declareQueue?: boolean } = {}): Promise<void> {
     // What the server does when it may cancel before the runner has seen the request.
