@@ -73,6 +73,8 @@ export class CancellationWatcher implements AsyncDisposable {
           name: `cancellations-${slot}`,
           confirm: false,
           logger: options.logger,
+          // As many as tasks run at once, but opened as tasks come: not all at start-up.
+          lazy: true,
           handler: {
             setup: async (channel) => {
               for (const watch of this.#inSlot(slot)) {

@@ -30,6 +30,8 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
   // Deliveries may arrive while setup still runs: they belong to this channel already.
   #settingUp: C | undefined;
   #waiters: Array<(channel: C) => void> = [];
+  /** Opened (and reopened) whenever connected: from the start, or once first asked for. */
+  #wanted: boolean;
 
   constructor(
     broker: BrokerConnection,
@@ -38,6 +40,8 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
       confirm: C extends ConfirmChannel ? true : false;
       handler: ChannelHandler<C>;
       logger: Logger;
+      /** Opened only once `ready()` is first called, not at connection (spares the start-up). */
+      lazy?: boolean;
     },
   ) {
     this.#broker = broker;
@@ -45,7 +49,12 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
     this.#confirm = options.confirm;
     this.#handler = options.handler;
     this.#log = options.logger;
-    broker.listen({ up: () => void this.#open() });
+    this.#wanted = !options.lazy;
+    broker.listen({
+      up: () => {
+        if (this.#wanted) void this.#open();
+      },
+    });
   }
 
   /** The open and set-up channel, if any. */
@@ -61,6 +70,10 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
   /** Resolves with the channel once it is open and set up. */
   ready(options: { signal?: AbortSignal } = {}): Promise<C> {
     if (this.#channel) return Promise.resolve(this.#channel);
+    if (!this.#wanted) {
+      this.#wanted = true;
+      void this.#open(); // at once if connected; otherwise when the connection is up
+    }
     return new Promise((resolve, reject) => {
       const waiter = (channel: C) => {
         options.signal?.removeEventListener("abort", onAbort);
