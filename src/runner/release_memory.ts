@@ -19,7 +19,7 @@ import { garbageCollector } from "../util/gc.ts";
  * @param options `trim`: also trim glibc's heaps (a few ms, more on a busy machine)
  */
 export async function releaseMemory(options: { trim?: boolean } = {}): Promise<void> {
-  const collect = await garbageCollector();
+  const collect = garbageCollector();
   if (!collect) return;
   collect();
   if (options.trim) await libc()?.malloc_trim(0n);

@@ -22,7 +22,7 @@ let collector: CollectGarbage | null | undefined;
  * @returns undefined where the engine does not let it be exposed: collections are then left
  * to V8, as without this module
  */
-export function garbageCollector(): Promise<CollectGarbage | undefined> {
+export function garbageCollector(): CollectGarbage | undefined {
   if (collector === undefined) {
     try {
       collector = expose() ?? null;
@@ -30,7 +30,7 @@ export function garbageCollector(): Promise<CollectGarbage | undefined> {
       collector = null;
     }
   }
-  return Promise.resolve(collector ?? undefined);
+  return collector ?? undefined;
 }
 
 function expose(): CollectGarbage | undefined {
