@@ -37,12 +37,8 @@ export function ownerRecordPath(dir: string): string {
  * @param dir the task directory
  * @param pgid the task's process group
  */
-export function writeTaskOwner(dir: string, pgid?: number): void {
-  const owner: TaskOwner = {
-    runnerPid: Deno.pid,
-    runnerStartedAt: RUNNER_STARTED_AT,
-    ...(pgid !== undefined ? { pgid } : {}),
-  };
+export function writeTaskOwner(dir: string, pgid: number): void {
+  const owner: TaskOwner = { runnerPid: Deno.pid, runnerStartedAt: RUNNER_STARTED_AT, pgid };
   const path = ownerRecordPath(dir);
   const temporary = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
   try {
