@@ -6,21 +6,18 @@ import {
   assertRejects,
 } from "./helpers/assert.ts";
 import { childEnvironment } from "../src/config.ts";
-import { behave, eventually, isAlive, testEngineSettings } from "./helpers/engine.ts";
+import {
+  behave,
+  eventually,
+  isAlive,
+  taskSpec as spec,
+  testEngineSettings,
+} from "./helpers/engine.ts";
 import { fixture } from "./helpers/serve_harness.ts";
 import { runTask, type TaskResult, TaskStartError } from "../src/task/mod.ts";
 
 const settings = testEngineSettings();
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-
-function spec(script: string, input: Uint8Array | string = "", timeoutMs = 20_000) {
-  return {
-    id: crypto.randomUUID(),
-    script,
-    input: typeof input === "string" ? new TextEncoder().encode(input) : input,
-    timeoutMs,
-  };
-}
 
 function outputOf(result: TaskResult): string {
   assertEquals(result.outcome, "success", JSON.stringify(result));

@@ -1,20 +1,11 @@
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
-import { behave, runShellTask, testEngineSettings } from "./helpers/engine.ts";
+import { behave, runShellTask, taskSpec as spec, testEngineSettings } from "./helpers/engine.ts";
 import { fixture } from "./helpers/serve_harness.ts";
 import { runTask, type TaskResult } from "../src/task/mod.ts";
 import { classifyTaskEnd, type TaskEnd } from "../src/task/task_outcome.ts";
 
 const settings = testEngineSettings({ killGraceMs: 200 });
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-
-function spec(script: string, input: Uint8Array | string = "", timeoutMs = 20_000) {
-  return {
-    id: crypto.randomUUID(),
-    script,
-    input: typeof input === "string" ? new TextEncoder().encode(input) : input,
-    timeoutMs,
-  };
-}
 
 const runShell = (body: string, options: Parameters<typeof runShellTask>[1] = {}) =>
   runShellTask(body, { settings, ...options });

@@ -4,6 +4,7 @@ import {
   type RunTaskOptions,
   type TaskEngineSettings,
   type TaskResult,
+  type TaskSpec,
 } from "../../src/task/mod.ts";
 
 /**
@@ -89,6 +90,20 @@ export async function eventually(
   return await check();
 }
 
+/** A task to run: a fresh id, the input as bytes, a timeout of 20 s unless given. */
+export function taskSpec(
+  script: string,
+  input: Uint8Array | string = "",
+  timeoutMs = 20_000,
+): TaskSpec {
+  return {
+    id: crypto.randomUUID(),
+    script,
+    input: typeof input === "string" ? new TextEncoder().encode(input) : input,
+    timeoutMs,
+  };
+}
+
 /**
  * Runs a shell task whose body sees the pipe paths as $input, $output and $progress (and its
  * id as $id), through the real engine; returns its result and id.
@@ -107,18 +122,13 @@ export async function runShellTask(
   try {
     await Deno.writeTextFile(script, `#!/bin/sh\n. "${args}"\n${body}\n`);
     await Deno.chmod(script, 0o755);
-    const id = crypto.randomUUID();
+    const spec = taskSpec(script, options.input, options.timeoutMs);
     const result = await runTask(
-      {
-        id,
-        script,
-        input: new TextEncoder().encode(options.input ?? ""),
-        timeoutMs: options.timeoutMs ?? 20_000,
-      },
+      spec,
       options.settings ?? testEngineSettings(),
       options.hooks ?? {},
     );
-    return { result, id };
+    return { result, id: spec.id };
   } finally {
     await Deno.remove(script);
   }
