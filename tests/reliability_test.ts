@@ -100,10 +100,15 @@ Deno.test("a task can still be cancelled after the runner reconnected", async ()
   const [connection] = await brokerConnections(`taskrunner ${VERSION} ${names.requestType}`);
   await server.waitFor(() => server.statuses(request.id).length >= 2, 20_000, "progress");
   await closeBrokerConnection(connection!);
-  // Cancellation queues are auto-deleted with their consumer: wait until it is back.
+  // Cancellation queues are auto-deleted with their consumer: wait until it is back. The
+  // runner declares, binds, then consumes: before its consumer is there, a cancellation may
+  // find the queue unbound.
   assert(
-    await eventually(() => server.queueExists(request.id), 10_000),
-    "cancellation queue re-declared",
+    await eventually(
+      () => server.consumers(request.id).then((count) => count > 0, () => false),
+      10_000,
+    ),
+    "cancellation queue re-declared, bound and consumed",
   );
   await server.cancel(request.id);
   const statuses = (await server.terminal(request.id)).map((response) => response.status);
