@@ -68,14 +68,19 @@ async function withPublisher(
 
 Deno.test("ResponsePublisher keeps an unroutable key however long while nothing else is routed", async () => {
   await withPublisher(100, async ({ publisher, unrouted, bind, received }) => {
-    const first = publisher.publish("later", encoder.encode("1"));
-    const second = publisher.publish("later", encoder.encode("2"));
+    // Observed from the start: should an assertion below fail, the publisher's close rejects
+    // them, and that must not hide the failure as an uncaught rejection.
+    const both = Promise.all([
+      publisher.publish("later", encoder.encode("1")),
+      publisher.publish("later", encoder.encode("2")),
+    ]);
+    both.catch(() => {});
     assert(await eventually(() => unrouted() === 2, 10_000), "both held");
     // Several abandon periods pass with no other key routed: the server is away, not gone.
     await new Promise((resolve) => setTimeout(resolve, 400));
     assertEquals(unrouted(), 2);
     await bind("later");
-    await Promise.all([first, second]);
+    await both;
     assertEquals(await received(), ["1", "2"], "in order, once each");
     assertEquals(publisher.pending, 0);
   });
