@@ -78,7 +78,9 @@ Deno.test("ResponsePublisher keeps an unroutable key however long while nothing 
     assert(await eventually(() => unrouted() === 2, 10_000), "both held");
     // Several abandon periods pass with no other key routed: the server is away, not gone.
     await new Promise((resolve) => setTimeout(resolve, 400));
-    assertEquals(unrouted(), 2);
+    // Both still held: the count leaves out the one out on a try (a probe) while it is out, so
+    // it is read once the probe is back, as it is again and again until the key is bound.
+    assert(await eventually(() => unrouted() === 2, 10_000), "both still held");
     await bind("later");
     await both;
     assertEquals(await received(), ["1", "2"], "in order, once each");
