@@ -37,8 +37,6 @@
  *
  * @module
  */
-import { dirname } from "node:path";
-import { defaultWorkDir } from "../src/config.ts";
 import { RUN_PERMISSIONS } from "../src/permissions.ts";
 import {
   benchNames,
@@ -147,12 +145,9 @@ async function main(args: string[]): Promise<number> {
   // What runs now, on stderr, so that a slow figure is not mistaken for a hung one.
   const note = (what: string) => console.error(`bench: ${what}`);
 
-  // Everything on the file system of the runner's default work dir (tmpfs where there is one):
-  // the runner's FIFOs, the floors' files and the Celery task's files alike.
-  const workDir = await Deno.makeTempDir({
-    dir: dirname(defaultWorkDir()),
-    prefix: "taskrunner-bench-",
-  });
+  // Everything on one file system: the runner's FIFOs, the floors' files and the Celery task's
+  // files alike.
+  const workDir = await Deno.makeTempDir({ prefix: "taskrunner-bench-" });
   const cpuProfDir = Deno.env.get("BENCH_CPU_PROF");
   const spawnOptions: RunnerSpawnOptions = {
     amqpUrl: AMQP_URL,

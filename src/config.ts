@@ -24,23 +24,10 @@ export const DEFAULT_MAX_OUTPUT_BYTES = Math.floor(
 export const DEFAULT_MAX_INPUT_BYTES = DEFAULT_MAX_OUTPUT_BYTES;
 
 /**
- * Where task FIFO directories go by default: in memory (`/dev/shm`, a tmpfs on Linux and in
- * containers) when it is there for everyone to write, for each task makes and removes a
- * directory, three FIFOs and a record, and these cost several times less on tmpfs than on a
- * disk or an overlay file system. FIFOs hold no data in the file system: the size of
- * `/dev/shm` does not matter.
+ * Where task FIFO directories go by default. Not `/dev/shm`, though tmpfs is cheaper: Deno
+ * allows paths under `/dev` only to a program run with `--allow-all`, which the runner is not.
  */
-export function defaultWorkDir(shm = "/dev/shm"): string {
-  try {
-    const info = Deno.statSync(shm);
-    if (info.isDirectory && info.mode !== null && (info.mode & 0o1777) === 0o1777) {
-      return `${shm}/taskrunner`;
-    }
-  } catch {
-    // no /dev/shm here
-  }
-  return "/tmp/taskrunner";
-}
+export const DEFAULT_WORK_DIR = "/tmp/taskrunner";
 
 const positiveInt = z.coerce.number().int().positive();
 const nonNegativeNumber = z.coerce.number().nonnegative().finite();
@@ -193,7 +180,7 @@ export const ENGINE_SETTINGS = {
     env: "TERARIUM_TASKRUNNER_WORK_DIR",
     description: "where per-task FIFO directories are made",
     schema: z.string().min(1),
-    default: defaultWorkDir(),
+    default: DEFAULT_WORK_DIR,
   }),
   python: setting({
     flag: "--python <path>",

@@ -101,3 +101,32 @@ Deno.test("taskrunner serve exits 2 with one line naming a wrong setting", async
     assert(!unknownOption.stderr.includes("    at "), "no stack trace");
   });
 });
+
+Deno.test("serve and run exit 2 at once on a work dir they cannot use", async (t) => {
+  const file = await Deno.makeTempFile({ prefix: "taskrunner-not-a-dir-" });
+  try {
+    // Nothing listens on port 1: reaching the broker would be a different error.
+    const broker = { TERARIUM_MQ_ADDRESSES: "amqp://127.0.0.1:1" };
+    const [serveDev, runDev, serveFile] = await Promise.all([
+      cli(["serve", "--work-dir", "/dev/shm/taskrunner-cli-test"], broker),
+      cli(["run", "--work-dir", "/dev/shm/taskrunner-cli-test", "--input-json", "1", "true"]),
+      cli(["serve", "--work-dir", `${file}/tasks`], broker),
+    ]);
+    await t.step("under /dev, which Deno allows only with --allow-all", () => {
+      for (const result of [serveDev, runDev]) {
+        assertEquals(result.code, 2, result.stderr);
+        assertEquals(lines(result.stderr).length, 1, result.stderr);
+        assertMatch(
+          result.stderr,
+          /^taskrunner: Invalid setting --work-dir "\/dev\/shm\/taskrunner-cli-test": .*--allow-all/,
+        );
+      }
+    });
+    await t.step("below a regular file", () => {
+      assertEquals(serveFile.code, 2, serveFile.stderr);
+      assertMatch(serveFile.stderr, /^taskrunner: Invalid setting --work-dir ".*\/tasks": /);
+    });
+  } finally {
+    await Deno.remove(file);
+  }
+});

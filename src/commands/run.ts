@@ -28,6 +28,7 @@ import {
 import { onStopSignals } from "../util/stop_signals.ts";
 import { type CommandContext, commandLogger } from "./context.ts";
 import { addSettingOptions } from "./settings_options.ts";
+import { prepareWorkDir } from "./work_dir.ts";
 import { addTaskOptions, inputSource, timeoutOf } from "./task_options.ts";
 
 /** One local task run, as `taskrunner run` takes it. */
@@ -68,6 +69,7 @@ export function runCommand(context: CommandContext) {
     async (script, options) => {
       const logger = commandLogger(options, context);
       const engine = resolveSettings(ENGINE_SETTINGS, { options, env: context.env });
+      prepareWorkDir(engine.workDir);
       const input = await readTaskInput(inputSource(options));
       context.setExitCode(
         await run({

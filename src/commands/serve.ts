@@ -34,6 +34,7 @@ import { onStopSignals } from "../util/stop_signals.ts";
 import { VERSION } from "../version.ts";
 import { type CommandContext, commandLogger } from "./context.ts";
 import { addSettingOptions } from "./settings_options.ts";
+import { prepareWorkDir } from "./work_dir.ts";
 
 /** Everything `serve` needs. */
 export interface ServeConfig {
@@ -92,6 +93,7 @@ export async function serve(config: ServeConfig, options: ServeOptions): Promise
   const connection = connectionSettings(config.broker);
   const log = options.logger.redacting(connection.secrets);
   checkTaskUser(config.engine);
+  prepareWorkDir(config.engine.workDir);
   protectProcess(log);
   const reaped = await reapStaleTasks(config.engine.workDir);
   if (reaped > 0) log.warn("Cleaned up tasks left by a runner that died", { count: reaped });
