@@ -14,7 +14,7 @@ import {
   testEngineSettings,
 } from "./helpers/engine.ts";
 import { fixture } from "./helpers/serve_harness.ts";
-import { runTask, type TaskResult, TaskStartError } from "../src/task/mod.ts";
+import { runTask, taskDirsRemoved, type TaskResult, TaskStartError } from "../src/task/mod.ts";
 
 const settings = testEngineSettings();
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -25,6 +25,7 @@ function outputOf(result: TaskResult): string {
 }
 
 async function workDirEntries(): Promise<string[]> {
+  await taskDirsRemoved();
   const names: string[] = [];
   for await (const entry of Deno.readDir(settings.workDir)) names.push(entry.name);
   return names;

@@ -22,6 +22,7 @@ import {
   formatDuration,
   type RunningTask,
   runTask,
+  taskDirsRemoved,
   type TaskResult,
   TaskStartError,
 } from "../task/mod.ts";
@@ -152,22 +153,26 @@ async function runHere(
   }, { signal: options.signal });
   const { id, script, input, timeoutMs } = config;
   const engine = engineSettings(config.engine, options.env);
-  return await runTask({ id, script, input, timeoutMs }, engine, {
-    signal: cancel.signal,
-    onStart: (running) => {
-      task = running;
-      pid = running.pid;
-      options.logger.debug("Task started", { taskId: id, pid: running.pid });
-      display.line(`RUNNING ${script} (id ${id}, pid ${running.pid})`);
-      responses.queue({ status: "RUNNING", ...tails });
-    },
-    onProgress: (message, task) => {
-      tails = { stdout: task.stdout, stderr: task.stderr };
-      display.progress(message);
-      responses.queue({ status: "RUNNING", output: message, ...tails });
-    },
-    onLog: (stream, line) => display.log(stream, line),
-  });
+  try {
+    return await runTask({ id, script, input, timeoutMs }, engine, {
+      signal: cancel.signal,
+      onStart: (running) => {
+        task = running;
+        pid = running.pid;
+        options.logger.debug("Task started", { taskId: id, pid: running.pid });
+        display.line(`RUNNING ${script} (id ${id}, pid ${running.pid})`);
+        responses.queue({ status: "RUNNING", ...tails });
+      },
+      onProgress: (message, task) => {
+        tails = { stdout: task.stdout, stderr: task.stderr };
+        display.progress(message);
+        responses.queue({ status: "RUNNING", output: message, ...tails });
+      },
+      onLog: (stream, line) => display.log(stream, line),
+    });
+  } finally {
+    await taskDirsRemoved(); // nothing is left in the work dir once run returns
+  }
 }
 
 /** Shows how the task ended, writes its terminal response and output; returns the exit code. */

@@ -27,6 +27,7 @@ import type { Logger } from "../observability/log.ts";
 import { RunnerMetrics } from "../observability/metrics.ts";
 import { Runner } from "../runner.ts";
 import { makeNonDumpable } from "../security/prctl.ts";
+import { taskDirsRemoved } from "../task/mod.ts";
 import { reapStaleTasks } from "../task/stale_tasks.ts";
 import { whenAborted } from "../util/abort.ts";
 import { errorMessage, settlesWithin } from "../util/async.ts";
@@ -134,6 +135,7 @@ export async function serve(config: ServeConfig, options: ServeOptions): Promise
   await service.consumer.pause();
   await service.runner.drain(config.runner.drainSeconds * 1000, { force: forced.signal });
   await settlesWithin(service.publisher.idle(), FINAL_PUBLISH_MS);
+  await taskDirsRemoved();
 }
 
 /** Rejects a task user that cannot work: half given, or asked of a runner that is not root. */

@@ -81,12 +81,26 @@ export class TaskPipes implements Disposable {
     return pipes;
   }
 
+  /**
+   * Removes the directory, in the background: its FIFOs and the directory cost a few unlinks,
+   * which a task's result should not wait for (the runner publishes it meanwhile).
+   * `taskDirsRemoved()` waits for it.
+   */
   [Symbol.dispose](): void {
-    try {
-      Deno.removeSync(this.dir, { recursive: true });
-    } catch {
-      // already gone
-    }
-    removeTaskOwner(this.dir); // last: a record without its directory is still reaped
+    // First, and in place (one quick unlink): a directory left without its record by a runner
+    // that died meanwhile is still told stale by its name, and its finished task has no group
+    // left to kill.
+    removeTaskOwner(this.dir);
+    const removal = Deno.remove(this.dir, { recursive: true })
+      .catch(() => {/* already gone */})
+      .finally(() => pendingRemovals.delete(removal));
+    pendingRemovals.add(removal);
   }
+}
+
+const pendingRemovals = new Set<Promise<void>>();
+
+/** Resolves once the directories of every task that has ended are gone. */
+export async function taskDirsRemoved(): Promise<void> {
+  while (pendingRemovals.size > 0) await Promise.all(pendingRemovals);
 }

@@ -1,4 +1,5 @@
 export * from "./errors.ts";
+export { taskDirsRemoved } from "./fifo.ts";
 export * from "./input_limit.ts";
 export * from "./run_task.ts";
 export { isScriptAllowed, type PipeArgStyle } from "./script_command.ts";

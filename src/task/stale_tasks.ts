@@ -54,7 +54,7 @@ export function writeTaskOwner(dir: string, pgid: number): void {
   }
 }
 
-/** Removes a task directory's owner record, once the directory itself is gone. */
+/** Removes a task directory's owner record: the task has ended. */
 export function removeTaskOwner(dir: string): void {
   try {
     Deno.removeSync(ownerRecordPath(dir));
