@@ -292,6 +292,9 @@ export class Runner {
     await using cancellation = new CancellationLink(this.#options.cancellations, request.id, {
       signal: active.shutdown.signal,
     });
+    // The look-up is on its way to the broker before the engine's set-up takes the thread:
+    // the broker client writes in an immediate, queued after this one's first hop.
+    await new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
     let ran: { result: TaskResult; started: boolean };
     try {
       ran = await this.#runTask(active, cancellation, log);

@@ -35,25 +35,37 @@ export function replyCode(error: unknown): number | undefined {
 export class DeclarationChannel implements AsyncDisposable {
   readonly #model: ChannelModel;
   #channel: Promise<Channel> | undefined;
+  #open: Channel | undefined;
 
   constructor(model: ChannelModel) {
     this.#model = model;
   }
 
-  /** Runs `work` on the channel; its error is the caller's to handle. */
-  async run<T>(work: (channel: Channel) => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` on the channel; its error is the caller's to handle. On an open channel,
+   * `work` is called at once, not after a turn: its request goes out with the caller's.
+   */
+  run<T>(work: (channel: Channel) => Promise<T>): Promise<T> {
+    if (this.#open) return this.#attempt(this.#open, work);
     this.#channel ??= this.#model.createChannel().then((channel) => {
       channel.on("error", () => {}); // the rejected call reports it
+      this.#open = channel;
       return channel;
     }, (error) => {
       this.#channel = undefined; // the next call tries a new one
       throw error;
     });
-    const channel = await this.#channel;
+    return this.#channel.then((channel) => this.#attempt(channel, work));
+  }
+
+  async #attempt<T>(channel: Channel, work: (channel: Channel) => Promise<T>): Promise<T> {
     try {
       return await work(channel);
     } catch (error) {
-      this.#channel = undefined;
+      if (this.#open === channel) {
+        this.#open = undefined;
+        this.#channel = undefined;
+      }
       await channel.close().catch(() => {});
       throw error;
     }
@@ -62,6 +74,7 @@ export class DeclarationChannel implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     const channel = this.#channel;
     this.#channel = undefined;
+    this.#open = undefined;
     if (channel) await channel.then((open) => open.close()).catch(() => {});
   }
 }
