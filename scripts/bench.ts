@@ -9,14 +9,25 @@
  * 1. throughput: 1,000 echo requests, concurrency 16, first publish to last terminal
  *    response; floors: the same tasks through `runTask` in a process of its own (the engine
  *    floor), and the bare task started directly with regular files as pipes (the bare-process
- *    floor), 16 at once; peer: a Celery worker running the same task (when installed).
+ *    floor), 16 at once; peer: a Celery worker running the same task (when installed). And the
+ *    ceiling no runner of this protocol can pass here: `cores / (bare CPU per task + RabbitMQ
+ *    protocol CPU per task)`, where the bare CPU is the bare tasks' own (the floor process's
+ *    reaped children) and the protocol CPU is RabbitMQ's while an in-process loop does a task's
+ *    broker operations and runs no process (`bench_protocol.ts`, 300 tasks, 16 at once);
+ *    printed in tasks/s, as % of the bare process, and the runner's throughput as % of it.
  * 2. latency: 100 sequential echo requests, publish to terminal response; the same floors and
  *    peer, sequential.
  * 3. large payload: 64 MiB echoed back, end to end (median of 3 runs), and the runner's peak
  *    RSS (first run; the highest of the runs shown too); floor: one raw message of the
- *    request's size and one of the response's size through the same RabbitMQ by amqplib.
+ *    request's size and one of the response's size through the same RabbitMQ by amqplib. And
+ *    amqplib's own memory for the request: the RSS growth of a fresh process that only
+ *    receives one raw message of the request's size (`bench_receive.ts`), in payloads.
  * 4. progress: one task writing 20,000 progress messages; each must arrive once, in order.
  * 5. start-up: spawn to consuming (a consumer on the request queue), and idle RSS.
+ *
+ * The summary keeps the targets as issue 10 states them, with a note where this machine's
+ * floors put one out of any runner's reach (the ceiling below 60 % of the bare process, 3x
+ * Celery above the bare process or the ceiling, amqplib alone above idle + 3x the payload).
  *
  * Usage:
  *
@@ -27,7 +38,7 @@
  * missing; `auto` (the default) runs it when installed; `none` skips it.
  *
  * `--quick` runs fewer iterations (a smoke run); `--json` prints one JSON object instead of
- * the lines and the table; `--only` runs some figures (start-up is always measured);
+ * the lines and the table (each target with its `note`, if any); `--only` runs some figures (start-up is always measured);
  * `--strace <file>` attaches `strace -c -f` to the runner for the figures run, and writes its
  * syscall counts to the file. `BENCH_CPU_PROF=<dir>` runs the runner with `--cpu-prof` and
  * writes its profile to that directory when it stops. `BENCH_AMQP_URL` overrides the broker
@@ -46,6 +57,8 @@ import {
   ServerSide,
 } from "./bench_broker.ts";
 import { type CeleryResult, findCelery, runCelery } from "./bench_celery.ts";
+import { protocolFloor } from "./bench_protocol.ts";
+import { receiveMemory } from "./bench_receive.ts";
 import {
   brokerPid,
   cpuMs,
@@ -75,6 +88,8 @@ interface Plan {
   progressMessages: number;
   /** Runs of the large payload: the time is their median, the peak RSS their highest. */
   payloadRuns: number;
+  /** Tasks of the protocol loop that measures RabbitMQ's CPU per task. */
+  protocolTasks: number;
 }
 
 const FULL: Plan = {
@@ -85,6 +100,7 @@ const FULL: Plan = {
   payloadBytes: 64 * MIB,
   progressMessages: 20_000,
   payloadRuns: 3,
+  protocolTasks: 300,
 };
 
 const QUICK: Plan = {
@@ -95,6 +111,7 @@ const QUICK: Plan = {
   payloadBytes: 64 * MIB,
   progressMessages: 5_000,
   payloadRuns: 1,
+  protocolTasks: 100,
 };
 
 /** One measured figure, as printed and as in `--json`. */
@@ -111,6 +128,8 @@ interface Target {
   target: string;
   measured: string;
   met: boolean;
+  /** What bounds the target on this machine, e.g. a floor that puts it out of reach. */
+  note?: string;
 }
 
 async function main(args: string[]): Promise<number> {
@@ -244,7 +263,7 @@ async function main(args: string[]): Promise<number> {
         `warm-up, then throughput: ${plan.throughputTasks} tasks`,
         async () => {
           await warmUp(server, plan.warmup);
-          return await throughput(server, runner!, floorDir, plan.throughputTasks, celery);
+          return await throughput(server, runner!, floorDir, plan, celery);
         },
       );
       await measure(
@@ -361,6 +380,8 @@ async function waitConsuming(
 interface FloorResult {
   seconds: number;
   samples: number[];
+  /** CPU milliseconds of the measured tasks themselves (the bare floor only). */
+  cpuMs?: number;
 }
 
 /**
@@ -464,29 +485,65 @@ async function sendAll(
   }
 }
 
+/** The best throughput of any runner of this protocol here, with no cost of its own. */
+interface Ceiling {
+  /** Tasks per second: cores / (bare CPU + protocol CPU per task). */
+  rate: number;
+  /** CPU per bare task, in milliseconds. */
+  bareCpuMs: number;
+  /** RabbitMQ's CPU per task of the protocol loop, in milliseconds. */
+  protocolCpuMs: number;
+}
+
+/**
+ * The throughput ceiling from the bare floor's CPU per task and RabbitMQ's CPU per task in the
+ * protocol loop; undefined when either cannot be measured (RabbitMQ not on this machine).
+ */
+async function protocolCeiling(
+  bare: FloorResult,
+  bareTasks: number,
+  beam: number | undefined,
+  protocolTasks: number,
+): Promise<Ceiling | undefined> {
+  if (beam === undefined || bare.cpuMs === undefined) return undefined;
+  const { brokerCpuMsPerTask } = await protocolFloor(AMQP_URL, beam, {
+    tasks: protocolTasks,
+    concurrency: CONCURRENCY,
+    script: ECHO,
+  });
+  const bareCpuMs = bare.cpuMs / bareTasks;
+  return {
+    rate: CORES / ((bareCpuMs + brokerCpuMsPerTask) / 1_000),
+    bareCpuMs,
+    protocolCpuMs: brokerCpuMsPerTask,
+  };
+}
+
 function expectSuccess(status: string, what: string): void {
   if (status !== "SUCCESS") throw new Error(`A ${what} task ended in ${status}`);
 }
 
-/** 1. Throughput through the broker, its floors and the peer. */
+/** 1. Throughput through the broker, its floors, the ceiling and the peer. */
 async function throughput(
   server: ServerSide,
   runner: RunnerProcess,
   floorDir: string,
-  count: number,
+  plan: Plan,
   celery: CeleryResult | undefined,
 ): Promise<Figure> {
+  const count = plan.throughputTasks;
   const floor = await runFloor("engine", floorDir, count, CONCURRENCY, 30_000 + count * 20);
   const floorRate = count / floor.seconds;
   const bare = await runFloor("bare", `${floorDir}-bare`, count, CONCURRENCY, 30_000 + count * 20);
   const bareRate = count / bare.seconds;
+  const beam = await brokerPid();
+  const ceiling = await protocolCeiling(bare, count, beam, plan.protocolTasks);
 
   const requests = Array.from(
     { length: count },
     () => makeRequest(ECHO, ECHO_INPUT, server.names.routingKey),
   );
   // Where the CPU goes per task: the runner itself, and RabbitMQ when it runs here.
-  const beam = await brokerPid();
   const cpuBefore = [await cpuMs(runner.pid), beam ? await cpuMs(beam) : undefined];
   const start = performance.now();
   const terminals = await sendAll(server, requests, "throughput");
@@ -506,6 +563,17 @@ async function throughput(
       ` | engine floor ${floorRate.toFixed(1)} tasks/s (runTask, no broker), ratio ${
         pct(rate / floorRate)
       }` +
+      (ceiling
+        ? ` | ceiling ${ceiling.rate.toFixed(1)} tasks/s = ${
+          pct(ceiling.rate / bareRate)
+        } of bare (${CORES} cores / (bare task ${
+          ceiling.bareCpuMs.toFixed(2)
+        } ms + RabbitMQ protocol ${ceiling.protocolCpuMs.toFixed(2)} ms CPU per task)), runner at ${
+          pct(rate / ceiling.rate)
+        } of it`
+        : ` | ceiling not measured (${
+          beam ? "no CPU time of the bare tasks" : "RabbitMQ not local"
+        })`) +
       (celeryRate
         ? ` | Celery ${celeryRate.toFixed(1)} tasks/s, ratio ${(rate / celeryRate).toFixed(2)}x`
         : " | Celery not run") +
@@ -522,6 +590,16 @@ async function throughput(
       ratio: round(rate / floorRate, 3),
       bareTasksPerSecond: round(bareRate),
       bareRatio: round(rate / bareRate, 3),
+      ...(ceiling
+        ? {
+          bareCpuMsPerTask: round(ceiling.bareCpuMs, 2),
+          protocolBrokerCpuMsPerTask: round(ceiling.protocolCpuMs, 2),
+          protocolTasks: plan.protocolTasks,
+          ceilingTasksPerSecond: round(ceiling.rate),
+          ceilingBareRatio: round(ceiling.rate / bareRate, 3),
+          ceilingRatio: round(rate / ceiling.rate, 3),
+        }
+        : {}),
       ...(celeryRate
         ? { celeryTasksPerSecond: round(celeryRate), celeryRatio: round(rate / celeryRate, 3) }
         : {}),
@@ -630,6 +708,10 @@ async function payload(
     const output = terminal.output ? Uint8Array.fromBase64(terminal.output) : new Uint8Array();
     intact &&= output.length === bytes && await digest(output) === expected;
   }
+  // What amqplib alone keeps to receive the request, in a process of its own; after the runs,
+  // so that the broker is not still busy with it when they start.
+  const received = await receiveMemory(AMQP_URL, requestBytes);
+  const amqplibGrowth = received.peak - received.rssBefore;
   const seconds = median(times);
   const bound = idleRss + 3 * bytes;
   const spread = runs > 1
@@ -648,7 +730,11 @@ async function payload(
         ((peak - idleRss) / bytes).toFixed(2)
       }x payload (bound idle + 3x = ${mb(bound)}; RSS before the payload ${mb(before)}${
         runs > 1 ? `; highest of the ${runs} runs ${mb(highest)}` : ""
-      })` +
+      }) | amqplib alone, receiving the request: idle + ${
+        (amqplibGrowth / bytes).toFixed(2)
+      }x payload (${mb(amqplibGrowth)} for ${(requestBytes / MIB).toFixed(1)} MiB, ${
+        (amqplibGrowth / requestBytes).toFixed(2)
+      }x the message)` +
       ` | cores ${CORES}`,
     values: {
       payloadBytes: bytes,
@@ -664,6 +750,9 @@ async function payload(
       rssBeforeBytes: before,
       peakRssHighestBytes: highest,
       peakOverIdlePayloads: round((peak - idleRss) / bytes, 2),
+      requestBytes,
+      amqplibReceiveGrowthBytes: amqplibGrowth,
+      amqplibReceiveOverPayloads: round(amqplibGrowth / bytes, 2),
     },
   };
 }
@@ -722,12 +811,21 @@ async function progress(server: ServerSide, count: number): Promise<Figure> {
   };
 }
 
-/** The targets of issue 6, checked against the figures measured. */
+/**
+ * The targets of issue 10, checked against the figures measured, each with a note where a
+ * floor measured in the same run bounds it.
+ */
 function evaluate(figures: Figure[], plan: Plan): Target[] {
   const byName = new Map(figures.map((figure) => [figure.name, figure.values]));
   const targets: Target[] = [];
-  const add = (figure: FigureName, what: string, target: string, measured: string, met: boolean) =>
-    targets.push({ figure, what, target, measured, met });
+  const add = (
+    figure: FigureName,
+    what: string,
+    target: string,
+    measured: string,
+    met: boolean,
+    note?: string,
+  ) => targets.push({ figure, what, target, measured, met, ...(note ? { note } : {}) });
   for (const figure of figures) {
     if (typeof figure.values.failed === "string") {
       add(figure.name, figure.name, "runs to the end", "FAILED (see above)", false);
@@ -738,15 +836,32 @@ function evaluate(figures: Figure[], plan: Plan): Target[] {
   const throughputValues = byName.get("throughput");
   if (throughputValues) {
     const bareRatio = throughputValues.bareRatio as number;
-    add("throughput", "throughput / bare process", ">= 60 %", pct(bareRatio), bareRatio >= 0.6);
+    const bareRate = throughputValues.bareTasksPerSecond as number;
+    const ceilingRate = throughputValues.ceilingTasksPerSecond as number | undefined;
+    const ceilingBareRatio = throughputValues.ceilingBareRatio as number | undefined;
+    const ceilingRatio = throughputValues.ceilingRatio as number | undefined;
+    add(
+      "throughput",
+      "throughput / bare process",
+      ">= 60 %",
+      pct(bareRatio),
+      bareRatio >= 0.6,
+      ceilingBareRatio !== undefined && ceilingRatio !== undefined
+        ? `ceiling ${pct(ceilingBareRatio)} of bare${
+          ceilingBareRatio < 0.6 ? ": unreachable here" : ""
+        }; runner at ${pct(ceilingRatio)} of the ceiling`
+        : undefined,
+    );
     const celeryRatio = throughputValues.celeryRatio as number | undefined;
-    if (celeryRatio !== undefined) {
+    const celeryRate = throughputValues.celeryTasksPerSecond as number | undefined;
+    if (celeryRatio !== undefined && celeryRate !== undefined) {
       add(
         "throughput",
         "throughput / Celery",
         ">= 3x",
         `${celeryRatio.toFixed(2)}x`,
         celeryRatio >= 3,
+        celeryNote(3 * celeryRate, bareRate, ceilingRate),
       );
     }
   }
@@ -790,12 +905,16 @@ function evaluate(figures: Figure[], plan: Plan): Target[] {
       } s)`,
       ratio <= 1.3,
     );
+    const amqplib = payloadValues.amqplibReceiveOverPayloads as number;
     add(
       "payload",
       `peak RSS (${size})`,
       `<= idle + 3x = ${mb(idle + 3 * plan.payloadBytes)}`,
-      mb(peak),
+      `${mb(peak)} = idle + ${(payloadValues.peakOverIdlePayloads as number).toFixed(2)}x`,
       peak <= idle + 3 * plan.payloadBytes && payloadValues.intact === true,
+      `amqplib alone, receiving the request: idle + ${amqplib.toFixed(2)}x${
+        amqplib > 3 ? ": the AMQP client alone exceeds the bound" : ""
+      }`,
     );
   }
   const progressValues = byName.get("progress");
@@ -821,14 +940,28 @@ function evaluate(figures: Figure[], plan: Plan): Target[] {
   return targets;
 }
 
+/** Whether 3x Celery's rate is within reach: under the bare process, and under the ceiling. */
+function celeryNote(
+  tripleCelery: number,
+  bareRate: number,
+  ceilingRate: number | undefined,
+): string {
+  const asBare = `3x Celery = ${(tripleCelery / bareRate).toFixed(2)}x the bare process`;
+  if (tripleCelery > bareRate) return `${asBare}: unreachable`;
+  if (ceilingRate === undefined) return asBare;
+  const asCeiling = `${asBare}, ${pct(tripleCelery / ceilingRate)} of the ceiling`;
+  return tripleCelery > ceilingRate ? `${asCeiling}: unreachable here` : asCeiling;
+}
+
 function printTable(targets: Target[]): void {
   const rows = [
-    ["figure", "target", "measured", ""],
+    ["figure", "target", "measured", "", "note"],
     ...targets.map((target) => [
       target.what,
       target.target,
       target.measured,
       target.met ? "met" : "NOT MET",
+      target.note ?? "",
     ]),
   ];
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));

@@ -20,6 +20,8 @@ export interface FloorArgs {
 export interface FloorFigures {
   seconds: number;
   samples: number[];
+  /** CPU milliseconds of the measured tasks, when the floor can tell (see `measureTasks`). */
+  cpuMs?: number;
 }
 
 /**
@@ -28,11 +30,14 @@ export interface FloorFigures {
  *
  * @param slots one per worker (e.g. its own directory), handed to each of its tasks
  * @param runOnce runs one task; its rejection fails the figure
+ * @param cpuMs reads a CPU clock (in milliseconds) before and after the measured tasks; the
+ *   difference is returned as `cpuMs`
  */
 export async function measureTasks<S>(
   slots: readonly S[],
   runOnce: (slot: S) => Promise<void>,
   tasks: number,
+  cpuMs?: () => Promise<number | undefined>,
 ): Promise<FloorFigures> {
   let samples: number[] = [];
   let next = 0;
@@ -49,9 +54,16 @@ export async function measureTasks<S>(
   samples = [];
   next = 0;
   total = tasks;
+  const cpuBefore = await cpuMs?.();
   const start = performance.now();
   await Promise.all(slots.map(worker));
-  return { seconds: (performance.now() - start) / 1_000, samples };
+  const seconds = (performance.now() - start) / 1_000;
+  const cpuAfter = await cpuMs?.();
+  return {
+    seconds,
+    samples,
+    ...(cpuBefore !== undefined && cpuAfter !== undefined ? { cpuMs: cpuAfter - cpuBefore } : {}),
+  };
 }
 
 /**

@@ -34,10 +34,23 @@ export async function readMemory(pid: number): Promise<MemoryStatus> {
  * `/proc/<pid>/stat` (clock ticks of 10 ms); undefined when it cannot be read.
  */
 export async function cpuMs(pid: number): Promise<number | undefined> {
+  return await statTicksMs(pid, 11, 12);
+}
+
+/**
+ * CPU time (user + system) of the children a process has waited for, in milliseconds, from
+ * `/proc/<pid>/stat` (cutime + cstime); undefined when it cannot be read.
+ */
+export async function childrenCpuMs(pid: number): Promise<number | undefined> {
+  return await statTicksMs(pid, 13, 14);
+}
+
+// Two fields of `/proc/<pid>/stat` counted after the command name, in clock ticks of 10 ms.
+async function statTicksMs(pid: number, user: number, system: number): Promise<number | undefined> {
   try {
     const stat = await shell(`cat /proc/${pid}/stat`);
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * 10;
+    return (Number(fields[user]) + Number(fields[system])) * 10;
   } catch {
     return undefined;
   }
