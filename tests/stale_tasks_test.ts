@@ -92,26 +92,38 @@ Deno.test("reapStaleTasks() leaves live runners' tasks alone, with a record or w
   }
 });
 
-Deno.test("reapStaleTasks() kills the task group a dead runner recorded", async () => {
+Deno.test("reapStaleTasks() kills the task group a dead runner recorded, in either format", async (t) => {
   const workDir = await Deno.makeTempDir();
-  const task = new Deno.Command("setsid", { args: ["sleep", "60"] }).spawn();
+  const tasks = [1, 2].map(() => new Deno.Command("setsid", { args: ["sleep", "60"] }).spawn());
   try {
-    const dir = taskDir(workDir, await deadPid(), Date.now(), 1);
-    await Deno.mkdir(dir);
-    await Deno.writeTextFile(
-      `${dir}.owner.json`,
-      JSON.stringify({ runnerPid: 999_999_999, runnerStartedAt: 1, pgid: task.pid }),
-    );
-    assertEquals(await reapStaleTasks(workDir), 1);
-    await task.status;
-    assert(!isAlive(task.pid));
-  } finally {
-    try {
-      task.kill("SIGKILL");
-    } catch {
-      // already gone
+    const dead = await deadPid();
+    const [linked, recorded] = [1, 2].map((n) => taskDir(workDir, dead, Date.now(), n));
+    await t.step("the record a runner writes: a link to the group", async () => {
+      await Deno.mkdir(linked!);
+      await Deno.symlink(String(tasks[0]!.pid), `${linked}.owner`);
+    });
+    await t.step("an earlier version's JSON record", async () => {
+      await Deno.mkdir(recorded!);
+      await Deno.writeTextFile(
+        `${recorded}.owner.json`,
+        JSON.stringify({ runnerPid: 999_999_999, runnerStartedAt: 1, pgid: tasks[1]!.pid }),
+      );
+    });
+    assertEquals(await reapStaleTasks(workDir), 2);
+    for (const task of tasks) {
+      await task.status;
+      assert(!isAlive(task.pid));
     }
-    await task.status;
+    assertEquals(await entries(workDir), []);
+  } finally {
+    for (const task of tasks) {
+      try {
+        task.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+      await task.status;
+    }
     await Deno.remove(workDir, { recursive: true });
   }
 });

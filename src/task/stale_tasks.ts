@@ -8,7 +8,12 @@ export interface TaskOwner {
   pgid?: number;
 }
 
-const OWNER_SUFFIX = ".owner.json";
+// The owner record: a symbolic link beside the directory whose target is the task's process
+// group (the directory's name tells the runner). One system call makes it whole or not at all,
+// where a file took four (create, write, close, rename) and a temporary name.
+const OWNER_LINK_SUFFIX = ".owner";
+// The owner record of earlier versions: a JSON file (kept for reaping after an upgrade).
+const OWNER_RECORD_SUFFIX = ".owner.json";
 // The owner record of a task directory before its format carried the runner (kept for reaping).
 const LEGACY_OWNER_FILE = "owner.json";
 const RUNNER_STARTED_AT = Math.floor(performance.timeOrigin);
@@ -25,33 +30,20 @@ export function runnerTag(): string {
 
 /** Where the owner record of a task directory is kept: beside it, out of the task's reach. */
 export function ownerRecordPath(dir: string): string {
-  return `${dir}${OWNER_SUFFIX}`;
+  return `${dir}${OWNER_LINK_SUFFIX}`;
 }
 
 /**
- * Records, atomically (a temporary file renamed over it), that this runner owns a task's
- * directory and the task's process group, once the task runs: a runner killed at any point
- * leaves a record that is either absent (the directory's name still tells whose it is), or
- * whole. Written in place: two quick system calls, cheaper than a hop to a worker thread.
+ * Records that the task of a directory (whose name tells this runner) runs in process group
+ * `pgid`, so that a runner started after this one was killed can stop it. Atomic: a runner
+ * killed at any point leaves the record whole or absent (the name still tells whose the
+ * directory is). Written in place: one quick system call.
  *
  * @param dir the task directory
  * @param pgid the task's process group
  */
 export function writeTaskOwner(dir: string, pgid: number): void {
-  const owner: TaskOwner = { runnerPid: Deno.pid, runnerStartedAt: RUNNER_STARTED_AT, pgid };
-  const path = ownerRecordPath(dir);
-  const temporary = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  try {
-    Deno.writeTextFileSync(temporary, JSON.stringify(owner), { mode: 0o600 });
-    Deno.renameSync(temporary, path);
-  } catch (error) {
-    try {
-      Deno.removeSync(temporary);
-    } catch {
-      // never written
-    }
-    throw error;
-  }
+  Deno.symlinkSync(String(pgid), ownerRecordPath(dir));
 }
 
 /** Removes a task directory's owner record: the task has ended. */
@@ -84,13 +76,14 @@ export async function reapStaleTasks(workDir: string): Promise<number> {
   const tasks = new Map<string, string[]>();
   for (const entry of entries) {
     if (!entry.name.startsWith("task-")) continue;
-    const base = entry.name.split(OWNER_SUFFIX)[0]!;
+    const base = entry.name.split(OWNER_LINK_SUFFIX)[0]!;
     tasks.set(base, [...tasks.get(base) ?? [], entry.name]);
   }
   let reaped = 0;
   for (const [base, names] of tasks) {
     const dir = join(workDir, base);
-    const owner = await readOwner(ownerRecordPath(dir)) ??
+    const owner = await linkedOwner(dir) ??
+      await readOwner(`${dir}${OWNER_RECORD_SUFFIX}`) ??
       ownerFromName(base) ??
       await readOwner(join(dir, LEGACY_OWNER_FILE), { legacy: true });
     if (!owner || isRunnerAlive(owner)) continue;
@@ -106,6 +99,18 @@ export async function reapStaleTasks(workDir: string): Promise<number> {
     reaped++;
   }
   return reaped;
+}
+
+// The runner from the directory's name, the group from the link's target.
+async function linkedOwner(dir: string): Promise<TaskOwner | undefined> {
+  const owner = ownerFromName(dir);
+  if (!owner) return undefined;
+  try {
+    const pgid = Number(await Deno.readLink(ownerRecordPath(dir)));
+    return Number.isInteger(pgid) ? { ...owner, pgid } : owner;
+  } catch {
+    return undefined; // no link (not started yet, or an earlier version's record)
+  }
 }
 
 async function readOwner(
