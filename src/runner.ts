@@ -20,6 +20,7 @@ import {
 import { CancellationLink } from "./runner/cancellation_link.ts";
 import type { CancellationSource, Delivery, ResponseSink } from "./runner/ports.ts";
 import { ProgressResponses } from "./runner/progress_responses.ts";
+import { IdleRelease } from "./runner/idle_release.ts";
 import { releaseMemory } from "./runner/release_memory.ts";
 import {
   runTask,
@@ -92,6 +93,9 @@ const KEPT_BODY_BYTES = 2 * 1024 * 1024;
 // them resident. Only the body's release is off the path to the response (once the task runs).
 const COLLECT_FROM_BYTES = 8 * 1024 * 1024;
 
+// Idle this long after work, the runner gives memory back (a full collection and a trim).
+const IDLE_RELEASE_MS = 1_000;
+
 /**
  * Turns request deliveries into task runs and task events into responses: the one place
  * where the broker layer and the task engine meet.
@@ -106,6 +110,10 @@ export class Runner {
   readonly #requeues = new Set<Promise<boolean>>();
   /** Ids of the latest finished requests, oldest first. */
   readonly #finished = new Set<string>();
+  readonly #idleRelease = new IdleRelease(
+    () => this.#releaseMemory({ trim: true }),
+    IDLE_RELEASE_MS,
+  );
   /** Large deliveries waiting for memory to be released before they are parsed. */
   readonly #arriving = new Set<Promise<void>>();
 
@@ -234,6 +242,7 @@ export class Runner {
       lostRuns,
     };
     this.#active.set(request.id, active);
+    this.#idleRelease.busy();
     active.done = this.#run(active).catch((error) => {
       // Not settled: the broker hands the request out again when this channel closes.
       this.#log.error("Task could not be run", { taskId: request.id, error: errorMessage(error) });
@@ -247,6 +256,7 @@ export class Runner {
   #settled(active: ActiveTask, finished = false): void {
     const { id } = active.request;
     if (this.#active.get(id) === active) this.#active.delete(id);
+    if (this.#active.size === 0) this.#idleRelease.idle();
     if (!finished) return;
     this.#finished.add(id);
     if (this.#finished.size > FINISHED_IDS_KEPT) {
@@ -554,6 +564,7 @@ export class Runner {
     }
     // Cut short by the channel's close, a copy would leave its original to be counted twice.
     await Promise.allSettled([...this.#requeues]);
+    this.#idleRelease[Symbol.dispose]();
   }
 }
 
