@@ -44,9 +44,12 @@ export class RequestDelivery {
     this.#publishCopy = options.publishCopy;
   }
 
-  /** The message body. */
+  /** The message body, as a plain byte array over the broker client's buffer (no copy). */
   get body(): Uint8Array {
-    return this.#message.content;
+    const { content } = this.#message;
+    // Not the Buffer itself: Deno implements Buffer's indexOf and includes in JavaScript, where
+    // Uint8Array's are native; finding a 90 MB request's input took ~240 ms instead of ~10.
+    return new Uint8Array(content.buffer, content.byteOffset, content.byteLength);
   }
 
   /**
