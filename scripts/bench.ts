@@ -19,7 +19,8 @@
  *    peer, sequential.
  * 3. large payload: 64 MiB echoed back, end to end (median of 3 runs), and the runner's peak
  *    RSS (first run; the highest of the runs shown too); floor: one raw message of the
- *    request's size and one of the response's size through the same RabbitMQ by amqplib. And
+ *    request's size and one of the response's size through the same RabbitMQ by amqplib,
+ *    before each run (median of as many as the runs). And
  *    amqplib's own memory for the request: the RSS growth of a fresh process that only
  *    receives one raw message of the request's size (`bench_receive.ts`), in payloads.
  * 4. progress: one task writing 20,000 progress messages; each must arrive once, in order.
@@ -685,7 +686,8 @@ async function payload(
   const expected = await digest(input);
   // The floor: raw bytes of the request's size and of the response's size through the broker.
   const requestBytes = makeRequest(ECHO, input, server.names.routingKey).body.length;
-  const floorSeconds = await brokerFloor(AMQP_URL, requestBytes, requestBytes);
+  // Measured before each run, not once: one transfer of 90 MB varies by 2x from run to run.
+  const floorTimes: number[] = [];
   const times: number[] = [];
   let peak = 0;
   let highest = 0;
@@ -693,6 +695,7 @@ async function payload(
   let reset = true;
   let intact = true;
   for (let run = 0; run < runs; run++) {
+    floorTimes.push(await brokerFloor(AMQP_URL, requestBytes, requestBytes));
     const request = makeRequest(ECHO, input, server.names.routingKey);
     // What the earlier figures left in the runner's heap, for comparison with the idle RSS.
     if (run === 0) before = (await readMemory(runner.pid)).rss;
@@ -713,6 +716,7 @@ async function payload(
   const received = await receiveMemory(AMQP_URL, requestBytes);
   const amqplibGrowth = received.peak - received.rssBefore;
   const seconds = median(times);
+  const floorSeconds = median(floorTimes);
   const bound = idleRss + 3 * bytes;
   const spread = runs > 1
     ? ` (median of ${runs}: ${times.map((time) => time.toFixed(2)).join(", ")} s)`
@@ -722,11 +726,11 @@ async function payload(
     line: `payload: ${bytes / MIB} MiB echoed in ${seconds.toFixed(2)} s end to end${spread}` +
       ` (${(2 * bytes / MIB / seconds).toFixed(0)} MiB/s in+out) | broker floor ${
         floorSeconds.toFixed(2)
-      } s (2 raw messages of ${(requestBytes / MIB).toFixed(1)} MiB), ratio ${
-        (seconds / floorSeconds).toFixed(2)
-      }x | output ${intact ? "intact" : "CORRUPT"}; runner peak RSS${
-        reset ? "" : " (since start)"
-      } ${mb(peak)} = idle ${mb(idleRss)} + ${
+      } s (2 raw messages of ${(requestBytes / MIB).toFixed(1)} MiB${
+        runs > 1 ? `, median of ${floorTimes.map((time) => time.toFixed(2)).join(", ")} s` : ""
+      }), ratio ${(seconds / floorSeconds).toFixed(2)}x | output ${
+        intact ? "intact" : "CORRUPT"
+      }; runner peak RSS${reset ? "" : " (since start)"} ${mb(peak)} = idle ${mb(idleRss)} + ${
         ((peak - idleRss) / bytes).toFixed(2)
       }x payload (bound idle + 3x = ${mb(bound)}; RSS before the payload ${mb(before)}${
         runs > 1 ? `; highest of the ${runs} runs ${mb(highest)}` : ""

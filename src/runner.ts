@@ -30,7 +30,7 @@ import {
   TaskStartError,
 } from "./task/mod.ts";
 import { whenAborted } from "./util/abort.ts";
-import { errorMessage, settlesWithin } from "./util/async.ts";
+import { errorMessage, settlesWithin, yieldToEventLoop } from "./util/async.ts";
 
 /** What the runner reports, for metrics. */
 export interface RunnerObserver {
@@ -303,8 +303,9 @@ export class Runner {
       signal: active.shutdown.signal,
     });
     // The look-up is on its way to the broker before the engine's set-up takes the thread:
-    // the broker client writes in an immediate, queued after this one's first hop.
-    await new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+    // the broker client writes in an immediate, queued after our first one (from a tick).
+    await yieldToEventLoop();
+    await yieldToEventLoop();
     let ran: { result: TaskResult; started: boolean };
     try {
       ran = await this.#runTask(active, cancellation, log);

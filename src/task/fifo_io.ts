@@ -1,4 +1,4 @@
-import { delay } from "../util/async.ts";
+import { yieldToEventLoop } from "../util/async.ts";
 import { type FdPoller, fdPoller } from "./fd_poller.ts";
 import {
   cPath,
@@ -111,7 +111,7 @@ export class FifoReader {
         sinceYield += n;
         if (sinceYield >= BYTES_BEFORE_YIELD) {
           sinceYield = 0;
-          await delay(0);
+          await yieldToEventLoop();
         }
         continue;
       }

@@ -34,6 +34,14 @@ export function delay(ms: number, options: { signal?: AbortSignal } = {}): Promi
   });
 }
 
+/**
+ * Resolves after pending I/O callbacks and the immediates queued before it have run (one
+ * `setImmediate` turn): no timer's millisecond wait, as `delay(0)` has.
+ */
+export function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /** The message of an error, or the value as text. */
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
