@@ -203,8 +203,12 @@ export async function brokerFloor(
     await consumer.consume(queue, (message) => {
       if (message) received.shift()?.(message.content.length);
     }, { noAck: true });
+    // Made before the clock starts: the floor is the broker's time, not the allocation's.
+    const bodies = new Map(
+      [requestBytes, responseBytes].map((bytes) => [bytes, Buffer.alloc(bytes, 0x41)]),
+    );
     const roundTrip = async (bytes: number) => {
-      const body = Buffer.alloc(bytes, 0x41);
+      const body = bodies.get(bytes)!;
       const arrived = new Promise<number>((resolve) => received.push(resolve));
       if (!channel.sendToQueue(queue, body)) {
         await new Promise((resolve) => channel.once("drain", resolve));
