@@ -18,9 +18,9 @@ import {
   terminalResponse,
 } from "./protocol/mod.ts";
 import { CancellationLink } from "./runner/cancellation_link.ts";
+import { IdleRelease } from "./runner/idle_release.ts";
 import type { CancellationSource, Delivery, ResponseSink } from "./runner/ports.ts";
 import { ProgressResponses } from "./runner/progress_responses.ts";
-import { IdleRelease } from "./runner/idle_release.ts";
 import { releaseMemory } from "./runner/release_memory.ts";
 import {
   runTask,
