@@ -31,6 +31,21 @@ async function workDirEntries(): Promise<string[]> {
   return names;
 }
 
+Deno.test("runTask() makes the work dir again when it went missing", async () => {
+  const workDir = await Deno.makeTempDir();
+  await Deno.remove(workDir);
+  try {
+    const result = await runTask(
+      spec(fixture("echo.sh"), new TextEncoder().encode("again")),
+      testEngineSettings({ workDir }),
+    );
+    assertEquals(outputOf(result), "again");
+  } finally {
+    await taskDirsRemoved();
+    await Deno.remove(workDir, { recursive: true });
+  }
+});
+
 Deno.test("runTask() echoes input to output and forwards each progress message", async () => {
   const progress: string[] = [];
   let started = 0;

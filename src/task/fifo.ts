@@ -56,14 +56,13 @@ export class TaskPipes implements Disposable {
     taskId: string,
     options: { owner?: { uid: number; gid: number } } = {},
   ): TaskPipes {
-    Deno.mkdirSync(workDir, { recursive: true });
     const random = crypto.randomUUID().slice(0, 8);
     // The id only helps an operator tell whose directory it is: never a path of its own.
     const name = taskId.replace(/[^A-Za-z0-9_-]/g, "_").slice(0, 64);
     const dir = join(workDir, `task-${name}-${runnerTag()}-${random}`);
     const pipes = new TaskPipes(dir);
     try {
-      Deno.mkdirSync(dir, { mode: 0o700 });
+      makeTaskDir(workDir, dir);
       Deno.chmodSync(dir, 0o700); // whatever the umask
       makeFifo(pipes.input);
       makeFifo(pipes.output);
@@ -95,6 +94,18 @@ export class TaskPipes implements Disposable {
       .catch(() => {/* already gone */})
       .finally(() => pendingRemovals.delete(removal));
     pendingRemovals.add(removal);
+  }
+}
+
+// `serve` and `run` make the work dir at start: made again here only if it went missing since
+// (or for a caller of the engine that did not make it), not tried before every task.
+function makeTaskDir(workDir: string, dir: string): void {
+  try {
+    Deno.mkdirSync(dir, { mode: 0o700 });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    Deno.mkdirSync(workDir, { recursive: true });
+    Deno.mkdirSync(dir, { mode: 0o700 });
   }
 }
 
