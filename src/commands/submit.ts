@@ -1,13 +1,7 @@
 import { Command } from "@commander-js/extra-typings";
 import { buildClientRequest } from "../client/request.ts";
 import { TaskClient } from "../client/task_client.ts";
-import {
-  BROKER_SETTINGS,
-  type BrokerConfig,
-  ConfigError,
-  LOG_SETTINGS,
-  resolveSettings,
-} from "../config.ts";
+import { BROKER_SETTINGS, type BrokerConfig, resolveSettings } from "../config.ts";
 import { EXIT_CODES } from "../local/exit_codes.ts";
 import { deliverOutput, writeLine } from "../local/output.ts";
 import { ProgressDisplay } from "../local/progress_display.ts";
@@ -18,6 +12,7 @@ import { whenAborted } from "../util/abort.ts";
 import { errorMessage } from "../util/async.ts";
 import { onStopSignals } from "../util/stop_signals.ts";
 import { type CommandContext, commandLogger } from "./context.ts";
+import { BROKER_SECTION, CLIENT_QUEUES_SECTION, LOGGING_SECTION } from "./sections.ts";
 import { addSettingOptions } from "./settings_options.ts";
 import { addTaskOptions, inputSource, timeoutOf } from "./task_options.ts";
 
@@ -37,6 +32,22 @@ export interface SubmitConfig {
   broker: BrokerConfig;
 }
 
+/** How long the queue keeping the responses of a task submitted without `--follow` stays unused. */
+export const KEPT_RESPONSES_HOURS = 24;
+
+const SUBMIT_EXAMPLES = `
+Without --follow, the responses are kept in a queue of their own, "taskrunner-submit.<id>"
+(deleted after ${KEPT_RESPONSES_HOURS} h unused), unless --routing-key sends them where a consumer of
+yours binds that key. submit warns when no runner consumes the request queue.
+
+Examples:
+  # Run a task on the runners of the gollm queue and show it until it ends
+  taskrunner submit --request-type gollm --follow --input-json '{"text":"hi"}' gollm:embedding
+
+  # Fire and forget: print the task id; the responses wait in their queue
+  taskrunner submit --request-type gollm --input task_input.json gollm:embedding
+`;
+
 /** The `submit` command: its options, its help, and its action. */
 export function submitCommand(context: CommandContext) {
   const command = addTaskOptions(
@@ -45,21 +56,17 @@ export function submitCommand(context: CommandContext) {
         "Publish a task request as the hmi-server does; with --follow, show its responses until it ends",
       )
       .argument("<script>", "the task, as the runner resolves it")
-      .option("--type <type>", "request type (task family); same as --request-type")
       .option("--follow", "show the status and progress until the task ends; output on stdout")
-      .option("--routing-key <key>", "routing key of the responses (default: a private one)")
+      .option(
+        "--routing-key <key>",
+        "routing key of the responses, for a consumer of yours (default: a queue of their own)",
+      )
+      .addHelpText("after", SUBMIT_EXAMPLES)
       .exitOverride(),
   );
-  return addSettingOptions(command, BROKER_SETTINGS, LOG_SETTINGS).action(
-    async (script, options) => {
-      const requestType = options.type ?? options.requestType;
-      if (
-        options.type !== undefined && options.requestType !== undefined &&
-        options.requestType !== options.type
-      ) {
-        throw new ConfigError("--type and --request-type differ; give one of them");
-      }
-      const sources = { options: { ...options, requestType }, env: context.env };
+  return addSettingOptions(command, BROKER_SECTION, CLIENT_QUEUES_SECTION, LOGGING_SECTION)
+    .action(async (script, options) => {
+      const sources = { options, env: context.env };
       const logger = commandLogger(options, context);
       const broker = resolveSettings(BROKER_SETTINGS, sources);
       const input = await readTaskInput(inputSource(options));
@@ -75,14 +82,14 @@ export function submitCommand(context: CommandContext) {
           broker,
         }, { logger }),
       );
-    },
-  );
+    });
 }
 
 /**
- * Publishes a request as the hmi-server does. Without `follow`, prints the task id. With it,
- * shows the responses live until the terminal one; SIGINT or SIGTERM then cancels the task (a
- * second one stops following).
+ * Publishes a request as the hmi-server does, and warns when no runner consumes its queue.
+ * Without `follow`, prints the task id; the responses go to a queue that keeps them (unless
+ * `routingKey` says where they go). With it, shows the responses live until the terminal one;
+ * SIGINT or SIGTERM then cancels the task (a second one stops following).
  *
  * @returns the exit code: 0 published or SUCCESS, 1 FAILED, 130 CANCELLED
  */
@@ -92,12 +99,26 @@ export async function submit(
 ): Promise<number> {
   const display = options.display ?? new ProgressDisplay();
   await using client = await TaskClient.connect(config.broker, { logger: options.logger });
-  const routingKey = config.routingKey ?? `taskrunner-submit.${crypto.randomUUID()}`;
-  const request = buildClientRequest({ ...config, routingKey }, config.broker.requestType);
+  const id = crypto.randomUUID();
+  const routingKey = config.routingKey ?? `taskrunner-submit.${id}`;
+  const request = buildClientRequest({ ...config, id, routingKey }, config.broker.requestType);
   const responses = config.follow ? await client.follow(routingKey) : undefined;
+  const keptIn = !config.follow && config.routingKey === undefined ? routingKey : undefined;
+  if (keptIn !== undefined) {
+    await client.keepResponses(routingKey, {
+      queue: keptIn,
+      expiresMs: KEPT_RESPONSES_HOURS * 3_600_000,
+    });
+  }
+  await warnWithoutRunner(client, options.logger);
   await client.submit(request);
   if (!responses) {
     await writeLine(request.id);
+    if (keptIn !== undefined) {
+      options.logger.info(
+        `Responses are kept in queue "${keptIn}" (deleted after ${KEPT_RESPONSES_HOURS} h unused); use --follow to see them live`,
+      );
+    }
     return EXIT_CODES.success;
   }
 
@@ -164,6 +185,16 @@ async function follow(
     terminal = show(response, options.display);
   }
   return terminal;
+}
+
+/** Warns when no runner consumes the request queue: the request then waits there. */
+async function warnWithoutRunner(client: TaskClient, logger: Logger): Promise<void> {
+  const queue = client.topology.requestQueue;
+  await client.declareRequestQueue();
+  const { consumerCount } = await client.checkQueue(queue);
+  if (consumerCount === 0) {
+    logger.warn(`No runner consumes queue "${queue}": the request waits there until one does`);
+  }
 }
 
 // Shows one response; returns it when it is terminal.
