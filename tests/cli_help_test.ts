@@ -7,6 +7,8 @@
  */
 import { assertEquals, assertNotIncludes } from "./helpers/assert.ts";
 import { runCli } from "./helpers/cli_run.ts";
+import { SERVE_SECTIONS } from "../src/commands/serve.ts";
+import { BROKER_SETTINGS, ENGINE_SETTINGS, LOG_SETTINGS, RUNNER_SETTINGS } from "../src/config.ts";
 
 const HELP_DIR = new URL("./fixtures/help/", import.meta.url);
 const COMMANDS = ["", "serve", "run", "submit", "cancel", "completion"];
@@ -52,4 +54,15 @@ Deno.test("serve --help shows every setting under a heading of its subject", asy
     "Options:",
     "-h,",
   ]);
+});
+
+Deno.test("serve's help sections hold every setting of serve once", () => {
+  const shown = SERVE_SECTIONS.flatMap((section) => Object.values(section.settings)).map((spec) =>
+    spec.flag
+  );
+  const all = [BROKER_SETTINGS, ENGINE_SETTINGS, RUNNER_SETTINGS, LOG_SETTINGS].flatMap((group) =>
+    Object.values(group).map((spec) => spec.flag)
+  );
+  // A setting added to a group must be given a section of serve --help, or it has no flag.
+  assertEquals(shown.toSorted(), all.toSorted());
 });
