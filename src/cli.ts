@@ -2,6 +2,7 @@ import { Command, type OptionValues } from "@commander-js/extra-typings";
 import { cancelCommand } from "./commands/cancel.ts";
 import { completionCommand } from "./commands/completion.ts";
 import type { CommandContext } from "./commands/context.ts";
+import { followCommand } from "./commands/follow.ts";
 import { runCommand } from "./commands/run.ts";
 import { serveCommand } from "./commands/serve.ts";
 import { submitCommand } from "./commands/submit.ts";
@@ -30,6 +31,7 @@ const COMMANDS: readonly CommandFactory[] = [
   serveCommand,
   runCommand,
   submitCommand,
+  followCommand,
   cancelCommand,
 ];
 

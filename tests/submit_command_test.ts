@@ -216,7 +216,7 @@ Deno.test("submit fails with exit code 1 when the broker cannot be reached", asy
   assertMatch(result.stderr, /Cannot connect to broker amqp:\/\/guest:\*\*\*@127\.0\.0\.1:1/);
 });
 
-Deno.test("submit without --follow keeps the responses in a queue of their own", async () => {
+Deno.test("submit without --follow keeps the responses in a queue that follow shows", async (t) => {
   await withRunner("kept", async (flags, server) => {
     const result = await runCli([
       "submit",
@@ -229,38 +229,32 @@ Deno.test("submit without --follow keeps the responses in a queue of their own",
     const id = result.text.trim();
     assertMatch(id, UUID);
     const queue = `taskrunner-submit.${id}`;
-    assertMatch(
+    assert(
+      result.stderr.includes(`Responses are kept in queue "${queue}"`) &&
+        result.stderr.includes(`taskrunner follow ${id}`),
       result.stderr,
-      new RegExp(`Responses are kept in queue "${queue.replace(".", "\\.")}"`),
     );
     assert(!result.stderr.includes("No runner consumes"), result.stderr);
-    const model = await amqp.connect(AMQP_URL);
     try {
-      const channel = await model.createChannel();
-      try {
-        // Both responses reach the queue: RUNNING, then SUCCESS with the output.
-        const statuses: string[] = [];
-        let output = "";
-        await new Promise<void>((resolve) => {
-          channel.consume(queue, (message) => {
-            if (!message) return;
-            const response = JSON.parse(message.content.toString("utf8"));
-            statuses.push(response.status);
-            if (response.status === "SUCCESS") {
-              output = outputOf(response);
-              resolve();
-            }
-          }, { noAck: true });
-        });
-        assertEquals(statuses, ["RUNNING", "SUCCESS"]);
-        assertEquals(output, '"kept"');
+      await t.step("follow shows them from the first, with the output", async () => {
+        const followed = await runCli(["follow", id, ...cancelFlags(server.names)]);
+        assertEquals(followed.code, 0, followed.stderr);
+        assertEquals(followed.text, '"kept"');
+        const lines = logLines(followed.stderr).filter((line) => !line.startsWith("["));
+        assertEquals(lines, [`RUNNING ${fixture("echo.sh")}`, "SUCCESS, 6 bytes of output"]);
         assertEquals(server.responses(id), [], "nothing on the test's own routing key");
-      } finally {
-        await channel.deleteQueue(queue);
-        await channel.close();
-      }
+      });
+      await t.step("the queue is gone once followed to the end", async () => {
+        assert(!await server.queueExists(queue));
+        const again = await runCli(["follow", id, ...cancelFlags(server.names)]);
+        assertEquals(again.code, 1);
+        assertMatch(
+          again.stderr,
+          new RegExp(`^taskrunner: No responses kept for task "${id}"`, "m"),
+        );
+      });
     } finally {
-      await model.close();
+      await server.deleteQueue(queue);
     }
   });
 });

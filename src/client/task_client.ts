@@ -331,6 +331,27 @@ export class TaskClient implements AsyncDisposable {
     return stream;
   }
 
+  /**
+   * Collects the responses a queue of {@linkcode TaskClient.keepResponses} holds, and those
+   * still to come. They are acknowledged only when the queue is deleted: a reader that stops
+   * early leaves them all to the next.
+   *
+   * @returns undefined when the queue does not exist
+   */
+  async followKept(queue: string): Promise<ResponseStream | undefined> {
+    const exists = await this.checkQueue(queue).then(() => true, () => false);
+    if (!exists) return undefined;
+    const channel = await this.#model.createChannel();
+    channel.on("error", () => {}); // reported through the connection or the calls
+    const stream = new ResponseStream(this.lost);
+    stream.attach({ close: () => channel.close().catch(() => {}) });
+    await channel.consume(queue, (message) => {
+      const response = message ? parseResponse(message.content) : undefined;
+      if (response) stream.push(response);
+    }, { noAck: false });
+    return stream;
+  }
+
   /** Messages and consumers of a queue; throws (404) when it does not exist. */
   checkQueue(queue: string): Promise<{ messageCount: number; consumerCount: number }> {
     return this.useChannel((channel) => channel.checkQueue(queue));

@@ -5,9 +5,7 @@ import type { Logger } from "../observability/log.ts";
 import { type CommandContext, commandLogger } from "./context.ts";
 import { BROKER_SECTION, LOGGING_SECTION } from "./sections.ts";
 import { addSettingOptions, pickSettings, section } from "./settings_options.ts";
-
-// Task ids are UUIDs: the hmi-server's `UUID`, and what `submit` makes.
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+import { isTaskId } from "./submit.ts";
 
 /** The cancellation exchange and its durability: all of the queue names `cancel` uses. */
 const CANCEL_QUEUES_SECTION = section(
@@ -43,7 +41,7 @@ export function cancelCommand(context: CommandContext) {
     .exitOverride();
   return addSettingOptions(command, BROKER_SECTION, CANCEL_QUEUES_SECTION, LOGGING_SECTION)
     .action(async (taskId, options) => {
-      if (!UUID.test(taskId)) {
+      if (!isTaskId(taskId)) {
         throw new ConfigError(`Invalid task id "${taskId}": a task id is a UUID`);
       }
       await cancel(taskId, {

@@ -3,17 +3,14 @@ import { buildClientRequest } from "../client/request.ts";
 import { TaskClient } from "../client/task_client.ts";
 import { BROKER_SETTINGS, type BrokerConfig, resolveSettings } from "../config.ts";
 import { EXIT_CODES } from "../local/exit_codes.ts";
-import { deliverOutput, writeLine } from "../local/output.ts";
+import { writeLine } from "../local/output.ts";
 import { ProgressDisplay } from "../local/progress_display.ts";
 import { readTaskInput } from "../local/task_input.ts";
 import type { Logger } from "../observability/log.ts";
-import type { TaskResponse } from "../protocol/mod.ts";
-import { whenAborted } from "../util/abort.ts";
-import { errorMessage } from "../util/async.ts";
-import { onStopSignals } from "../util/stop_signals.ts";
 import { type CommandContext, commandLogger } from "./context.ts";
 import { BROKER_SECTION, CLIENT_QUEUES_SECTION, LOGGING_SECTION } from "./sections.ts";
 import { addSettingOptions } from "./settings_options.ts";
+import { followToEnd } from "./response_follower.ts";
 import { addTaskOptions, inputSource, timeoutOf } from "./task_options.ts";
 
 /** One request, as `taskrunner submit` takes it. */
@@ -32,13 +29,27 @@ export interface SubmitConfig {
   broker: BrokerConfig;
 }
 
+// Task ids are UUIDs: the hmi-server's `UUID`, and what `submit` makes.
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Whether `text` can be a task id: a UUID. */
+export function isTaskId(text: string): boolean {
+  return UUID.test(text);
+}
+
+/** The queue keeping the responses of a task submitted without `--follow` or a routing key. */
+export function keptResponsesQueue(taskId: string): string {
+  return `taskrunner-submit.${taskId}`;
+}
+
 /** How long the queue keeping the responses of a task submitted without `--follow` stays unused. */
 export const KEPT_RESPONSES_HOURS = 24;
 
 const SUBMIT_EXAMPLES = `
 Without --follow, the responses are kept in a queue of their own, "taskrunner-submit.<id>"
-(deleted after ${KEPT_RESPONSES_HOURS} h unused), unless --routing-key sends them where a consumer of
-yours binds that key. submit warns when no runner consumes the request queue.
+(deleted after ${KEPT_RESPONSES_HOURS} h unused), which "taskrunner follow <id>" shows; --routing-key
+sends them instead where a consumer of yours binds that key. submit warns when no runner
+consumes the request queue.
 
 Examples:
   # Run a task on the runners of the gollm queue and show it until it ends
@@ -46,6 +57,7 @@ Examples:
 
   # Fire and forget: print the task id; the responses wait in their queue
   taskrunner submit --request-type gollm --input task_input.json gollm:embedding
+  taskrunner follow <the id it printed>
 `;
 
 /** The `submit` command: its options, its help, and its action. */
@@ -100,7 +112,7 @@ export async function submit(
   const display = options.display ?? new ProgressDisplay();
   await using client = await TaskClient.connect(config.broker, { logger: options.logger });
   const id = crypto.randomUUID();
-  const routingKey = config.routingKey ?? `taskrunner-submit.${id}`;
+  const routingKey = config.routingKey ?? keptResponsesQueue(id);
   const request = buildClientRequest({ ...config, id, routingKey }, config.broker.requestType);
   const responses = config.follow ? await client.follow(routingKey) : undefined;
   const keptIn = !config.follow && config.routingKey === undefined ? routingKey : undefined;
@@ -116,75 +128,21 @@ export async function submit(
     await writeLine(request.id);
     if (keptIn !== undefined) {
       options.logger.info(
-        `Responses are kept in queue "${keptIn}" (deleted after ${KEPT_RESPONSES_HOURS} h unused); use --follow to see them live`,
+        `Responses are kept in queue "${keptIn}" (deleted after ${KEPT_RESPONSES_HOURS} h unused): show them with taskrunner follow ${id}`,
       );
     }
     return EXIT_CODES.success;
   }
 
   display.line(`QUEUED ${request.script} (id ${request.id}, type ${request.type})`);
-  const stopFollowing = new AbortController();
-  let terminal: TaskResponse | undefined;
-  try {
-    using _signals = onStopSignals({
-      first: () => {
-        display.line("Cancelling the task (again to stop following)");
-        client.cancel(request.id).catch((error) => options.logger.error(errorMessage(error)));
-      },
-      again: () => {
-        if (stopFollowing.signal.aborted) return;
-        display.line("Stopped following; the task may still be running");
-        stopFollowing.abort();
-      },
-    });
-    terminal = await follow(responses, {
-      json: config.json,
-      display,
-      signal: stopFollowing.signal,
-    });
-  } finally {
-    display.close();
-  }
-
-  switch (terminal?.status) {
-    case "SUCCESS":
-      if (config.outputFile !== undefined || !config.json) {
-        await deliverOutput(decodeOutput(terminal), { file: config.outputFile });
-      }
-      return EXIT_CODES.success;
-    case "FAILED":
-      return EXIT_CODES.failed;
-    default:
-      return EXIT_CODES.cancelled;
-  }
-}
-
-/**
- * Shows the responses (and prints them as JSON lines with `json`) until the terminal one,
- * which it returns, or until `signal` aborts or they end.
- */
-async function follow(
-  responses: AsyncIterable<TaskResponse>,
-  options: { json: boolean; display: ProgressDisplay; signal: AbortSignal },
-): Promise<TaskResponse | undefined> {
-  const logs = new LogFollower(options.display);
-  const iterator = responses[Symbol.asyncIterator]();
-  using stopped = whenAborted(options.signal);
-  const stop = stopped.promise.then(() => undefined);
-  let terminal: TaskResponse | undefined;
-  while (true) {
-    const next = await Promise.race([iterator.next(), stop]);
-    if (next === undefined) {
-      await iterator.return?.();
-      break;
-    }
-    if (next.done) break;
-    const response = next.value;
-    if (options.json) await writeLine(JSON.stringify(response));
-    logs.show(response);
-    terminal = show(response, options.display);
-  }
-  return terminal;
+  const { exitCode } = await followToEnd(responses, {
+    cancel: () => client.cancel(request.id),
+    json: config.json,
+    outputFile: config.outputFile,
+    display,
+    logger: options.logger,
+  });
+  return exitCode;
 }
 
 /** Warns when no runner consumes the request queue: the request then waits there. */
@@ -194,60 +152,5 @@ async function warnWithoutRunner(client: TaskClient, logger: Logger): Promise<vo
   const { consumerCount } = await client.checkQueue(queue);
   if (consumerCount === 0) {
     logger.warn(`No runner consumes queue "${queue}": the request waits there until one does`);
-  }
-}
-
-// Shows one response; returns it when it is terminal.
-function show(response: TaskResponse, display: ProgressDisplay): TaskResponse | undefined {
-  switch (response.status) {
-    case "RUNNING":
-      if (response.output === null) display.line(`RUNNING ${response.script ?? ""}`);
-      else display.progress(decodeOutput(response));
-      return undefined;
-    case "SUCCESS":
-      display.close();
-      display.line(`SUCCESS, ${decodeOutput(response).length} bytes of output`);
-      return response;
-    case "FAILED":
-      display.close();
-      display.line(`FAILED: ${new TextDecoder().decode(decodeOutput(response))}`);
-      return response;
-    case "CANCELLED":
-      display.close();
-      display.line("CANCELLED");
-      return response;
-    default:
-      display.line(response.status);
-      return undefined;
-  }
-}
-
-function decodeOutput(response: TaskResponse): Uint8Array {
-  return response.output ? Uint8Array.fromBase64(response.output) : new Uint8Array();
-}
-
-/**
- * Shows the task's stdout and stderr lines as they grow from one response to the next (each
- * response carries the tail kept so far).
- */
-class LogFollower {
-  readonly #display: ProgressDisplay;
-  readonly #seen = { stdout: "", stderr: "" };
-
-  constructor(display: ProgressDisplay) {
-    this.#display = display;
-  }
-
-  show(response: TaskResponse): void {
-    for (const stream of ["stdout", "stderr"] as const) {
-      const text = response[stream] ?? "";
-      const seen = this.#seen[stream];
-      // A tail that no longer starts with what was shown was cut at its front: show it whole.
-      const fresh = text.startsWith(seen) ? text.slice(seen.length) : text;
-      this.#seen[stream] = text;
-      for (const line of fresh.split("\n")) {
-        if (line.length > 0) this.#display.log(stream, line);
-      }
-    }
   }
 }
