@@ -1,6 +1,8 @@
-import { Command } from "@commander-js/extra-typings";
+import { Command, type OptionValues } from "@commander-js/extra-typings";
 import { cancelCommand } from "./commands/cancel.ts";
+import { completionCommand } from "./commands/completion.ts";
 import type { CommandContext } from "./commands/context.ts";
+import { followCommand } from "./commands/follow.ts";
 import { runCommand } from "./commands/run.ts";
 import { serveCommand } from "./commands/serve.ts";
 import { submitCommand } from "./commands/submit.ts";
@@ -18,9 +20,23 @@ export interface Cli {
   readonly exitCode: number;
 }
 
+/** A command of the program, built with what commands take from it. */
+type CommandFactory = (context: CommandContext) => Command<unknown[], OptionValues>;
+
 /**
- * Builds the `taskrunner` command line from the commands, each defined in its own file:
- * `serve`, `run`, `submit` and `cancel`.
+ * The commands, in the order `--help` lists them; each is defined in its own file. A new
+ * command is one line here (`completion`, added last, completes them all).
+ */
+const COMMANDS: readonly CommandFactory[] = [
+  serveCommand,
+  runCommand,
+  submitCommand,
+  followCommand,
+  cancelCommand,
+];
+
+/**
+ * Builds the `taskrunner` command line from {@linkcode COMMANDS}, and `completion`.
  *
  * @example
  * ```ts
@@ -43,9 +59,8 @@ export function buildCli(context: CliContext = { env: Deno.env.toObject() }): Cl
     .version(VERSION)
     .showHelpAfterError()
     .exitOverride();
-  for (const command of [serveCommand, runCommand, submitCommand, cancelCommand]) {
-    program.addCommand(command(commandContext));
-  }
+  for (const command of COMMANDS) program.addCommand(command(commandContext));
+  program.addCommand(completionCommand(program));
   return {
     program,
     get exitCode() {

@@ -1,4 +1,5 @@
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { RUN_PERMISSIONS } from "../src/permissions.ts";
 import { CliChild, jsonLines, outputOf, runCli } from "./helpers/cli_run.ts";
 import { behaveJson, isAlive } from "./helpers/engine.ts";
 import { fixture } from "./helpers/serve_harness.ts";
@@ -211,4 +212,30 @@ Deno.test("run --json prints the responses serve would publish", async (t) => {
     assertEquals(result.code, 1);
     assertEquals(jsonLines(result.text).map((response) => response.status), ["FAILED"]);
   });
+});
+
+Deno.test("run ends the output with a newline on a terminal, not in a pipe", async () => {
+  const input = '{"a":1}';
+  // util-linux `script` gives the CLI a terminal; its output comes back with CR LF endings.
+  const command = [
+    Deno.execPath(),
+    "run",
+    ...RUN_PERMISSIONS,
+    "main.ts",
+    "run",
+    fixture("echo.sh"),
+    "--input-json",
+    `'${input}'`,
+    "2>/dev/null",
+  ].join(" ");
+  const terminal = await new Deno.Command("script", {
+    args: ["-qec", command, "/dev/null"],
+    cwd: new URL("..", import.meta.url).pathname,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assertEquals(terminal.code, 0, new TextDecoder().decode(terminal.stderr));
+  assertEquals(new TextDecoder().decode(terminal.stdout), `${input}\r\n`);
+  const piped = await runCli(["run", fixture("echo.sh"), "--input-json", input]);
+  assertEquals(piped.text, input, "a pipe gets the bytes as they are");
 });

@@ -238,17 +238,31 @@ export class TaskClient implements AsyncDisposable {
   }
 
   /**
-   * Publishes a cancellation for a task and resolves once the broker has confirmed it. The
-   * exchange is declared (direct) only when missing.
+   * Publishes a cancellation for a task, mandatory, and resolves once the broker has confirmed
+   * it, with whether a queue received it: the task's cancellation queue exists while a runner
+   * runs the task, and from the server's submission until a runner has taken it. The exchange
+   * is declared (direct) only when missing.
    */
-  async cancel(taskId: string): Promise<void> {
+  async cancel(taskId: string): Promise<{ received: boolean }> {
     await this.declareCancellationExchange();
-    await this.publishCancellation(taskId);
-    await this.confirmed();
-    this.#log?.debug("Cancellation published", {
-      taskId,
-      exchange: this.topology.cancellationExchange,
-    });
+    const exchange = this.topology.cancellationExchange;
+    const channel = this.#publisher ?? await this.#openPublisher();
+    let received = true;
+    // The broker returns an unroutable mandatory message before it confirms it.
+    const onReturn = (message: { fields: { exchange: string; routingKey: string } }) => {
+      if (message.fields.exchange === exchange && message.fields.routingKey === taskId) {
+        received = false;
+      }
+    };
+    channel.on("return", onReturn);
+    try {
+      channel.publish(exchange, taskId, Buffer.alloc(0), { mandatory: true });
+      await channel.waitForConfirms();
+    } finally {
+      channel.off("return", onReturn);
+    }
+    this.#log?.debug("Cancellation published", { taskId, exchange, received });
+    return { received };
   }
 
   /**
@@ -283,6 +297,29 @@ export class TaskClient implements AsyncDisposable {
   }
 
   /**
+   * Declares a named queue that keeps the responses published with `routingKey` until someone
+   * reads them, bound to the response exchange (declared if missing), so that a runner's
+   * responses are routed even when nobody follows them now. The queue is deleted after
+   * `expiresMs` unused (`x-expires`), so that a forgotten one does not stay.
+   */
+  async keepResponses(
+    routingKey: string,
+    options: { queue: string; expiresMs: number },
+  ): Promise<void> {
+    await this.declareResponseExchange();
+    const exchange = this.topology.responseExchange;
+    await this.#declare(async (channel) => {
+      await channel.assertQueue(options.queue, {
+        durable: true,
+        exclusive: false,
+        autoDelete: false,
+        arguments: { "x-expires": options.expiresMs },
+      });
+      await channel.bindQueue(options.queue, exchange, routingKey);
+    });
+  }
+
+  /**
    * Starts collecting the responses published with `routingKey`, after declaring the response
    * exchange if missing. Call it before {@linkcode TaskClient.submit}, so that no response is
    * missed.
@@ -291,6 +328,27 @@ export class TaskClient implements AsyncDisposable {
     await this.declareResponseExchange();
     const stream = new ResponseStream(this.lost);
     stream.attach(await this.subscribe(routingKey, (response) => stream.push(response)));
+    return stream;
+  }
+
+  /**
+   * Collects the responses a queue of {@linkcode TaskClient.keepResponses} holds, and those
+   * still to come. They are acknowledged only when the queue is deleted: a reader that stops
+   * early leaves them all to the next.
+   *
+   * @returns undefined when the queue does not exist
+   */
+  async followKept(queue: string): Promise<ResponseStream | undefined> {
+    const exists = await this.checkQueue(queue).then(() => true, () => false);
+    if (!exists) return undefined;
+    const channel = await this.#model.createChannel();
+    channel.on("error", () => {}); // reported through the connection or the calls
+    const stream = new ResponseStream(this.lost);
+    stream.attach({ close: () => channel.close().catch(() => {}) });
+    await channel.consume(queue, (message) => {
+      const response = message ? parseResponse(message.content) : undefined;
+      if (response) stream.push(response);
+    }, { noAck: false });
     return stream;
   }
 

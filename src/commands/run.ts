@@ -1,11 +1,5 @@
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
-import {
-  ENGINE_SETTINGS,
-  type EngineConfig,
-  engineSettings,
-  LOG_SETTINGS,
-  resolveSettings,
-} from "../config.ts";
+import { ENGINE_SETTINGS, type EngineConfig, engineSettings, resolveSettings } from "../config.ts";
 import { exitCodeOf } from "../local/exit_codes.ts";
 import { deliverOutput, writeLine } from "../local/output.ts";
 import { ProgressDisplay } from "../local/progress_display.ts";
@@ -28,7 +22,8 @@ import {
 } from "../task/mod.ts";
 import { onStopSignals } from "../util/stop_signals.ts";
 import { type CommandContext, commandLogger } from "./context.ts";
-import { addSettingOptions } from "./settings_options.ts";
+import { LOGGING_SECTION } from "./sections.ts";
+import { addSettingOptions, section } from "./settings_options.ts";
 import { prepareWorkDir } from "./work_dir.ts";
 import { addTaskOptions, inputSource, timeoutOf } from "./task_options.ts";
 
@@ -66,7 +61,11 @@ export function runCommand(context: CommandContext) {
       .argument("<script>", "the task: a .py file, or an executable (path or name on PATH)")
       .exitOverride(),
   ).option("--id <id>", "task id passed to the task (default: a random UUID)", parseId);
-  return addSettingOptions(command, ENGINE_SETTINGS, LOG_SETTINGS).action(
+  return addSettingOptions(
+    command,
+    section("Task engine:", ENGINE_SETTINGS),
+    LOGGING_SECTION,
+  ).action(
     async (script, options) => {
       const logger = commandLogger(options, context);
       const engine = resolveSettings(ENGINE_SETTINGS, { options, env: context.env });

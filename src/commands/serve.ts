@@ -12,7 +12,6 @@ import {
   ENGINE_SETTINGS,
   type EngineConfig,
   engineSettings,
-  LOG_SETTINGS,
   requestQueueName,
   resolveSettings,
   RUNNER_SETTINGS,
@@ -34,7 +33,8 @@ import { errorMessage, settlesWithin } from "../util/async.ts";
 import { onStopSignals } from "../util/stop_signals.ts";
 import { VERSION } from "../version.ts";
 import { type CommandContext, commandLogger } from "./context.ts";
-import { addSettingOptions } from "./settings_options.ts";
+import { BROKER_SECTION, CLIENT_QUEUES_SECTION, LOGGING_SECTION } from "./sections.ts";
+import { addSettingOptions, pickSettings, section } from "./settings_options.ts";
 import { prepareWorkDir } from "./work_dir.ts";
 
 /** Everything `serve` needs. */
@@ -63,20 +63,60 @@ export interface ServeOptions {
 // After the drain, how long responses still queued may take to reach the broker.
 const FINAL_PUBLISH_MS = 5_000;
 
+/** The settings of `serve`, by heading of `serve --help`. */
+export const SERVE_SECTIONS = [
+  BROKER_SECTION,
+  section(CLIENT_QUEUES_SECTION.heading, {
+    ...CLIENT_QUEUES_SECTION.settings,
+    ...pickSettings(RUNNER_SETTINGS, ["queueType", "deadLetterExchange"]),
+  }),
+  section("Tasks:", {
+    ...pickSettings(RUNNER_SETTINGS, ["concurrency", "drainSeconds", "maxLostRuns"]),
+    ...pickSettings(ENGINE_SETTINGS, [
+      "workDir",
+      "python",
+      "pipeArgStyle",
+      "killGraceSeconds",
+      "maxTaskMinutes",
+      "maxInputBytes",
+      "maxOutputBytes",
+      "maxProgressBytes",
+      "logTailBytes",
+    ]),
+  }),
+  section("Security:", pickSettings(ENGINE_SETTINGS, ["allowedScripts", "uid", "gid"])),
+  section(
+    "HTTP endpoint:",
+    pickSettings(RUNNER_SETTINGS, ["httpPort", "httpHost", "maxDisconnectedSeconds"]),
+  ),
+  section(LOGGING_SECTION.heading, {
+    ...LOGGING_SECTION.settings,
+    ...pickSettings(RUNNER_SETTINGS, ["taskLogLinesPerSecond", "taskLogMaxBytes"]),
+  }),
+] as const;
+
+const SERVE_EXAMPLES = `
+Every setting can also come from its environment variable; a flag wins.
+
+Examples:
+  # Serve the gollm tasks of a local broker, any script allowed
+  taskrunner serve --request-type gollm
+
+  # As in a deployment: credentials from the environment, only the task's scripts,
+  # health and metrics on port 8080
+  TERARIUM_MQ_ADDRESSES=amqps://rabbitmq:5671 TERARIUM_MQ_PASSWORD_FILE=/run/secrets/mq \\
+    taskrunner serve --request-type mira --allow-script '/opt/mira/**' --http-port 8080
+`;
+
 /** The `serve` command: its options, its help, and its action. */
 export function serveCommand(context: CommandContext) {
   const command = new Command("serve")
     .description(
       "Consume task requests from RabbitMQ, run them, and publish their progress and results",
     )
+    .addHelpText("after", SERVE_EXAMPLES)
     .exitOverride();
-  return addSettingOptions(
-    command,
-    BROKER_SETTINGS,
-    ENGINE_SETTINGS,
-    RUNNER_SETTINGS,
-    LOG_SETTINGS,
-  ).action(async (options) => {
+  return addSettingOptions(command, ...SERVE_SECTIONS).action(async (options) => {
     const sources = { options, env: context.env };
     await serve({
       broker: resolveSettings(BROKER_SETTINGS, sources),

@@ -1,24 +1,16 @@
 import { Command } from "@commander-js/extra-typings";
 import { buildClientRequest } from "../client/request.ts";
 import { TaskClient } from "../client/task_client.ts";
-import {
-  BROKER_SETTINGS,
-  type BrokerConfig,
-  ConfigError,
-  LOG_SETTINGS,
-  resolveSettings,
-} from "../config.ts";
+import { BROKER_SETTINGS, type BrokerConfig, resolveSettings } from "../config.ts";
 import { EXIT_CODES } from "../local/exit_codes.ts";
-import { deliverOutput, writeLine } from "../local/output.ts";
+import { writeLine } from "../local/output.ts";
 import { ProgressDisplay } from "../local/progress_display.ts";
 import { readTaskInput } from "../local/task_input.ts";
 import type { Logger } from "../observability/log.ts";
-import type { TaskResponse } from "../protocol/mod.ts";
-import { whenAborted } from "../util/abort.ts";
-import { errorMessage } from "../util/async.ts";
-import { onStopSignals } from "../util/stop_signals.ts";
 import { type CommandContext, commandLogger } from "./context.ts";
+import { BROKER_SECTION, CLIENT_QUEUES_SECTION, LOGGING_SECTION } from "./sections.ts";
 import { addSettingOptions } from "./settings_options.ts";
+import { followToEnd } from "./response_follower.ts";
 import { addTaskOptions, inputSource, timeoutOf } from "./task_options.ts";
 
 /** One request, as `taskrunner submit` takes it. */
@@ -37,6 +29,37 @@ export interface SubmitConfig {
   broker: BrokerConfig;
 }
 
+// Task ids are UUIDs: the hmi-server's `UUID`, and what `submit` makes.
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Whether `text` can be a task id: a UUID. */
+export function isTaskId(text: string): boolean {
+  return UUID.test(text);
+}
+
+/** The queue keeping the responses of a task submitted without `--follow` or a routing key. */
+export function keptResponsesQueue(taskId: string): string {
+  return `taskrunner-submit.${taskId}`;
+}
+
+/** How long the queue keeping the responses of a task submitted without `--follow` stays unused. */
+export const KEPT_RESPONSES_HOURS = 24;
+
+const SUBMIT_EXAMPLES = `
+Without --follow, the responses are kept in a queue of their own, "taskrunner-submit.<id>"
+(deleted after ${KEPT_RESPONSES_HOURS} h unused), which "taskrunner follow <id>" shows; --routing-key
+sends them instead where a consumer of yours binds that key. submit warns when no runner
+consumes the request queue.
+
+Examples:
+  # Run a task on the runners of the gollm queue and show it until it ends
+  taskrunner submit --request-type gollm --follow --input-json '{"text":"hi"}' gollm:embedding
+
+  # Fire and forget: print the task id; the responses wait in their queue
+  taskrunner submit --request-type gollm --input task_input.json gollm:embedding
+  taskrunner follow <the id it printed>
+`;
+
 /** The `submit` command: its options, its help, and its action. */
 export function submitCommand(context: CommandContext) {
   const command = addTaskOptions(
@@ -45,21 +68,17 @@ export function submitCommand(context: CommandContext) {
         "Publish a task request as the hmi-server does; with --follow, show its responses until it ends",
       )
       .argument("<script>", "the task, as the runner resolves it")
-      .option("--type <type>", "request type (task family); same as --request-type")
       .option("--follow", "show the status and progress until the task ends; output on stdout")
-      .option("--routing-key <key>", "routing key of the responses (default: a private one)")
+      .option(
+        "--routing-key <key>",
+        "routing key of the responses, for a consumer of yours (default: a queue of their own)",
+      )
+      .addHelpText("after", SUBMIT_EXAMPLES)
       .exitOverride(),
   );
-  return addSettingOptions(command, BROKER_SETTINGS, LOG_SETTINGS).action(
-    async (script, options) => {
-      const requestType = options.type ?? options.requestType;
-      if (
-        options.type !== undefined && options.requestType !== undefined &&
-        options.requestType !== options.type
-      ) {
-        throw new ConfigError("--type and --request-type differ; give one of them");
-      }
-      const sources = { options: { ...options, requestType }, env: context.env };
+  return addSettingOptions(command, BROKER_SECTION, CLIENT_QUEUES_SECTION, LOGGING_SECTION)
+    .action(async (script, options) => {
+      const sources = { options, env: context.env };
       const logger = commandLogger(options, context);
       const broker = resolveSettings(BROKER_SETTINGS, sources);
       const input = await readTaskInput(inputSource(options));
@@ -75,14 +94,14 @@ export function submitCommand(context: CommandContext) {
           broker,
         }, { logger }),
       );
-    },
-  );
+    });
 }
 
 /**
- * Publishes a request as the hmi-server does. Without `follow`, prints the task id. With it,
- * shows the responses live until the terminal one; SIGINT or SIGTERM then cancels the task (a
- * second one stops following).
+ * Publishes a request as the hmi-server does, and warns when no runner consumes its queue.
+ * Without `follow`, prints the task id; the responses go to a queue that keeps them (unless
+ * `routingKey` says where they go). With it, shows the responses live until the terminal one;
+ * SIGINT or SIGTERM then cancels the task (a second one stops following).
  *
  * @returns the exit code: 0 published or SUCCESS, 1 FAILED, 130 CANCELLED
  */
@@ -92,131 +111,46 @@ export async function submit(
 ): Promise<number> {
   const display = options.display ?? new ProgressDisplay();
   await using client = await TaskClient.connect(config.broker, { logger: options.logger });
-  const routingKey = config.routingKey ?? `taskrunner-submit.${crypto.randomUUID()}`;
-  const request = buildClientRequest({ ...config, routingKey }, config.broker.requestType);
+  const id = crypto.randomUUID();
+  const routingKey = config.routingKey ?? keptResponsesQueue(id);
+  const request = buildClientRequest({ ...config, id, routingKey }, config.broker.requestType);
   const responses = config.follow ? await client.follow(routingKey) : undefined;
+  const keptIn = !config.follow && config.routingKey === undefined ? routingKey : undefined;
+  if (keptIn !== undefined) {
+    await client.keepResponses(routingKey, {
+      queue: keptIn,
+      expiresMs: KEPT_RESPONSES_HOURS * 3_600_000,
+    });
+  }
+  await warnWithoutRunner(client, options.logger);
   await client.submit(request);
   if (!responses) {
     await writeLine(request.id);
+    if (keptIn !== undefined) {
+      options.logger.info(
+        `Responses are kept in queue "${keptIn}" (deleted after ${KEPT_RESPONSES_HOURS} h unused): show them with taskrunner follow ${id}`,
+      );
+    }
     return EXIT_CODES.success;
   }
 
   display.line(`QUEUED ${request.script} (id ${request.id}, type ${request.type})`);
-  const stopFollowing = new AbortController();
-  let terminal: TaskResponse | undefined;
-  try {
-    using _signals = onStopSignals({
-      first: () => {
-        display.line("Cancelling the task (again to stop following)");
-        client.cancel(request.id).catch((error) => options.logger.error(errorMessage(error)));
-      },
-      again: () => {
-        if (stopFollowing.signal.aborted) return;
-        display.line("Stopped following; the task may still be running");
-        stopFollowing.abort();
-      },
-    });
-    terminal = await follow(responses, {
-      json: config.json,
-      display,
-      signal: stopFollowing.signal,
-    });
-  } finally {
-    display.close();
-  }
-
-  switch (terminal?.status) {
-    case "SUCCESS":
-      if (config.outputFile !== undefined || !config.json) {
-        await deliverOutput(decodeOutput(terminal), { file: config.outputFile });
-      }
-      return EXIT_CODES.success;
-    case "FAILED":
-      return EXIT_CODES.failed;
-    default:
-      return EXIT_CODES.cancelled;
-  }
+  const { exitCode } = await followToEnd(responses, {
+    cancel: () => client.cancel(request.id),
+    json: config.json,
+    outputFile: config.outputFile,
+    display,
+    logger: options.logger,
+  });
+  return exitCode;
 }
 
-/**
- * Shows the responses (and prints them as JSON lines with `json`) until the terminal one,
- * which it returns, or until `signal` aborts or they end.
- */
-async function follow(
-  responses: AsyncIterable<TaskResponse>,
-  options: { json: boolean; display: ProgressDisplay; signal: AbortSignal },
-): Promise<TaskResponse | undefined> {
-  const logs = new LogFollower(options.display);
-  const iterator = responses[Symbol.asyncIterator]();
-  using stopped = whenAborted(options.signal);
-  const stop = stopped.promise.then(() => undefined);
-  let terminal: TaskResponse | undefined;
-  while (true) {
-    const next = await Promise.race([iterator.next(), stop]);
-    if (next === undefined) {
-      await iterator.return?.();
-      break;
-    }
-    if (next.done) break;
-    const response = next.value;
-    if (options.json) await writeLine(JSON.stringify(response));
-    logs.show(response);
-    terminal = show(response, options.display);
-  }
-  return terminal;
-}
-
-// Shows one response; returns it when it is terminal.
-function show(response: TaskResponse, display: ProgressDisplay): TaskResponse | undefined {
-  switch (response.status) {
-    case "RUNNING":
-      if (response.output === null) display.line(`RUNNING ${response.script ?? ""}`);
-      else display.progress(decodeOutput(response));
-      return undefined;
-    case "SUCCESS":
-      display.close();
-      display.line(`SUCCESS, ${decodeOutput(response).length} bytes of output`);
-      return response;
-    case "FAILED":
-      display.close();
-      display.line(`FAILED: ${new TextDecoder().decode(decodeOutput(response))}`);
-      return response;
-    case "CANCELLED":
-      display.close();
-      display.line("CANCELLED");
-      return response;
-    default:
-      display.line(response.status);
-      return undefined;
-  }
-}
-
-function decodeOutput(response: TaskResponse): Uint8Array {
-  return response.output ? Uint8Array.fromBase64(response.output) : new Uint8Array();
-}
-
-/**
- * Shows the task's stdout and stderr lines as they grow from one response to the next (each
- * response carries the tail kept so far).
- */
-class LogFollower {
-  readonly #display: ProgressDisplay;
-  readonly #seen = { stdout: "", stderr: "" };
-
-  constructor(display: ProgressDisplay) {
-    this.#display = display;
-  }
-
-  show(response: TaskResponse): void {
-    for (const stream of ["stdout", "stderr"] as const) {
-      const text = response[stream] ?? "";
-      const seen = this.#seen[stream];
-      // A tail that no longer starts with what was shown was cut at its front: show it whole.
-      const fresh = text.startsWith(seen) ? text.slice(seen.length) : text;
-      this.#seen[stream] = text;
-      for (const line of fresh.split("\n")) {
-        if (line.length > 0) this.#display.log(stream, line);
-      }
-    }
+/** Warns when no runner consumes the request queue: the request then waits there. */
+async function warnWithoutRunner(client: TaskClient, logger: Logger): Promise<void> {
+  const queue = client.topology.requestQueue;
+  await client.declareRequestQueue();
+  const { consumerCount } = await client.checkQueue(queue);
+  if (consumerCount === 0) {
+    logger.warn(`No runner consumes queue "${queue}": the request waits there until one does`);
   }
 }

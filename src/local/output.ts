@@ -12,13 +12,15 @@ export async function writeAll(writer: ByteWriter, bytes: Uint8Array): Promise<v
 }
 
 /**
- * Delivers a task's output: to `file` when given, else to stdout as raw bytes.
+ * Delivers a task's output: to `file` when given, else to stdout as raw bytes, ended by a
+ * newline when stdout is a terminal and the output does not end with one (so that the prompt
+ * starts on a line of its own; a pipe or a redirection gets the bytes as they are).
  *
  * @throws {Error} naming the file when it cannot be written
  */
 export async function deliverOutput(
   bytes: Uint8Array,
-  options: { file?: string | undefined; stdout?: ByteWriter } = {},
+  options: { file?: string | undefined; stdout?: ByteWriter & { isTerminal?(): boolean } } = {},
 ): Promise<void> {
   if (options.file !== undefined) {
     try {
@@ -30,7 +32,10 @@ export async function deliverOutput(
     }
     return;
   }
-  await writeAll(options.stdout ?? Deno.stdout, bytes);
+  const stdout = options.stdout ?? Deno.stdout;
+  await writeAll(stdout, bytes);
+  const unended = bytes.length > 0 && bytes[bytes.length - 1] !== 0x0a;
+  if (unended && stdout.isTerminal?.()) await writeAll(stdout, new Uint8Array([0x0a]));
 }
 
 /** Writes one line of text to stdout (a JSON response in `--json` mode). */

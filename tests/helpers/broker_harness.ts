@@ -116,6 +116,11 @@ export class ServerSide implements AsyncDisposable {
     await this.#client.useChannel((channel) => channel.deleteExchange(this.names.responseExchange));
   }
 
+  /** Deletes any queue (for test clean-up). */
+  async deleteQueue(name: string): Promise<void> {
+    await this.#client.deleteAll({ queues: [name], exchanges: [] });
+  }
+
   /** Deletes any exchange (for test clean-up). */
   async deleteExchange(name: string): Promise<void> {
     await this.#client.deleteAll({ queues: [], exchanges: [name] });

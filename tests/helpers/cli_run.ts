@@ -289,6 +289,15 @@ export function brokerFlags(names: TestNames): string[] {
   ];
 }
 
+/** The flags of `cancel` for a test's private names: the broker, its cancellation exchange. */
+export function cancelFlags(names: TestNames): string[] {
+  return [
+    ...brokerFlags(names).slice(0, 6),
+    "--cancellation-exchange",
+    names.cancellationExchange,
+  ];
+}
+
 /** Parses `--json` output: one response object per line. */
 export function jsonLines(text: string): Array<Record<string, unknown> & { status: string }> {
   return text.split("\n").filter((line) => line.length > 0).map((line) => JSON.parse(line));
