@@ -27,7 +27,7 @@ import type { Logger } from "../observability/log.ts";
 import { RunnerMetrics } from "../observability/metrics.ts";
 import { Runner } from "../runner.ts";
 import { makeNonDumpable } from "../security/prctl.ts";
-import { taskDirsRemoved } from "../task/mod.ts";
+import { isScriptAllowed, taskDirsRemoved } from "../task/mod.ts";
 import { reapStaleTasks } from "../task/stale_tasks.ts";
 import { whenAborted } from "../util/abort.ts";
 import { errorMessage, settlesWithin } from "../util/async.ts";
@@ -35,6 +35,7 @@ import { onStopSignals } from "../util/stop_signals.ts";
 import { VERSION } from "../version.ts";
 import { type CommandContext, commandLogger } from "./context.ts";
 import { addSettingOptions } from "./settings_options.ts";
+import { effectiveSettings } from "./startup_line.ts";
 import { prepareWorkDir } from "./work_dir.ts";
 
 /** Everything `serve` needs. */
@@ -93,6 +94,14 @@ export function serveCommand(context: CommandContext) {
 export async function serve(config: ServeConfig, options: ServeOptions): Promise<void> {
   const connection = connectionSettings(config.broker);
   const log = options.logger.redacting(connection.secrets);
+  log.info("Starting taskrunner", {
+    version: VERSION,
+    settings: effectiveSettings(config, {
+      broker: BROKER_SETTINGS,
+      engine: ENGINE_SETTINGS,
+      runner: RUNNER_SETTINGS,
+    }),
+  });
   checkTaskUser(config.engine);
   prepareWorkDir(config.engine.workDir);
   protectProcess(log);
@@ -191,7 +200,12 @@ function openService(
   const { log, stack, connection } = options;
   const queue = requestQueueName(config.broker);
   const broker = stack.use(openBroker(config, { queue, connection, log }));
-  const metrics = config.runner.httpPort > 0 ? new RunnerMetrics() : undefined;
+  const allowed = config.engine.allowedScripts;
+  const metrics = config.runner.httpPort > 0
+    ? new RunnerMetrics({
+      scriptAllowed: (script) => allowed.length === 0 || isScriptAllowed(script, allowed),
+    })
+    : undefined;
   const publisher = stack.use(
     new ResponsePublisher(broker, {
       exchange: config.broker.responseExchange,
@@ -272,7 +286,8 @@ function startProbes(
   const { config } = options;
   const maxDisconnectedMs = config.maxDisconnectedSeconds * 1000;
   metrics.bind({
-    running: () => runner.activeCount,
+    running: () => runner.tasks.runningCount,
+    concurrencyLimit: () => config.concurrency,
     reconnects: () => broker.reconnects,
     connected: () => broker.current !== undefined,
     consuming: () => consumer.consuming,
@@ -288,6 +303,7 @@ function startProbes(
     },
     metrics: () => metrics.text(),
     metricsContentType: metrics.contentType,
+    tasks: runner.tasks,
   }, { port: config.httpPort, hostname: config.httpHost, logger: options.log });
 }
 
