@@ -1,6 +1,8 @@
 import { Command } from "@commander-js/extra-typings";
 import { cancelCommand } from "./commands/cancel.ts";
 import type { CommandContext } from "./commands/context.ts";
+import { inspectCommand } from "./commands/inspect.ts";
+import { psCommand } from "./commands/ps.ts";
 import { runCommand } from "./commands/run.ts";
 import { serveCommand } from "./commands/serve.ts";
 import { submitCommand } from "./commands/submit.ts";
@@ -46,6 +48,8 @@ export function buildCli(context: CliContext = { env: Deno.env.toObject() }): Cl
   for (const command of [serveCommand, runCommand, submitCommand, cancelCommand]) {
     program.addCommand(command(commandContext));
   }
+  program.addCommand(psCommand(commandContext));
+  program.addCommand(inspectCommand(commandContext));
   return {
     program,
     get exitCode() {

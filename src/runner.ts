@@ -379,8 +379,11 @@ export class Runner {
     log: Logger,
   ): Promise<{ result: TaskResult; started: boolean }> {
     const { request } = active;
+    const debug = log.enabled("debug");
     const responses = new ProgressResponses((update) => {
-      this.#publish(request, update).catch((error) => {
+      this.#publish(request, update).then(() => {
+        if (debug) log.debug("Response published and confirmed", { status: update.status });
+      }, (error) => {
         log.warn("Cannot publish response", { status: update.status, error: errorMessage(error) });
       });
     });
