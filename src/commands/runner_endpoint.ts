@@ -93,7 +93,7 @@ async function getJson(
     response = await fetch(url, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
   } catch (error) {
     throw new Error(
-      `Cannot reach the runner's HTTP endpoint at ${endpoint.origin}: ${errorMessage(error)} ` +
+      `Cannot reach the runner's HTTP endpoint at ${endpoint.origin}: ${reason(error)} ` +
         "(is the runner serving with --http-port?)",
       { cause: error },
     );
@@ -117,4 +117,12 @@ async function getJson(
   } catch {
     throw new Error(`${url.pathname} at ${endpoint.origin} answered something else than JSON`);
   }
+}
+
+// fetch says only "fetch failed"; why (connection refused, a timeout) is in its cause.
+function reason(error: unknown): string {
+  const cause = error instanceof Error && error.cause !== undefined ? error.cause : undefined;
+  return cause === undefined
+    ? errorMessage(error)
+    : `${errorMessage(error)}: ${errorMessage(cause)}`;
 }

@@ -96,7 +96,8 @@ export async function serve(config: ServeConfig, options: ServeOptions): Promise
   const log = options.logger.redacting(connection.secrets);
   log.info("Starting taskrunner", {
     version: VERSION,
-    settings: effectiveSettings(config, {
+    // One field per setting: the logger cuts each field at 1 KiB.
+    ...effectiveSettings(config, {
       broker: BROKER_SETTINGS,
       engine: ENGINE_SETTINGS,
       runner: RUNNER_SETTINGS,
