@@ -1,4 +1,10 @@
-import { assert, assertEquals, assertMatch, assertThrows } from "./helpers/assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertThrows,
+} from "./helpers/assert.ts";
 import { TaskTable } from "../src/observability/task_table.ts";
 import {
   MAX_SCRIPT_LABELS,
@@ -9,7 +15,6 @@ import { effectiveSettings, REDACTED } from "../src/commands/startup_line.ts";
 import { formatSeconds, formatTaskTable } from "../src/commands/ps.ts";
 import { fetchTasks, runnerEndpoint } from "../src/commands/runner_endpoint.ts";
 import { freePort } from "./helpers/ops_harness.ts";
-import { assertRejects } from "./helpers/assert.ts";
 import { BROKER_SETTINGS, ConfigError, resolveSettings } from "../src/config.ts";
 
 // A clock the test moves by hand.

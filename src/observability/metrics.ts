@@ -322,7 +322,7 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
   }
 }
 
-// Conventional process_* names, so that standard dashboards and alerts work unchanged.
+// Conventional process_* and nodejs_* names, so that standard dashboards and alerts work unchanged.
 function registerProcessMetrics(registry: Registry): void {
   live(registry, Gauge, "process_resident_memory_bytes", () => Deno.memoryUsage().rss);
   live(registry, Gauge, "nodejs_heap_size_used_bytes", () => Deno.memoryUsage().heapUsed);
