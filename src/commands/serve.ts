@@ -94,6 +94,9 @@ export function serveCommand(context: CommandContext) {
 export async function serve(config: ServeConfig, options: ServeOptions): Promise<void> {
   const connection = connectionSettings(config.broker);
   const log = options.logger.redacting(connection.secrets);
+  checkTaskUser(config.engine);
+  prepareWorkDir(config.engine.workDir);
+  // Once the settings are known to be usable: a wrong one exits with its error alone.
   log.info("Starting taskrunner", {
     version: VERSION,
     // One field per setting: the logger cuts each field at 1 KiB.
@@ -103,8 +106,6 @@ export async function serve(config: ServeConfig, options: ServeOptions): Promise
       runner: RUNNER_SETTINGS,
     }),
   });
-  checkTaskUser(config.engine);
-  prepareWorkDir(config.engine.workDir);
   protectProcess(log);
   const reaped = await reapStaleTasks(config.engine.workDir);
   if (reaped > 0) log.warn("Cleaned up tasks left by a runner that died", { count: reaped });
