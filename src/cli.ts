@@ -3,6 +3,8 @@ import { cancelCommand } from "./commands/cancel.ts";
 import { completionCommand } from "./commands/completion.ts";
 import type { CommandContext } from "./commands/context.ts";
 import { followCommand } from "./commands/follow.ts";
+import { inspectCommand } from "./commands/inspect.ts";
+import { psCommand } from "./commands/ps.ts";
 import { runCommand } from "./commands/run.ts";
 import { serveCommand } from "./commands/serve.ts";
 import { submitCommand } from "./commands/submit.ts";
@@ -33,6 +35,8 @@ const COMMANDS: readonly CommandFactory[] = [
   submitCommand,
   followCommand,
   cancelCommand,
+  psCommand,
+  inspectCommand,
 ];
 
 /**

@@ -324,7 +324,7 @@ export const RUNNER_SETTINGS = {
   httpPort: setting({
     flag: "--http-port <port>",
     env: "TERARIUM_TASKRUNNER_HTTP_PORT",
-    description: "port of /healthz, /readyz and /metrics; 0 = off",
+    description: "port of /healthz, /readyz, /metrics and /tasks; 0 = off",
     schema: z.coerce.number().int().min(0).max(65535),
     default: 0,
   }),

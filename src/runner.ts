@@ -1,5 +1,6 @@
 import { UnroutableResponseError } from "./broker/publisher.ts";
 import type { Logger } from "./observability/log.ts";
+import { TaskTable } from "./observability/task_table.ts";
 import {
   DEFAULT_TASK_LOG_LIMITS,
   TaskLogLimiter,
@@ -18,6 +19,11 @@ import {
   terminalResponse,
 } from "./protocol/mod.ts";
 import { CancellationLink } from "./runner/cancellation_link.ts";
+import {
+  failureOfResult,
+  failureOfStartError,
+  type FailureReason,
+} from "./runner/failure_reason.ts";
 import { IdleRelease } from "./runner/idle_release.ts";
 import type { CancellationSource, Delivery, ResponseSink } from "./runner/ports.ts";
 import { ProgressResponses } from "./runner/progress_responses.ts";
@@ -32,10 +38,25 @@ import {
 import { whenAborted } from "./util/abort.ts";
 import { errorMessage, settlesWithin, yieldToEventLoop } from "./util/async.ts";
 
+export type { FailureReason } from "./runner/failure_reason.ts";
+
+/** Why a request went back to the queue: a shutdown, a lost run's copy, a fault of the runner. */
+export type RequeueReason = "shutdown" | "lost_run" | "runner_error";
+
 /** What the runner reports, for metrics. */
 export interface RunnerObserver {
-  taskStarted?(): void;
-  taskFinished?(status: TaskStatus, durationMs: number): void;
+  taskStarted?(script: string): void;
+  taskFinished?(status: TaskStatus, durationMs: number, script: string): void;
+  /** A request answered FAILED or CANCELLED (`script` unknown for an unreadable request). */
+  taskFailed?(reason: FailureReason, script: string | undefined): void;
+  /**
+   * From the request's publication (its AMQP timestamp, when its publisher set one) or else
+   * its delivery here, to its task's start.
+   */
+  queueWait?(seconds: number, since: "published" | "delivered"): void;
+  requestRequeued?(reason: RequeueReason): void;
+  /** A cancellation arrived for a request being worked on. */
+  cancellationReceived?(): void;
   progressForwarded?(): void;
   /** A progress message larger than the limit was dropped. */
   progressDropped?(): void;
@@ -60,6 +81,8 @@ export interface RunnerOptions {
   maxLostRuns?: number;
   /** How much of each task's stdout and stderr the log takes (default 100 lines/s, 1 MiB). */
   taskLog?: TaskLogLimits;
+  /** Where the requests being worked on are shown (`GET /tasks`); default: a table of its own. */
+  tasks?: TaskTable;
 }
 
 interface ActiveTask {
@@ -74,6 +97,10 @@ interface ActiveTask {
   done: Promise<void>;
   /** Runs of this request lost with their runner: at the limit, it is not run again. */
   lostRuns: number;
+  /** When the first delivery arrived (ms since the epoch). */
+  receivedAt: number;
+  /** When the request was published, if its publisher said so (AMQP timestamp, ms). */
+  publishedAt: number | undefined;
 }
 
 // How many finished request ids are remembered to recognise late broker redeliveries.
@@ -116,12 +143,19 @@ export class Runner {
   );
   /** Large deliveries waiting for memory to be released before they are parsed. */
   readonly #arriving = new Set<Promise<void>>();
+  readonly #tasks: TaskTable;
 
   constructor(options: RunnerOptions) {
     this.#options = options;
     this.#log = options.logger;
     this.#observer = options.observer ?? {};
     this.#maxLostRuns = options.maxLostRuns ?? 0;
+    this.#tasks = options.tasks ?? new TaskTable();
+  }
+
+  /** The requests being worked on, row by row, for `GET /tasks`. */
+  get tasks(): TaskTable {
+    return this.#tasks;
   }
 
   /** Requests being worked on. */
@@ -131,6 +165,13 @@ export class Runner {
 
   /** Takes one delivery from the request queue; never throws. */
   handle(delivery: Delivery): void {
+    if (this.#log.enabled("debug")) {
+      this.#log.debug("Delivery received", {
+        bytes: delivery.body.length,
+        redelivered: delivery.redelivered,
+        lostRuns: delivery.lostRuns,
+      });
+    }
     this.#handle(delivery).catch((error) => {
       this.#log.error("Unexpected error while handling a request", { error: errorMessage(error) });
     });
@@ -199,6 +240,7 @@ export class Runner {
     lostRuns: number,
   ): Promise<boolean> {
     if (await delivery.requeue(lostRuns)) {
+      this.#observer.requestRequeued?.("lost_run");
       this.#log.warn("Request redelivered after a runner was lost while running it; requeued", {
         taskId: request.id,
         lostRuns,
@@ -228,6 +270,7 @@ export class Runner {
     if (running) {
       // The broker redelivered it (a channel closed under it): one run, acknowledged once done.
       running.deliveries.push(delivery);
+      this.#tasks.redelivered(request.id);
       this.#log.info("Request redelivered while its task runs; attached to it", {
         taskId: request.id,
       });
@@ -240,13 +283,18 @@ export class Runner {
       shutdown: new AbortController(),
       done: Promise.resolve(),
       lostRuns,
+      receivedAt: delivery.receivedAt ?? Date.now(),
+      publishedAt: delivery.publishedAt,
     };
     this.#active.set(request.id, active);
+    this.#tasks.add(request.id, { script: request.script, lostRuns });
     this.#idleRelease.busy();
     active.done = this.#run(active).catch((error) => {
       // Not settled: the broker hands the request out again when this channel closes.
       this.#log.error("Task could not be run", { taskId: request.id, error: errorMessage(error) });
-      for (const delivery of active.deliveries) delivery.reject(true);
+      for (const delivery of active.deliveries) {
+        if (delivery.reject(true)) this.#observer.requestRequeued?.("runner_error");
+      }
     }).finally(() => this.#settled(active));
     return active.done;
   }
@@ -255,7 +303,10 @@ export class Runner {
   // redelivery of it (from a channel that closed before the ack went through) is only acked.
   #settled(active: ActiveTask, finished = false): void {
     const { id } = active.request;
-    if (this.#active.get(id) === active) this.#active.delete(id);
+    if (this.#active.get(id) === active) {
+      this.#active.delete(id);
+      this.#tasks.remove(id);
+    }
     if (this.#active.size === 0) this.#idleRelease.idle();
     if (!finished) return;
     this.#finished.add(id);
@@ -266,6 +317,8 @@ export class Runner {
 
   #rejectInvalid(delivery: Delivery, error: InvalidRequestError): void {
     this.#observer.requestRejected?.("invalid");
+    const script = error.fields.script;
+    this.#observer.taskFailed?.("invalid", typeof script === "string" ? script : undefined);
     this.#log.warn("Rejected invalid request", {
       taskId: error.id,
       bytes: delivery.body.length,
@@ -310,8 +363,10 @@ export class Runner {
     try {
       ran = await this.#runTask(active, cancellation, log);
     } catch (error) {
+      this.#tasks.exited(request.id);
       return await this.#notStarted(active, error, log);
     }
+    this.#tasks.exited(request.id);
     // Not watched (the broker went away, or shutdown): the request goes back, as before a start.
     cancellation.throwIfFailed();
     await this.#answer(active, ran, log);
@@ -324,12 +379,21 @@ export class Runner {
     log: Logger,
   ): Promise<{ result: TaskResult; started: boolean }> {
     const { request } = active;
+    const debug = log.enabled("debug");
     const responses = new ProgressResponses((update) => {
-      this.#publish(request, update).catch((error) => {
+      this.#publish(request, update).then(() => {
+        if (debug) log.debug("Response published and confirmed", { status: update.status });
+      }, (error) => {
         log.warn("Cannot publish response", { status: update.status, error: errorMessage(error) });
       });
     });
-    cancellation.signal.addEventListener("abort", () => responses.cancel(), { once: true });
+    cancellation.signal.addEventListener("abort", () => {
+      if (cancellation.signal.reason === "cancelled") {
+        this.#observer.cancellationReceived?.();
+        this.#tasks.cancelRequested(request.id);
+      }
+      responses.cancel();
+    }, { once: true });
     const spec = {
       id: request.id,
       script: request.script,
@@ -346,13 +410,16 @@ export class Runner {
         signal: AbortSignal.any([cancellation.signal, active.shutdown.signal]),
         beforeStart: cancellation.watched,
         onStart: (running) => {
-          this.#observer.taskStarted?.();
+          this.#observer.taskStarted?.(request.script);
+          this.#tasks.started(request.id, running.pid);
+          this.#observeQueueWait(active);
           log.info("Task started", { pid: running.pid });
           responses.start(running, cancellation.signal.aborted);
           if (largeInput) released = this.#releaseMemory();
         },
         onProgress: (message, task) => {
           this.#observer.progressForwarded?.();
+          this.#tasks.progress(request.id, message.length);
           responses.progress(message, task);
         },
         onProgressDropped: (bytes) => {
@@ -381,7 +448,16 @@ export class Runner {
       ? notStartedResponse(error)
       : failedResponse(`Task failed in the runner: ${errorMessage(error)}`);
     log.warn("Task not started", { error: response.output });
-    await this.#finish(active, response);
+    const failure = failureOfStartError(error);
+    await this.#finish(active, response, failure ? { failure } : {});
+  }
+
+  // Published: the AMQP timestamp has a resolution of seconds, so a wait under one is noise.
+  #observeQueueWait(active: ActiveTask): void {
+    const now = Date.now();
+    if (active.publishedAt !== undefined) {
+      this.#observer.queueWait?.((now - active.publishedAt) / 1000, "published");
+    } else this.#observer.queueWait?.((now - active.receivedAt) / 1000, "delivered");
   }
 
   // The one terminal response of a task that ran (or was cancelled before it started); none
@@ -426,9 +502,11 @@ export class Runner {
         return large ? this.#releaseMemory() : Promise.resolve();
       }
       : undefined;
+    const failure = failureOfResult(result);
     await this.#finish(active, response, {
       durationMs: started ? result.durationMs : 0,
       ...(encoded ? { encoded } : {}),
+      ...(failure ? { failure } : {}),
     });
     // The response and its frames, confirmed and let go: gone before the next large request.
     if (large) await this.#releaseMemory({ trim: true });
@@ -438,7 +516,9 @@ export class Runner {
   // no lost run.
   async #requeueOnShutdown(active: ActiveTask): Promise<void> {
     await Promise.all(active.deliveries.map(async (delivery) => {
-      if (!await delivery.requeue(delivery.lostRuns)) delivery.reject(true);
+      if (await delivery.requeue(delivery.lostRuns) || delivery.reject(true)) {
+        this.#observer.requestRequeued?.("shutdown");
+      }
     }));
     this.#settled(active);
   }
@@ -453,7 +533,7 @@ export class Runner {
       taskId: active.request.id,
       lostRuns,
     });
-    await this.#finish(active, failedResponse(output));
+    await this.#finish(active, failedResponse(output), { failure: "lost_runs" });
   }
 
   // One line for all the task output the limits kept out of the log.
@@ -476,7 +556,7 @@ export class Runner {
   async #finish(
     active: ActiveTask,
     response: TerminalResponse,
-    options: { durationMs?: number; encoded?: () => Promise<void> } = {},
+    options: { durationMs?: number; encoded?: () => Promise<void>; failure?: FailureReason } = {},
   ): Promise<void> {
     const { status } = response;
     const durationMs = options.durationMs ?? 0;
@@ -514,7 +594,12 @@ export class Runner {
       });
       return;
     }
-    this.#observer.taskFinished?.(status, durationMs);
+    this.#log.debug("Terminal response published and confirmed; request acknowledged", {
+      taskId: active.request.id,
+      status,
+    });
+    this.#observer.taskFinished?.(status, durationMs, active.request.script);
+    if (options.failure) this.#observer.taskFailed?.(options.failure, active.request.script);
     for (const delivery of active.deliveries) delivery.ack();
     this.#settled(active, true);
   }

@@ -11,7 +11,7 @@ import { SERVE_SECTIONS } from "../src/commands/serve.ts";
 import { BROKER_SETTINGS, ENGINE_SETTINGS, LOG_SETTINGS, RUNNER_SETTINGS } from "../src/config.ts";
 
 const HELP_DIR = new URL("./fixtures/help/", import.meta.url);
-const COMMANDS = ["", "serve", "run", "submit", "follow", "cancel", "completion"];
+const COMMANDS = ["", "serve", "run", "submit", "follow", "cancel", "ps", "inspect", "completion"];
 const UPDATE = Deno.env.get("UPDATE_HELP") === "1";
 
 Deno.test("--help of each command is its expected text", async (t) => {

@@ -32,7 +32,7 @@ Deno.test("taskrunner --version, --help and serve --help exit 0 and print what t
   await t.step("--help lists the commands", () => {
     assertEquals(help.code, 0, help.stderr);
     assertMatch(help.stdout, /^Usage: taskrunner /);
-    for (const command of ["serve", "run", "submit", "cancel"]) {
+    for (const command of ["serve", "run", "submit", "cancel", "ps", "inspect"]) {
       assertMatch(help.stdout, new RegExp(`^  ${command} `, "m"), command);
     }
   });

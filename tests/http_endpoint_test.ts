@@ -39,6 +39,7 @@ Deno.test("HTTP endpoint: /readyz follows the broker connection, /metrics counts
   });
 
   await t.step("/metrics parses as Prometheus text and counts a task", async () => {
+    const script = fixture("echo.sh");
     const before = parsePrometheus((await get(`${base}/metrics`)).body);
     assertEquals(sampleValue(before, "taskrunner_tasks_started_total"), 0);
     assertEquals(sampleValue(before, "taskrunner_tasks_finished_total", { status: "SUCCESS" }), 0);
@@ -48,7 +49,7 @@ Deno.test("HTTP endpoint: /readyz follows the broker connection, /metrics counts
     for (
       const name of [
         "process_resident_memory_bytes",
-        "process_heap_bytes",
+        "nodejs_heap_size_used_bytes",
         "process_cpu_seconds_total",
         "process_open_fds",
         "process_start_time_seconds",
@@ -57,7 +58,7 @@ Deno.test("HTTP endpoint: /readyz follows the broker connection, /metrics counts
       assert((sampleValue(before, name) ?? 0) > 0, `${name} is reported`);
     }
 
-    const request = makeRequest({ script: fixture("echo.sh"), input: "hello" }, names.routingKey);
+    const request = makeRequest({ script, input: "hello" }, names.routingKey);
     server.publishRequest(request);
     const responses = await server.terminal(request.id);
     assertEquals(responses.at(-1)?.status, "SUCCESS");
@@ -67,11 +68,14 @@ Deno.test("HTTP endpoint: /readyz follows the broker connection, /metrics counts
     assert(
       await eventually(async () => {
         after = parsePrometheus((await get(`${base}/metrics`)).body);
-        return sampleValue(after, "taskrunner_tasks_finished_total", { status: "SUCCESS" }) === 1;
+        return sampleValue(after, "taskrunner_tasks_finished_total", {
+          status: "SUCCESS",
+          script,
+        }) === 1;
       }),
       "SUCCESS counted",
     );
-    assertEquals(sampleValue(after, "taskrunner_tasks_started_total"), 1);
+    assertEquals(sampleValue(after, "taskrunner_tasks_started_total", { script }), 1);
     assertEquals(sampleValue(after, "taskrunner_input_bytes_total"), 5);
     assertEquals(sampleValue(after, "taskrunner_output_bytes_total"), 5);
     assertEquals(

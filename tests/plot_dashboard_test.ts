@@ -29,14 +29,7 @@ const DASHBOARD = new URL("../examples/grafana/taskrunner-dashboard.json", impor
  * the runner exposes them and this list can be emptied.
  */
 const ANNOUNCED = [
-  "taskrunner_task_failures_total",
-  "taskrunner_concurrency_limit",
-  "taskrunner_queue_wait_seconds",
-  "taskrunner_requests_requeued_total",
-  "taskrunner_cancellations_total",
   "taskrunner_responses_refused_total",
-  "nodejs_heap_size_used_bytes",
-  "nodejs_heap_size_total_bytes",
 ];
 
 async function dashboard() {

@@ -118,7 +118,13 @@ export class CancellationWatcher implements AsyncDisposable {
       const channel = await this.#channels[watch.slot]!.ready(options);
       try {
         // A cancellation sent before the request reached us waits in the queue.
-        cancelledBeforeStart = (found ?? await this.#declare(channel, watch)) > 0;
+        const waiting = found ?? await this.#declare(channel, watch);
+        cancelledBeforeStart = waiting > 0;
+        this.#log.debug("Cancellation queue looked up", {
+          taskId,
+          queue: found === undefined ? "declared" : "found",
+          waiting,
+        });
         if (!cancelledBeforeStart) {
           this.#watches.set(taskId, watch);
           watch.subscribed = this.#bindAndConsume(channel, watch, { bind: found === undefined });
@@ -151,6 +157,7 @@ export class CancellationWatcher implements AsyncDisposable {
     try {
       if (options.bind) await this.#bind(channel, watch);
       await this.#consume(channel, watch);
+      this.#log.debug("Cancellation queue consumed", { taskId: watch.taskId });
     } catch (error) {
       this.#log.debug("Cancellation queue not subscribed on this channel", {
         taskId: watch.taskId,
@@ -196,6 +203,7 @@ export class CancellationWatcher implements AsyncDisposable {
       // Deleting the queue also ends its consumer (the broker tells amqplib, which hands the
       // consumer a null message), and removes a queue that never had one: one round trip.
       await channel.deleteQueue(watch.taskId);
+      this.#log.debug("Cancellation queue deleted", { taskId: watch.taskId });
     } catch (error) {
       this.#log.debug("Cannot remove cancellation queue", {
         taskId: watch.taskId,

@@ -67,6 +67,20 @@ export class RequestDelivery {
     return Number.isSafeInteger(value) && value > 0 ? value : 0;
   }
 
+  /** When it was delivered to this runner (ms since the epoch). */
+  readonly receivedAt: number = Date.now();
+
+  /**
+   * When it was published, from its AMQP `timestamp` property (seconds by the spec; a value
+   * that can only be milliseconds is taken as such); undefined when its publisher set none,
+   * as the hmi-server's RabbitTemplate does not.
+   */
+  get publishedAt(): number | undefined {
+    const timestamp: unknown = this.#message.properties.timestamp;
+    if (typeof timestamp !== "number" || !(timestamp > 0)) return undefined;
+    return timestamp > 1e11 ? timestamp : timestamp * 1000;
+  }
+
   /** Whether the broker delivered it before (to this runner or another). */
   get redelivered(): boolean {
     return this.#message.fields.redelivered;

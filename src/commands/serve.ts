@@ -26,7 +26,7 @@ import type { Logger } from "../observability/log.ts";
 import { RunnerMetrics } from "../observability/metrics.ts";
 import { Runner } from "../runner.ts";
 import { makeNonDumpable } from "../security/prctl.ts";
-import { taskDirsRemoved } from "../task/mod.ts";
+import { isScriptAllowed, taskDirsRemoved } from "../task/mod.ts";
 import { reapStaleTasks } from "../task/stale_tasks.ts";
 import { whenAborted } from "../util/abort.ts";
 import { errorMessage, settlesWithin } from "../util/async.ts";
@@ -35,6 +35,7 @@ import { VERSION } from "../version.ts";
 import { type CommandContext, commandLogger } from "./context.ts";
 import { BROKER_SECTION, CLIENT_QUEUES_SECTION, LOGGING_SECTION } from "./sections.ts";
 import { addSettingOptions, pickSettings, section } from "./settings_options.ts";
+import { effectiveSettings } from "./startup_line.ts";
 import { prepareWorkDir } from "./work_dir.ts";
 
 /** Everything `serve` needs. */
@@ -135,6 +136,16 @@ export async function serve(config: ServeConfig, options: ServeOptions): Promise
   const log = options.logger.redacting(connection.secrets);
   checkTaskUser(config.engine);
   prepareWorkDir(config.engine.workDir);
+  // Once the settings are known to be usable: a wrong one exits with its error alone.
+  log.info("Starting taskrunner", {
+    version: VERSION,
+    // One field per setting: the logger cuts each field at 1 KiB.
+    ...effectiveSettings(config, {
+      broker: BROKER_SETTINGS,
+      engine: ENGINE_SETTINGS,
+      runner: RUNNER_SETTINGS,
+    }),
+  });
   protectProcess(log);
   const reaped = await reapStaleTasks(config.engine.workDir);
   if (reaped > 0) log.warn("Cleaned up tasks left by a runner that died", { count: reaped });
@@ -231,7 +242,12 @@ function openService(
   const { log, stack, connection } = options;
   const queue = requestQueueName(config.broker);
   const broker = stack.use(openBroker(config, { queue, connection, log }));
-  const metrics = config.runner.httpPort > 0 ? new RunnerMetrics() : undefined;
+  const allowed = config.engine.allowedScripts;
+  const metrics = config.runner.httpPort > 0
+    ? new RunnerMetrics({
+      scriptAllowed: (script) => allowed.length === 0 || isScriptAllowed(script, allowed),
+    })
+    : undefined;
   const publisher = stack.use(
     new ResponsePublisher(broker, {
       exchange: config.broker.responseExchange,
@@ -312,7 +328,8 @@ function startProbes(
   const { config } = options;
   const maxDisconnectedMs = config.maxDisconnectedSeconds * 1000;
   metrics.bind({
-    running: () => runner.activeCount,
+    running: () => runner.tasks.runningCount,
+    concurrencyLimit: () => config.concurrency,
     reconnects: () => broker.reconnects,
     connected: () => broker.current !== undefined,
     consuming: () => consumer.consuming,
@@ -328,6 +345,7 @@ function startProbes(
     },
     metrics: () => metrics.text(),
     metricsContentType: metrics.contentType,
+    tasks: runner.tasks,
   }, { port: config.httpPort, hostname: config.httpHost, logger: options.log });
 }
 

@@ -1,5 +1,6 @@
 import { errorMessage } from "../util/async.ts";
 import type { Logger } from "./log.ts";
+import type { TaskSnapshot } from "./task_table.ts";
 
 /** Whether the runner can take work now; when not, why. */
 export type Readiness = { ready: true } | { ready: false; reason: string };
@@ -17,6 +18,11 @@ export interface Probes {
   metrics(): Promise<string>;
   /** Its content type. */
   metricsContentType: string;
+  /** The requests being worked on, for `GET /tasks` (404 without). */
+  tasks?: {
+    list(): TaskSnapshot[];
+    get(id: string): TaskSnapshot | undefined;
+  };
 }
 
 /** The running endpoint; closing it stops listening. */
@@ -28,12 +34,14 @@ export interface HttpEndpoint extends AsyncDisposable {
 }
 
 const JSON_TYPE = "application/json; charset=utf-8";
+const TASK_PATH = "/tasks/";
 
 /**
  * Serves `GET /healthz` (200 while alive, 503 with a JSON reason once the runner cannot work,
  * e.g. no broker connection for too long), `GET /readyz` (200 when ready, 503 with
- * a JSON reason otherwise) and `GET /metrics` (Prometheus text format), for probes and
- * scrapers.
+ * a JSON reason otherwise), `GET /metrics` (Prometheus text format), for probes and
+ * scrapers, and `GET /tasks` (the requests being worked on, JSON) and `GET /tasks/<id>` (one of
+ * them; 404 when not here), for `taskrunner ps` and `inspect`.
  *
  * @param probes where readiness and metrics come from
  * @param options where to listen
@@ -75,7 +83,18 @@ async function handle(request: Request, probes: Probes): Promise<Response> {
   if (request.method !== "GET" && request.method !== "HEAD") {
     return new Response("Method Not Allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
   }
-  switch (new URL(request.url).pathname) {
+  const path = new URL(request.url).pathname;
+  if (probes.tasks && path.startsWith(TASK_PATH)) {
+    let id: string;
+    try {
+      id = decodeURIComponent(path.slice(TASK_PATH.length));
+    } catch {
+      return json(400, { error: "Malformed task id" });
+    }
+    const task = probes.tasks.get(id);
+    return task ? json(200, task) : json(404, { error: `No task "${id}" on this runner` });
+  }
+  switch (path) {
     case "/healthz": {
       const liveness = probes.liveness?.() ?? { alive: true };
       return json(liveness.alive ? 200 : 503, liveness);
@@ -84,13 +103,15 @@ async function handle(request: Request, probes: Probes): Promise<Response> {
       const readiness = probes.readiness();
       return json(readiness.ready ? 200 : 503, readiness);
     }
+    case "/tasks":
+      if (!probes.tasks) break;
+      return json(200, { tasks: probes.tasks.list() });
     case "/metrics":
       return new Response(await probes.metrics(), {
         headers: { "content-type": probes.metricsContentType },
       });
-    default:
-      return new Response("Not Found\n", { status: 404 });
   }
+  return new Response("Not Found\n", { status: 404 });
 }
 
 function json(status: number, body: unknown): Response {

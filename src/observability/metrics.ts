@@ -1,7 +1,7 @@
 import { cpuUsage } from "node:process";
 import type { PublisherObserver } from "../broker/publisher.ts";
 import { type TaskStatus, TERMINAL_STATUSES } from "../protocol/status.ts";
-import type { RunnerObserver } from "../runner.ts";
+import type { FailureReason, RequeueReason, RunnerObserver } from "../runner.ts";
 import {
   Counter,
   DEFAULT_BUCKETS,
@@ -13,6 +13,7 @@ import {
 } from "./prometheus.ts";
 import { VERSION } from "../version.ts";
 import { countOpenFds } from "../task/proc_files.ts";
+import { OTHER_SCRIPT, ScriptLabels } from "./script_labels.ts";
 
 /** Task duration buckets, in seconds: from 10 ms (a trivial task) to 2 h (the longest Terarium tasks). */
 export const TASK_DURATION_BUCKETS: readonly number[] = [
@@ -26,14 +27,48 @@ export const TASK_DURATION_BUCKETS: readonly number[] = [
  */
 export const PUBLISH_LATENCY_BUCKETS: readonly number[] = [0.001, 0.0025, ...DEFAULT_BUCKETS, 30];
 
+/**
+ * Queue wait buckets, in seconds: from 5 ms (an idle runner) to 1 h (a backlog behind long
+ * tasks).
+ */
+export const QUEUE_WAIT_BUCKETS: readonly number[] = [
+  ...[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  ...[1, 2, 5, 10, 20, 30, 60].map((minutes) => minutes * 60),
+];
+
 const REJECT_REASONS = ["invalid", "too_large"] as const;
+
+/** Why a request did not succeed, as `taskrunner_task_failures_total` counts it. */
+export const FAILURE_REASONS: readonly FailureReason[] = [
+  "timeout",
+  "exit",
+  "signal",
+  "not_found",
+  "not_allowed",
+  "no_output",
+  "lost_runs",
+  "invalid",
+  "cancelled",
+];
+
+/** Why a request went back to the queue, as `taskrunner_requests_requeued_total` counts it. */
+export const REQUEUE_REASONS: readonly RequeueReason[] = ["shutdown", "lost_run", "runner_error"];
 
 /** Every series of the runner with its help text. */
 const HELP = {
-  taskrunner_tasks_started_total: "Task processes started.",
-  taskrunner_tasks_finished_total: "Requests ended with a confirmed terminal response, by status.",
-  taskrunner_tasks_running: "Requests being worked on now.",
-  taskrunner_task_duration_seconds: "Run time of task processes, by terminal status.",
+  taskrunner_tasks_started_total: "Task processes started, by script.",
+  taskrunner_tasks_finished_total:
+    "Requests ended with a confirmed terminal response, by status and script.",
+  taskrunner_task_failures_total:
+    "Requests answered FAILED or CANCELLED, by reason and script (counted with the response).",
+  taskrunner_tasks_running: "Task processes running now.",
+  taskrunner_concurrency_limit: "Requests worked on at once at most (--concurrency, prefetch).",
+  taskrunner_task_duration_seconds: "Run time of task processes, by terminal status and script.",
+  taskrunner_queue_wait_seconds:
+    "Time from a request's publication (since=published: its AMQP timestamp) or, without one, " +
+    "its delivery to this runner (since=delivered) to the start of its task process.",
+  taskrunner_requests_requeued_total: "Requests put back in the request queue, by reason.",
+  taskrunner_cancellations_total: "Cancellations received for requests being worked on.",
   taskrunner_progress_messages_total: "Progress messages forwarded as RUNNING responses.",
   taskrunner_progress_messages_dropped_total:
     "Progress messages dropped for being larger than the limit.",
@@ -55,8 +90,9 @@ const HELP = {
   taskrunner_consuming: "1 while consuming the request queue.",
   taskrunner_build_info: "Always 1; the version is in the label.",
   process_resident_memory_bytes: "Resident memory size in bytes.",
-  process_heap_bytes: "JavaScript heap in use, in bytes.",
-  process_heap_total_bytes: "JavaScript heap allocated, in bytes.",
+  nodejs_heap_size_used_bytes: "JavaScript heap in use, in bytes (V8, as prom-client names it).",
+  nodejs_heap_size_total_bytes: "JavaScript heap allocated, in bytes.",
+  nodejs_external_memory_bytes: "Memory of objects outside the JavaScript heap, in bytes.",
   process_cpu_seconds_total: "User and system CPU time spent, in seconds.",
   process_open_fds: "Open file descriptors.",
   process_max_fds: "Limit of open file descriptors.",
@@ -91,8 +127,10 @@ function live(
 
 /** Live values the metrics read when scraped, from the parts `serve` wires together. */
 export interface MetricSources {
-  /** Requests being worked on now. */
+  /** Task processes running now. */
   running?: () => number;
+  /** Requests worked on at once at most. */
+  concurrencyLimit?: () => number;
   /** Connection re-established after a loss, so far. */
   reconnects?: () => number;
   /** Whether the broker connection is up. */
@@ -115,9 +153,14 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
   /** The registry holding every series, for {@linkcode RunnerMetrics.text}. */
   readonly registry: Registry = new Registry();
   #sources: MetricSources = {};
-  readonly #started: Counter;
-  readonly #finished: Counter<"status">;
-  readonly #duration: Histogram<"status">;
+  readonly #scripts: ScriptLabels;
+  readonly #started: Counter<"script">;
+  readonly #finished: Counter<"status" | "script">;
+  readonly #failures: Counter<"reason" | "script">;
+  readonly #duration: Histogram<"status" | "script">;
+  readonly #queueWait: Histogram<"since">;
+  readonly #requeued: Counter<"reason">;
+  readonly #cancellations: Counter;
   readonly #progress: Counter;
   readonly #progressDropped: Counter;
   readonly #logLinesSuppressed: Counter;
@@ -129,20 +172,41 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
   readonly #unrouted: Gauge;
   readonly #abandoned: Counter;
 
-  // Registered in the order they are exposed, which is the order of HELP.
-  constructor() {
+  /**
+   * Registered in the order they are exposed, which is the order of HELP.
+   *
+   * @param options `scriptAllowed` says which scripts get a `script` label value of their own
+   * (the allow-list; default: any, up to the cap)
+   */
+  constructor(options: { scriptAllowed?: (script: string) => boolean } = {}) {
     const registry = this.registry;
-    this.#started = counter(registry, "taskrunner_tasks_started_total");
-    this.#finished = counter(registry, "taskrunner_tasks_finished_total", ["status"]);
-    for (const status of TERMINAL_STATUSES) this.#finished.inc({ status }, 0);
+    this.#scripts = new ScriptLabels(options.scriptAllowed ?? (() => true));
+    const script = OTHER_SCRIPT;
+    this.#started = counter(registry, "taskrunner_tasks_started_total", ["script"]);
+    this.#started.inc({ script }, 0);
+    this.#finished = counter(registry, "taskrunner_tasks_finished_total", ["status", "script"]);
+    for (const status of TERMINAL_STATUSES) this.#finished.inc({ status, script }, 0);
+    this.#failures = counter(registry, "taskrunner_task_failures_total", ["reason", "script"]);
+    for (const reason of FAILURE_REASONS) this.#failures.inc({ reason, script }, 0);
     this.#live(Gauge, "taskrunner_tasks_running", (sources) => sources.running?.());
+    this.#live(Gauge, "taskrunner_concurrency_limit", (sources) => sources.concurrencyLimit?.());
     this.#duration = registry.register(
       new Histogram({
         ...about("taskrunner_task_duration_seconds"),
-        labelNames: ["status"],
+        labelNames: ["status", "script"],
         buckets: TASK_DURATION_BUCKETS,
       }),
     );
+    this.#queueWait = registry.register(
+      new Histogram({
+        ...about("taskrunner_queue_wait_seconds"),
+        labelNames: ["since"],
+        buckets: QUEUE_WAIT_BUCKETS,
+      }),
+    );
+    this.#requeued = counter(registry, "taskrunner_requests_requeued_total", ["reason"]);
+    for (const reason of REQUEUE_REASONS) this.#requeued.inc({ reason }, 0);
+    this.#cancellations = counter(registry, "taskrunner_cancellations_total");
     this.#progress = counter(registry, "taskrunner_progress_messages_total");
     this.#progressDropped = counter(registry, "taskrunner_progress_messages_dropped_total");
     this.#logLinesSuppressed = counter(registry, "taskrunner_task_log_lines_suppressed_total");
@@ -193,14 +257,31 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
     return this.registry.contentType;
   }
 
-  taskStarted(): void {
-    this.#started.inc();
+  taskStarted(script: string): void {
+    this.#started.inc({ script: this.#scripts.of(script) });
   }
 
-  taskFinished(status: TaskStatus, durationMs: number): void {
-    this.#finished.inc({ status });
+  taskFinished(status: TaskStatus, durationMs: number, script: string): void {
+    const labels = { status, script: this.#scripts.of(script) };
+    this.#finished.inc(labels);
     // The runner reports 0 for a request whose task never started: no run time to record.
-    if (durationMs > 0) this.#duration.observe({ status }, durationMs / 1000);
+    if (durationMs > 0) this.#duration.observe(labels, durationMs / 1000);
+  }
+
+  taskFailed(reason: FailureReason, script: string | undefined): void {
+    this.#failures.inc({ reason, script: this.#scripts.of(script) });
+  }
+
+  queueWait(seconds: number, since: "published" | "delivered"): void {
+    this.#queueWait.observe({ since }, Math.max(0, seconds));
+  }
+
+  requestRequeued(reason: RequeueReason): void {
+    this.#requeued.inc({ reason });
+  }
+
+  cancellationReceived(): void {
+    this.#cancellations.inc();
   }
 
   progressForwarded(): void {
@@ -241,11 +322,12 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
   }
 }
 
-// Conventional process_* names, so that standard dashboards and alerts work unchanged.
+// Conventional process_* and nodejs_* names, so that standard dashboards and alerts work unchanged.
 function registerProcessMetrics(registry: Registry): void {
   live(registry, Gauge, "process_resident_memory_bytes", () => Deno.memoryUsage().rss);
-  live(registry, Gauge, "process_heap_bytes", () => Deno.memoryUsage().heapUsed);
-  live(registry, Gauge, "process_heap_total_bytes", () => Deno.memoryUsage().heapTotal);
+  live(registry, Gauge, "nodejs_heap_size_used_bytes", () => Deno.memoryUsage().heapUsed);
+  live(registry, Gauge, "nodejs_heap_size_total_bytes", () => Deno.memoryUsage().heapTotal);
+  live(registry, Gauge, "nodejs_external_memory_bytes", () => Deno.memoryUsage().external);
   live(registry, Counter, "process_cpu_seconds_total", () => {
     const usage = cpuUsage();
     return (usage.user + usage.system) / 1e6;

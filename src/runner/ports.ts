@@ -43,6 +43,10 @@ export interface Delivery {
   releaseBody(): void;
   /** Runs of this request lost with their runner before this delivery. */
   readonly lostRuns: number;
+  /** When it was delivered to this runner (ms since the epoch); default: when handled. */
+  readonly receivedAt?: number;
+  /** When it was published, if its publisher said so (AMQP timestamp, in ms). */
+  readonly publishedAt?: number | undefined;
   /** Whether the broker delivered it before (to this runner or another). */
   readonly redelivered: boolean;
   /** Whether it can still be settled. */
