@@ -154,7 +154,9 @@ async function follow(
   while (true) {
     const next = await Promise.race([iterator.next(), stop]);
     if (next === undefined) {
-      await iterator.return?.();
+      // Not awaited: an async generator's return() waits for the next() in flight, which no
+      // response may ever settle. Closing the client ends the subscription.
+      iterator.return?.().catch(() => {});
       break;
     }
     if (next.done) break;
