@@ -149,7 +149,7 @@ Deno.test({
 Deno.test("submit --follow: the first Ctrl-C cancels, a second stops following and exits", async () => {
   // No runner serves this type: nothing ever answers, the follow must end on the signals alone.
   const names = uniqueNames("follow");
-  await using server = await ServerSide.open(names);
+  await using _server = await ServerSide.open(names);
   await using follow = new CliChild(["submit", "echo.sh", ...brokerFlags(names), "--follow"]);
   await follow.waitFor(({ stderr }) => /^QUEUED /m.test(stderr), "QUEUED");
   follow.signal("SIGINT");
