@@ -101,7 +101,6 @@ export async function submit(
     return EXIT_CODES.success;
   }
 
-  display.line(`QUEUED ${request.script} (id ${request.id}, type ${request.type})`);
   const stopFollowing = new AbortController();
   let terminal: TaskResponse | undefined;
   try {
@@ -116,6 +115,8 @@ export async function submit(
         stopFollowing.abort();
       },
     });
+    // Once Ctrl-C is handled: whoever reads QUEUED may press it at once.
+    display.line(`QUEUED ${request.script} (id ${request.id}, type ${request.type})`);
     terminal = await follow(responses, {
       json: config.json,
       display,
