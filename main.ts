@@ -8,6 +8,7 @@ import { CommanderError } from "@commander-js/extra-typings";
 import { buildCli } from "./src/cli.ts";
 import { ConfigError } from "./src/config.ts";
 import { errorMessage } from "./src/util/async.ts";
+import { writeStderr } from "./src/util/stderr.ts";
 
 async function main(args: string[]): Promise<number> {
   try {
@@ -17,10 +18,10 @@ async function main(args: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
     if (error instanceof ConfigError) {
-      console.error(`taskrunner: ${error.message}`);
+      writeStderr(`taskrunner: ${error.message}\n`);
       return error.exitCode;
     }
-    console.error(`taskrunner: ${errorMessage(error)}`);
+    writeStderr(`taskrunner: ${errorMessage(error)}\n`);
     return 1;
   }
 }

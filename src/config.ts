@@ -1,6 +1,12 @@
 import { z } from "zod";
 import { parseBrokerAddresses, redactBrokerAddresses } from "./broker/amqp_url.ts";
 import { LOG_LEVELS } from "./observability/log.ts";
+import {
+  findSpellings,
+  type FoundVariable,
+  isBrokerVariable,
+  springProperty,
+} from "./relaxed_env.ts";
 import type { TaskEngineSettings } from "./task/mod.ts";
 
 /** A setting with a wrong value: the program stops with exit code 2 and this message. */
@@ -377,8 +383,8 @@ export function optionKey(flag: string): string {
 }
 
 /**
- * Resolves a settings group: a flag wins over the environment variable, which wins over the
- * default; every value is validated.
+ * Resolves a settings group: a flag wins over the environment variable (in any spelling
+ * Spring's relaxed binding accepts), which wins over the default; every value is validated.
  *
  * @param group the settings to resolve
  * @param sources parsed command-line options (by commander key) and the environment
@@ -391,17 +397,17 @@ export function resolveSettings<G extends SettingGroup>(
   const out: Record<string, unknown> = {};
   for (const [key, spec] of Object.entries(group)) {
     const fromFlag = sources.options[optionKey(spec.flag)];
-    // An empty variable (`VAR=` in a compose file) means unset, not zero or an empty name.
-    const fromEnv = sources.env[spec.env] === "" ? undefined : sources.env[spec.env];
     const flagGiven = fromFlag !== undefined &&
       !(Array.isArray(fromFlag) && fromFlag.length === 0);
+    const found = flagGiven ? undefined : fromEnvironment(spec, sources.env);
+    const fromEnv = found?.value;
     const raw = flagGiven ? fromFlag : fromEnv !== undefined ? fromEnv : spec.default;
     const parsed = spec.schema.safeParse(raw);
     if (!parsed.success) {
       const source = flagGiven
         ? spec.flag.split(" ")[0]
-        : fromEnv !== undefined
-        ? spec.env
+        : found !== undefined
+        ? found.name
         : "default";
       const text = typeof raw === "string" && spec.redact ? spec.redact(raw) : raw;
       const shown = spec.secret ? "" : ` ${JSON.stringify(text)}`;
@@ -415,6 +421,33 @@ export function resolveSettings<G extends SettingGroup>(
     out[key] = parsed.data;
   }
   return out as SettingValues<G>;
+}
+
+/**
+ * The setting's variable under any spelling Spring's relaxed binding accepts; an empty one
+ * (`VAR=` in a compose file) means unset, not zero or an empty name.
+ *
+ * @throws {ConfigError} when two spellings are set to different values: which one Spring
+ * would take depends on its lookup order, so the operator is asked to remove one
+ */
+function fromEnvironment(
+  spec: SettingSpec,
+  env: Record<string, string | undefined>,
+): FoundVariable | undefined {
+  const found = findSpellings(env, spec.env);
+  const other = found.find((spelling) => spelling.value !== found[0]!.value);
+  if (other) {
+    const show = (spelling: FoundVariable) =>
+      spec.secret
+        ? spelling.name
+        : `${spelling.name}=${JSON.stringify(spec.redact?.(spelling.value) ?? spelling.value)}`;
+    throw new ConfigError(
+      `Conflicting settings ${show(found[0]!)} and ${show(other)}: both set ${
+        springProperty(spec.env)
+      } (${spec.flag.split(" ")[0]}); remove one`,
+    );
+  }
+  return found[0];
 }
 
 /** Broker settings, resolved. */
@@ -432,15 +465,15 @@ export function requestQueueName(
 }
 
 /**
- * The task's environment: the runner's own, less the broker settings and credentials, which
- * a task has no business reading.
+ * The task's environment: the runner's own, less the broker settings and credentials (every
+ * spelling of `TERARIUM_MQ_*`), which a task has no business reading.
  */
 export function childEnvironment(
   env: Record<string, string | undefined>,
 ): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(env)) {
-    if (value !== undefined && !key.startsWith("TERARIUM_MQ_")) out[key] = value;
+    if (value !== undefined && !isBrokerVariable(key)) out[key] = value;
   }
   return out;
 }

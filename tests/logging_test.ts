@@ -44,14 +44,13 @@ Deno.test("logs: JSON lines without the password when the broker refuses the log
       TERARIUM_MQ_PASSWORD: PASSWORD,
     },
   });
-  await cli.waitForLines((line) => line.includes("Cannot connect to broker"), 2);
+  await cli.waitForLines((line) => line.includes("Broker refused the login"), 2);
   const { code } = await cli.stop();
   assertEquals(code, 0);
   const entries = assertJsonLines(cli.stderrLines);
-  const refused = entries.find((entry) =>
-    String(entry.msg).startsWith("Cannot connect to broker")
-  )!;
-  assert(String(refused.error).includes("ACCESS_REFUSED"), JSON.stringify(refused));
+  const refused = entries.find((entry) => entry.msg === "Broker refused the login")!;
+  assertEquals(refused.level, "error");
+  assert(String(refused.reason).includes("ACCESS_REFUSED"), JSON.stringify(refused));
   assert(String(refused.url).includes("***"), "the URL is shown redacted");
   assertNoSecret(cli.stderrLines.join("\n"));
 });

@@ -59,7 +59,8 @@ Deno.test("onStopSignals() calls first on the first stop and again on each later
     const calls: string[] = [];
     const handlers = { first: () => calls.push("first"), again: () => calls.push("again") };
     const controller = new AbortController();
-    const signals = onStopSignals(handlers, { signal: controller.signal });
+    // Every SIGTERM counts here; the copies are the next test's.
+    const signals = onStopSignals(handlers, { signal: controller.signal, copyWindowMs: 0 });
     await t.step("an abort of the signal is the first stop", () => {
       controller.abort();
       assertEquals(calls, ["first"]);
@@ -87,6 +88,36 @@ Deno.test("onStopSignals() calls first on the first stop and again on each later
       );
       assertEquals(early, ["first"]);
     });
+  } finally {
+    Deno.removeSignalListener("SIGTERM", keepAlive);
+  }
+});
+
+// SIGINT would stop `deno test` itself; SIGTERM then SIGINT is shutdown_test's.
+Deno.test("onStopSignals() ignores the same signal again within the copy window", async () => {
+  let sawSignal = () => {};
+  const keepAlive = () => sawSignal();
+  Deno.addSignalListener("SIGTERM", keepAlive);
+  const send = async () => {
+    const arrived = new Promise<void>((resolve) => sawSignal = resolve);
+    const deadline = setTimeout(() => {}, 10_000); // keeps the event loop alive meanwhile
+    Deno.kill(Deno.pid, "SIGTERM");
+    await arrived;
+    clearTimeout(deadline);
+  };
+  const calls: string[] = [];
+  try {
+    using _ = onStopSignals({
+      first: () => calls.push("first"),
+      again: () => calls.push("again"),
+      copy: (signal) => calls.push(`copy ${signal}`),
+    }, { copyWindowMs: 300 });
+    await send();
+    await send();
+    assertEquals(calls, ["first", "copy SIGTERM"], "a forwarded copy is not a second stop");
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    await send();
+    assertEquals(calls, ["first", "copy SIGTERM", "again"], "the same, once the window passed");
   } finally {
     Deno.removeSignalListener("SIGTERM", keepAlive);
   }

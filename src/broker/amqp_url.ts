@@ -33,7 +33,7 @@ export interface BrokerEndpoint {
   frameMax?: number;
   channelMax?: number;
   locale?: string;
-  /** The address for logs and errors: `amqps://user:***@host:5671/vhost`. */
+  /** The address for logs and errors: `amqps://u***:***@host:5671/vhost`. */
   label: string;
 }
 
@@ -56,8 +56,30 @@ const NUMERIC_QUERY = ["heartbeat", "frameMax", "channelMax"] as const;
 export function redactBrokerAddresses(text: string): string {
   return text.split(",").map((entry) =>
     // Greedy: up to the last "@" of the entry, as a password may hold "@" itself.
-    entry.replace(/^(\s*(?:[a-z][a-z0-9+.-]*:\/\/)?)[^]*@/i, "$1***@")
+    entry.replace(/^(\s*(?:[a-z][a-z0-9+.-]*:\/\/)?)([^]*)@/i, (_, start: string, userinfo) => {
+      const colon = userinfo.indexOf(":");
+      const user = colon < 0 ? userinfo : userinfo.slice(0, colon);
+      return `${start}${maskUsername(decodeOrRaw(user))}${colon < 0 ? "" : ":***"}@`;
+    })
   ).join(",");
+}
+
+/**
+ * A broker user's name as every log line and error shows it: its first character, then
+ * `***` (`guest` is `g***`), enough to tell configured users apart without writing a name that
+ * may also be the password.
+ */
+export function maskUsername(name: string): string {
+  const first = [...name][0];
+  return first === undefined ? "***" : `${first}***`;
+}
+
+function decodeOrRaw(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
 
 /**
@@ -156,7 +178,9 @@ export function brokerEndpoints(
 
 function endpointLabel(endpoint: BrokerEndpoint): string {
   const host = endpoint.hostname.includes(":") ? `[${endpoint.hostname}]` : endpoint.hostname;
-  const user = `${encodeURIComponent(endpoint.username)}${endpoint.password ? ":***" : ""}@`;
+  const user = `${encodeURIComponent(maskUsername(endpoint.username))}${
+    endpoint.password ? ":***" : ""
+  }@`;
   const vhost = endpoint.vhost === "/" ? "" : `/${encodeURIComponent(endpoint.vhost)}`;
   return `${endpoint.protocol}://${user}${host}:${endpoint.port}${vhost}`;
 }

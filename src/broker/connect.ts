@@ -2,7 +2,8 @@ import amqp from "amqplib";
 import type { ChannelModel } from "amqplib";
 import { whenAborted } from "../util/abort.ts";
 import { errorMessage } from "../util/async.ts";
-import { type BrokerEndpoint, connectOptions } from "./amqp_url.ts";
+import { type BrokerEndpoint, connectOptions, maskUsername } from "./amqp_url.ts";
+import { handshakeRefusal } from "./handshake_refusal.ts";
 
 /** How a connection is opened. */
 export interface ConnectOptions {
@@ -60,8 +61,51 @@ export async function connectEndpoint(
   } catch (error) {
     // A connection that comes up after all is not wanted any more.
     attempt.then((model) => model.close().catch(() => {}), () => {});
-    throw error;
+    throw await refusalOf(error, endpoint, options) ?? error;
   }
+}
+
+/**
+ * The broker refused the login: wrong credentials, a vhost that does not exist or that the
+ * user may not use. Retrying will not help until an operator acts.
+ */
+export class BrokerRefusedError extends Error {
+  /** The broker's reason, the user's name masked in it. */
+  readonly reason: string;
+  constructor(endpoint: BrokerEndpoint, reason: string, options: { cause: unknown }) {
+    const user = maskUsername(endpoint.username);
+    const masked = endpoint.username.length > 0
+      ? reason.replaceAll(endpoint.username, user)
+      : reason;
+    super(
+      `Broker refused user "${user}" on vhost ${JSON.stringify(endpoint.vhost)}: ${masked}`,
+      options,
+    );
+    this.name = "BrokerRefusedError";
+    this.reason = masked;
+  }
+}
+
+// amqplib's words for a refusal: a wrong password is said in full; a missing or forbidden
+// vhost only as the frame, whose reason is asked for again.
+const LOGIN_REFUSED = /^Handshake terminated by server: \d+ \([A-Z-]+\) with message "(.*)"$/s;
+const OPEN_REFUSED = /^Expected ConnectionOpenOk; got <ConnectionClose/;
+
+async function refusalOf(
+  error: unknown,
+  endpoint: BrokerEndpoint,
+  options: ConnectOptions,
+): Promise<BrokerRefusedError | undefined> {
+  const message = error instanceof Error ? error.message : "";
+  const login = LOGIN_REFUSED.exec(message);
+  if (login) return new BrokerRefusedError(endpoint, login[1]!, { cause: error });
+  if (!OPEN_REFUSED.test(message)) return undefined;
+  const reason = await handshakeRefusal(endpoint, { timeoutMs: options.timeoutMs, ca: options.ca });
+  return new BrokerRefusedError(
+    endpoint,
+    reason ?? "the vhost does not exist or the user has no permission on it",
+    { cause: error },
+  );
 }
 
 /**

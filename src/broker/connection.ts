@@ -2,7 +2,7 @@ import type { ChannelModel } from "amqplib";
 import type { Logger } from "../observability/log.ts";
 import { delay, errorMessage } from "../util/async.ts";
 import type { BrokerEndpoint } from "./amqp_url.ts";
-import { connectFirst } from "./connect.ts";
+import { BrokerRefusedError, connectFirst } from "./connect.ts";
 
 /** Reconnect delays: exponential from `initialMs`, capped at `maxMs`, with jitter. */
 export interface Backoff {
@@ -151,11 +151,21 @@ export class BrokerConnection implements AsyncDisposable {
         this.#log.warn("Broker connection lost", { error: errorMessage(error ?? "closed") });
       } catch (error) {
         if (this.#closing.signal.aborted) return;
-        this.#log.warn("Cannot connect to broker or prepare the connection", {
-          url: this.#endpoints.map((endpoint) => endpoint.label).join(","),
-          attempt: attempt + 1,
-          error: errorMessage(error),
-        });
+        const refused = refusalIn(error);
+        if (refused) {
+          // An operator must act (password, vhost, permissions): an error, not a passing fault.
+          this.#log.error("Broker refused the login", {
+            url: this.#endpoints.map((endpoint) => endpoint.label).join(","),
+            attempt: attempt + 1,
+            reason: refused.reason,
+          });
+        } else {
+          this.#log.warn("Cannot connect to broker or prepare the connection", {
+            url: this.#endpoints.map((endpoint) => endpoint.label).join(","),
+            attempt: attempt + 1,
+            error: errorMessage(error),
+          });
+        }
       }
       const wait = backoffDelay(attempt++, DEFAULT_BACKOFF);
       this.#log.debug("Reconnecting to broker", { inMs: Math.round(wait) });
@@ -172,6 +182,14 @@ export class BrokerConnection implements AsyncDisposable {
       onFailure: (endpoint, error) => {
         // The last address's failure is reported with the attempt.
         if (endpoint === this.#endpoints.at(-1)) return;
+        const refused = refusalIn(error);
+        if (refused) {
+          this.#log.error("Broker refused the login, trying the next address", {
+            url: endpoint.label,
+            reason: refused.reason,
+          });
+          return;
+        }
         this.#log.warn("Cannot connect to broker address, trying the next", {
           url: endpoint.label,
           error: errorMessage(error),
@@ -192,4 +210,11 @@ export class BrokerConnection implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+// The refusal behind a failed attempt, as connectFirst wraps the last address's error.
+function refusalIn(error: unknown): BrokerRefusedError | undefined {
+  if (error instanceof BrokerRefusedError) return error;
+  if (error instanceof Error && error.cause instanceof BrokerRefusedError) return error.cause;
+  return undefined;
 }

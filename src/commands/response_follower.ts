@@ -17,6 +17,8 @@ export interface FollowOptions {
   outputFile?: string | undefined;
   display: ProgressDisplay;
   logger: Logger;
+  /** A line shown once Ctrl-C is handled: whoever reads it may press it at once. */
+  banner?: string;
 }
 
 /**
@@ -46,6 +48,7 @@ export async function followToEnd(
         stopFollowing.abort();
       },
     });
+    if (options.banner !== undefined) display.line(options.banner);
     terminal = await follow(responses, {
       json: options.json,
       display,
@@ -92,7 +95,9 @@ async function follow(
   while (true) {
     const next = await Promise.race([iterator.next(), stop]);
     if (next === undefined) {
-      await iterator.return?.();
+      // Not awaited: an async generator's return() waits for the next() in flight, which no
+      // response may ever settle. Closing the client ends the subscription.
+      iterator.return?.().catch(() => {});
       break;
     }
     if (next.done) break;

@@ -178,6 +178,7 @@ export async function serve(config: ServeConfig, options: ServeOptions): Promise
       log.warn("Second signal: stopping running tasks now");
       forced.abort();
     },
+    copy: (signal) => log.debug("Ignored a copy of the last signal", { signal }),
   }, { signal: options.signal }));
 
   service.broker.start();

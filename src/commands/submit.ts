@@ -134,8 +134,8 @@ export async function submit(
     return EXIT_CODES.success;
   }
 
-  display.line(`QUEUED ${request.script} (id ${request.id}, type ${request.type})`);
   const { exitCode } = await followToEnd(responses, {
+    banner: `QUEUED ${request.script} (id ${request.id}, type ${request.type})`,
     cancel: () => client.cancel(request.id),
     json: config.json,
     outputFile: config.outputFile,

@@ -1,0 +1,79 @@
+/**
+ * Spring Boot's relaxed binding of environment variables, for the `TERARIUM_*` variables: the
+ * Java runner read `terarium.taskrunner.request-type` from `TERARIUM_TASKRUNNER_REQUEST_TYPE`,
+ * `TERARIUM_TASKRUNNER_REQUESTTYPE` and `TERARIUM_TASKRUNNER_REQUEST-TYPE` alike, and
+ * deployments use each of them.
+ *
+ * @module
+ */
+
+/** One spelling of a variable found in the environment. */
+export interface FoundVariable {
+  /** The name as it is in the environment. */
+  name: string;
+  value: string;
+}
+
+/**
+ * The Spring property a documented variable stands for: what follows `TERARIUM_TASKRUNNER_`
+ * or `TERARIUM_` is one kebab-case name, as in the Java runner (`terarium.mq-addresses`,
+ * `terarium.durable-queues`, `terarium.taskrunner.request-type`).
+ *
+ * @param variable a documented name such as `TERARIUM_TASKRUNNER_REQUEST_TYPE`
+ */
+export function springProperty(variable: string): string {
+  const parts = variable.toLowerCase().split("_");
+  const prefix = parts[1] === "taskrunner" && parts.length > 2 ? 2 : 1;
+  return [...parts.slice(0, prefix), parts.slice(prefix).join("-")].join(".");
+}
+
+/**
+ * Whether `name` is a spelling of the documented `variable` that Spring's relaxed binding
+ * accepts: in any case, `.` or `_` between the property's parts, and within a part either
+ * dashes, no separator at all, or `_` for each dash (Spring's legacy form).
+ *
+ * @example
+ * ```ts
+ * isSpellingOf("TERARIUM_DURABLEQUEUES", "TERARIUM_DURABLE_QUEUES"); // true
+ * isSpellingOf("TERARIUM_TASKRUNNER_REQUEST-TYPE", "TERARIUM_TASKRUNNER_REQUEST_TYPE"); // true
+ * ```
+ */
+export function isSpellingOf(name: string, variable: string): boolean {
+  const property = springProperty(variable);
+  return uniform(name) === uniform(property) || legacy(name) === legacy(property);
+}
+
+/**
+ * Every non-empty spelling of `variable` in `env` (see {@linkcode isSpellingOf}), the
+ * documented one first. An empty value (`VAR=` in a compose file) means unset.
+ */
+export function findSpellings(
+  env: Record<string, string | undefined>,
+  variable: string,
+): FoundVariable[] {
+  const found: FoundVariable[] = [];
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined || value === "" || !isSpellingOf(name, variable)) continue;
+    if (name === variable) found.unshift({ name, value });
+    else found.push({ name, value });
+  }
+  return found;
+}
+
+/**
+ * Whether `name` is a spelling of a broker variable (`TERARIUM_MQ_*`, such as
+ * `TERARIUM_MQ-PASSWORD`), which tasks must never see.
+ */
+export function isBrokerVariable(name: string): boolean {
+  return uniform(name).startsWith("terarium_mq");
+}
+
+// Spring's canonical form: lower case, parts split on `.` or `_`, dashes ignored.
+function uniform(name: string): string {
+  return name.toLowerCase().replaceAll(".", "_").replaceAll("-", "");
+}
+
+// Spring's legacy form: each dash written as `_`.
+function legacy(name: string): string {
+  return name.toLowerCase().replaceAll(".", "_").replaceAll("-", "_");
+}
