@@ -189,6 +189,16 @@ Deno.test("runTask() refuses scripts it cannot start, before running anything", 
       await Deno.remove(file);
     }
   });
+  await t.step("a file the kernel cannot execute (the spawn's own error)", async () => {
+    const file = await Deno.makeTempFile();
+    try {
+      await Deno.chmod(file, 0o755); // empty: exec fails with ENOEXEC
+      const error = await assertRejects(() => runTask(spec(file), settings), TaskStartError);
+      assertEquals(error.javaText, `Cannot run program "${file}": error=8, Exec format error`);
+    } finally {
+      await Deno.remove(file);
+    }
+  });
   await t.step("control characters", async () => {
     const error = await assertRejects(() => runTask(spec("echo\nrm"), settings), TaskStartError);
     assertMatch(error.message, /control characters/);

@@ -2,7 +2,7 @@ import { errorMessage, settlesWithin } from "../util/async.ts";
 import { directSpawnSupported, spawnDirect } from "./direct_spawn.ts";
 import { TaskStartError } from "./errors.ts";
 import { libc } from "./libc.ts";
-import type { ScriptCommand } from "./script_command.ts";
+import { cannotRunText, type ScriptCommand } from "./script_command.ts";
 import {
   becomeSubreaper,
   spawnEnded,
@@ -104,6 +104,7 @@ export class ProcessGroup implements AsyncDisposable {
       if (typeof child === "number") {
         throw new TaskStartError(
           `Cannot start task "${command.program}": ${describeErrno(child)}`,
+          { javaText: cannotRunText(command.name ?? command.program, child) },
         );
       }
       return new ProcessGroup(
@@ -211,8 +212,14 @@ function spawnCommand(command: ScriptCommand, options: SpawnOptions): Child {
       closeOutput: () => {},
     };
   } catch (error) {
+    const code = error instanceof Deno.errors.NotFound
+      ? 2
+      : error instanceof Deno.errors.PermissionDenied
+      ? 13
+      : undefined;
     throw new TaskStartError(`Cannot start task "${command.program}": ${errorMessage(error)}`, {
       cause: error,
+      ...(code ? { javaText: cannotRunText(command.name ?? command.program, code) } : {}),
     });
   }
 }
