@@ -148,11 +148,20 @@ export async function runTask(
   checkInputSize(spec.input, settings.maxInputBytes);
   // Only the input is read from `spec` later, once: the engine then keeps no reference to it.
   const { id, script, timeoutMs } = spec;
-  const command = resolveScriptCommand(script, {
-    python: settings.python,
-    allowedScripts: settings.allowedScripts,
-    path: settings.env.PATH ?? "",
-  });
+  let command: ScriptCommand;
+  try {
+    command = resolveScriptCommand(script, {
+      python: settings.python,
+      allowedScripts: settings.allowedScripts,
+      path: settings.env.PATH ?? "",
+    });
+  } catch (error) {
+    // The Java runner looked for a cancellation before it looked for the script: a task
+    // cancelled before it started is CANCELLED, whatever its script.
+    await options.beforeStart;
+    if (options.signal?.aborted) return notStarted(options.signal, performance.now());
+    throw error;
+  }
   const owner = settings.uid !== undefined && settings.gid !== undefined
     ? { uid: settings.uid, gid: settings.gid }
     : undefined;
@@ -168,11 +177,8 @@ export async function runTask(
   });
 
   await options.beforeStart;
-  if (options.signal?.aborted) {
-    // Cancelled while the pipes were being made: nothing was started.
-    const durationMs = performance.now() - startedAt;
-    return { stdout: "", stderr: "", durationMs, outcome: stopReasonOf(options.signal.reason) };
-  }
+  // Cancelled while the pipes were being made: nothing was started.
+  if (options.signal?.aborted) return notStarted(options.signal, startedAt);
   // Whatever happens from here on, the pipes are closed (after the group is gone, below).
   await using pipeIo = openPipeIo(readers, pipes, spec);
   await using group = await spawnTask(command, { id, pipes, settings, owner });
@@ -197,6 +203,12 @@ export async function runTask(
     logs,
     startedAt,
   });
+}
+
+/** The result of a task cancelled (or shut down) before it started. */
+function notStarted(signal: AbortSignal, since: number): TaskResult {
+  const durationMs = performance.now() - since;
+  return { stdout: "", stderr: "", durationMs, outcome: stopReasonOf(signal.reason) };
 }
 
 /** Starts the task's process, with the pipe arguments every task gets. */
