@@ -193,6 +193,9 @@ export async function runTask(
     signal: options.signal,
     killGraceMs: settings.killGraceMs,
   });
+  // A daemon the task started may hold its output pipe open: once it is gone, what the task
+  // wrote ends where the task closed it, and the task's exit and output decide.
+  await group.killLeftovers();
   await pipeIo.stop();
   await settlesWithin(logsDone, LOG_DRAIN_MS);
   return taskResult(exit, {
