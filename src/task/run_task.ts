@@ -2,6 +2,7 @@ import { settlesWithin } from "../util/async.ts";
 import { FifoWriter } from "./fifo_io.ts";
 import { TaskPipes } from "./fifo.ts";
 import { writeTaskOwner } from "./stale_tasks.ts";
+import { TASK_DIR_VARIABLE } from "./stale_processes.ts";
 import { ProcessGroup, type SpawnMethod } from "./process_group.ts";
 import { awaitTaskExit, stopReasonOf, type TaskExit } from "./task_exit.ts";
 import { TaskLogs } from "./task_logs.ts";
@@ -231,7 +232,9 @@ function spawnTask(
       args: [...command.args, ...pipeArgs(id, pipes, settings.pipeArgStyle)],
     },
     {
-      env: settings.env,
+      // The task's directory, whose name tells its runner: a runner started after this one
+      // died finds the task's processes by it (see `stale_processes.ts`).
+      env: { ...settings.env, [TASK_DIR_VARIABLE]: pipes.dir },
       taskId: id,
       ...task.owner,
       dieWithParent: settings.dieWithRunner ?? false,
