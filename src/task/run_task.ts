@@ -3,6 +3,7 @@ import { FifoWriter } from "./fifo_io.ts";
 import { TaskPipes } from "./fifo.ts";
 import { writeTaskOwner } from "./stale_tasks.ts";
 import { TASK_DIR_VARIABLE } from "./stale_processes.ts";
+import { type OomKills, readOomKillCount, runnerMemoryEventsPath } from "./oom_kills.ts";
 import { ProcessGroup, type SpawnMethod } from "./process_group.ts";
 import { awaitTaskExit, stopReasonOf, type TaskExit } from "./task_exit.ts";
 import { TaskLogs } from "./task_logs.ts";
@@ -70,6 +71,11 @@ export interface TaskEngineSettings {
   dieWithRunner?: boolean;
   /** Force how tasks are started (tests); by default `posix_spawn` wherever it can. */
   spawnMethod?: SpawnMethod;
+  /**
+   * The cgroup file whose `oom_kill` count tells a task killed for memory (`memory.events`);
+   * absent: the runner's own cgroup's, found at the first task; null: none is read.
+   */
+  memoryEventsPath?: string | null;
 }
 
 /** A task while it runs, as the hooks see it. */
@@ -182,6 +188,10 @@ export async function runTask(
   if (options.signal?.aborted) return notStarted(options.signal, startedAt);
   // Whatever happens from here on, the pipes are closed (after the group is gone, below).
   await using pipeIo = openPipeIo(readers, pipes, spec);
+  const oomPath = settings.memoryEventsPath === undefined
+    ? runnerMemoryEventsPath()
+    : settings.memoryEventsPath;
+  const oomBefore = oomPath === null ? undefined : readOomKillCount(oomPath);
   await using group = await spawnTask(command, { id, pipes, settings, owner });
   logs.started(group.pid);
   // Lets a runner restarted after a crash find this task's group and stop it.
@@ -206,6 +216,10 @@ export async function runTask(
     readers,
     logs,
     startedAt,
+    oomKills: oomPath !== null && oomBefore !== undefined && exit.status.signal === "SIGKILL" &&
+        exit.stopReason === undefined
+      ? { path: oomPath, before: oomBefore, after: readOomKillCount(oomPath) ?? oomBefore }
+      : undefined,
   });
 }
 
@@ -286,6 +300,8 @@ function taskResult(
     readers: TaskPipeReaders;
     logs: TaskLogs;
     startedAt: number;
+    /** The `oom_kill` counts of a task killed by SIGKILL that no one here stopped. */
+    oomKills: OomKills | undefined;
   },
 ): TaskResult {
   const { spec, settings, readers, logs } = task;
@@ -310,6 +326,7 @@ function taskResult(
     timeoutMs: spec.timeoutMs,
     maxDurationMs: settings.maxTaskMs ?? 0,
     maxOutputBytes: settings.maxOutputBytes,
+    oomKills: task.oomKills,
   });
   if (failure) return { ...common, ...failure };
   const { outputParts, outputSize } = readers;
