@@ -1,10 +1,16 @@
 import { assertEquals, assertMatch } from "./helpers/assert.ts";
 import { fixture } from "./helpers/serve_harness.ts";
 
+// Deno grants `/sys` only to programs with every permission: the cgroup is made with `sh`.
+function sh(script: string, ...args: string[]): boolean {
+  return new Deno.Command("sh", { args: ["-c", script, "sh", ...args], stderr: "null" })
+    .outputSync().success;
+}
+
 /**
  * A memory cgroup of its own with a limit, where this machine lets us make one (root, a
- * writable cgroup v2 with the memory controller, or cgroup v1's memory hierarchy); removed on
- * disposal. Undefined where none can be made.
+ * cgroup v2 with the memory controller, or cgroup v1's memory hierarchy); removed on disposal.
+ * Undefined where none can be made.
  */
 function memoryCgroup(limitBytes: number): ({ path: string } & AsyncDisposable) | undefined {
   const name = `taskrunner-oom-test-${crypto.randomUUID()}`;
@@ -13,34 +19,27 @@ function memoryCgroup(limitBytes: number): ({ path: string } & AsyncDisposable) 
     { parent: "/sys/fs/cgroup/memory", limit: "memory.limit_in_bytes", v2: false },
   ];
   for (const { parent, limit, v2 } of candidates) {
-    try {
-      if (v2 && !Deno.readTextFileSync(`${parent}/cgroup.controllers`).includes("memory")) {
-        continue;
-      }
-      const path = `${parent}/${name}`;
-      Deno.mkdirSync(path);
-      try {
-        Deno.writeTextFileSync(`${path}/${limit}`, String(limitBytes));
-      } catch {
-        Deno.removeSync(path);
-        continue;
-      }
-      return {
+    if (v2 && !sh('grep -qw memory "$1/cgroup.controllers"', parent)) continue;
+    const path = `${parent}/${name}`;
+    if (
+      !sh(
+        'mkdir "$1" && echo "$2" > "$1/$3" || { rmdir "$1"; false; }',
         path,
-        [Symbol.asyncDispose]: async () => {
-          // Emptied once the runner inside has exited.
-          for (let i = 0; i < 50; i++) {
-            try {
-              return Deno.removeSync(path);
-            } catch {
-              await new Promise((resolve) => setTimeout(resolve, 100));
-            }
-          }
-        },
-      };
-    } catch {
-      // not this one
+        String(limitBytes),
+        limit,
+      )
+    ) {
+      continue;
     }
+    return {
+      path,
+      [Symbol.asyncDispose]: async () => {
+        // Empty once the runner inside has exited.
+        for (let i = 0; i < 50 && !sh('rmdir "$1"', path); i++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      },
+    };
   }
   return undefined;
 }
@@ -48,14 +47,7 @@ function memoryCgroup(limitBytes: number): ({ path: string } & AsyncDisposable) 
 /** Whether this test may make a memory cgroup: root, with cgroup v1 or v2 mounted. */
 function cgroupsWritable(): boolean {
   return Deno.uid() === 0 &&
-    ["/sys/fs/cgroup/memory", "/sys/fs/cgroup/cgroup.controllers"].some((path) => {
-      try {
-        Deno.statSync(path);
-        return true;
-      } catch {
-        return false;
-      }
-    });
+    sh("test -d /sys/fs/cgroup/memory || test -f /sys/fs/cgroup/cgroup.controllers");
 }
 
 Deno.test({
