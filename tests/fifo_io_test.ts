@@ -27,7 +27,7 @@ Deno.test("FifoReader.stop() takes what a writer that outlived the task wrote as
   await t.step("bytes written, the writer still connected: one complete write", async () => {
     await using fifo = await tempFifo();
     const seen = collector();
-    const reader = new FifoReader(fifo.path, seen.sink);
+    const reader = new FifoReader(fifo.path, seen.sink, { closeOnStop: true });
     reader.start();
     // Stands for a daemon that inherited the task's output pipe and keeps it open.
     using writer = await Deno.open(fifo.path, { write: true });
@@ -39,10 +39,21 @@ Deno.test("FifoReader.stop() takes what a writer that outlived the task wrote as
   await t.step("nothing written, the writer still connected: not a complete write", async () => {
     await using fifo = await tempFifo();
     const seen = collector();
-    const reader = new FifoReader(fifo.path, seen.sink);
+    const reader = new FifoReader(fifo.path, seen.sink, { closeOnStop: true });
     reader.start();
     using _writer = await Deno.open(fifo.path, { write: true });
     await reader.stop();
+    assertEquals(seen.closes(), 0);
+  });
+  await t.step("without closeOnStop (the progress pipe): not a complete write", async () => {
+    await using fifo = await tempFifo();
+    const seen = collector();
+    const reader = new FifoReader(fifo.path, seen.sink);
+    reader.start();
+    using writer = await Deno.open(fifo.path, { write: true });
+    await writer.write(new TextEncoder().encode('{"step":'));
+    await reader.stop();
+    assertEquals(seen.text(), '{"step":');
     assertEquals(seen.closes(), 0);
   });
 });

@@ -57,6 +57,7 @@ export class FifoReader {
   readonly #path: string;
   readonly #sink: FifoSink;
   readonly #bufferBytes: number;
+  readonly #closeOnStop: boolean;
   readonly #lib: Libc;
   readonly #poller: FdPoller;
   #fd = -1;
@@ -73,12 +74,18 @@ export class FifoReader {
   /**
    * @param path the FIFO
    * @param sink receives the bytes and the writers' opens and closes
-   * @param options `bufferBytes`: read size (default 64 KiB)
+   * @param options `bufferBytes`: read size (default 64 KiB); `closeOnStop`: a writer still
+   * connected at `stop()` that wrote bytes counts as closed (its write complete)
    */
-  constructor(path: string, sink: FifoSink, options: { bufferBytes?: number } = {}) {
+  constructor(
+    path: string,
+    sink: FifoSink,
+    options: { bufferBytes?: number; closeOnStop?: boolean } = {},
+  ) {
     this.#path = path;
     this.#sink = sink;
     this.#bufferBytes = options.bufferBytes ?? 64 * 1024;
+    this.#closeOnStop = options.closeOnStop ?? false;
     this.#lib = requireLibc();
     this.#poller = fdPoller();
   }
@@ -131,7 +138,7 @@ export class FifoReader {
         if (this.#stopping) {
           // A writer outlived the task's processes (a daemon that cannot be told to be the
           // task's kept the pipe open): the task has ended, so what it wrote is complete.
-          if (this.#bytesSinceOpen > 0) this.#writerClosed();
+          if (this.#closeOnStop && this.#bytesSinceOpen > 0) this.#writerClosed();
           break;
         }
         await this.#poller.wait(this.#fd, POLLIN);
