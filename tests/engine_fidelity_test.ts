@@ -219,6 +219,11 @@ Deno.test("serve: a script that cannot start gives FAILED in the Java runner's w
           "gollm:does-not-exist",
           'Cannot run program "gollm:does-not-exist": error=2, No such file or directory: Cannot start task "gollm:does-not-exist": executable not found on PATH',
         ],
+        [
+          "not executable",
+          "/etc/passwd",
+          'Cannot run program "/etc/passwd": error=13, Permission denied: Cannot start task "/etc/passwd": "/etc/passwd" is not executable',
+        ],
       ] as const
     ) {
       await t.step(name, async () => {

@@ -65,11 +65,50 @@ Deno.test("OutputTail stays within its bound over many appends", () => {
   assert(text.startsWith("line "), "starts at a whole line");
 });
 
-Deno.test("forEachLine() passes a run without newlines on in bounded pieces", async () => {
+Deno.test("forEachLine() passes a run without line ends on in bounded pieces", async () => {
   const text = "x".repeat(MAX_LINE_CHARS * 2 + 10) + "\nend";
   const stream = new Blob([text]).stream();
   const lines: string[] = [];
   await forEachLine(stream, (line) => lines.push(line));
   assertEquals(lines.map((line) => line.length), [MAX_LINE_CHARS, MAX_LINE_CHARS, 10, 3]);
   assertEquals(lines.join(""), text.replace("\n", ""));
+});
+
+Deno.test("forEachLine() keeps a line of 200 KiB whole, as Java's readLine() did", async () => {
+  const long = "y".repeat(200 * 1024);
+  const lines: string[] = [];
+  await forEachLine(new Blob([`${long}\nnext`]).stream(), (line) => lines.push(line));
+  assertEquals(lines.map((line) => line.length), [long.length, 4]);
+});
+
+Deno.test("forEachLine() ends a line at \\r, \\n and \\r\\n, as Java's readLine() did", async (t) => {
+  const cases: [string, string[], string[]][] = [
+    ["tqdm redraws", ["10%|#    |\r50%|#####|\r100%|#########|\n"], [
+      "10%|#    |",
+      "50%|#####|",
+      "100%|#########|",
+    ]],
+    ["CRLF is one line end", ["a\r\nb\r\n"], ["a", "b"]],
+    ["CRLF split across reads", ["a\r", "\nb\r", "\r\n"], ["a", "b", ""]],
+    ["a lone CR before a new read", ["a\r", "b\n"], ["a", "b"]],
+    ["empty lines are kept", ["\n\r\r\nx"], ["", "", "", "x"]],
+    ["a CR at the very end", ["last\r"], ["last"]],
+  ];
+  for (const [name, chunks, expected] of cases) {
+    await t.step(name, async () => {
+      const encoder = new TextEncoder();
+      const stream = ReadableStream.from(chunks.map((chunk) => encoder.encode(chunk)));
+      const lines: string[] = [];
+      await forEachLine(stream, (line) => lines.push(line));
+      assertEquals(lines, expected);
+    });
+  }
+});
+
+Deno.test("forEachLine() keeps the pieces of a long line within maxLineChars", async () => {
+  const lines: string[] = [];
+  await forEachLine(new Blob(["abcdefg\r\nhi"]).stream(), (line) => lines.push(line), {
+    maxLineChars: 3,
+  });
+  assertEquals(lines, ["abc", "def", "g", "hi"]);
 });

@@ -128,6 +128,30 @@ Deno.test("runTask() kills a task's daemon (a grandchild in a session of its own
   }
 });
 
+Deno.test("runTask() succeeds when a daemon of the task keeps its output pipe open", async (t) => {
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const method of METHODS) {
+      for (const bare of ["", " bare"]) {
+        await t.step(`${method}${bare ? ", a daemon with an empty environment" : ""}`, async () => {
+          const pidFile = `${dir}/${crypto.randomUUID()}`;
+          const started = performance.now();
+          const result = await runTask(
+            spec(fixture("daemon_holds_output.sh"), `${pidFile}${bare}`),
+            testEngineSettings({ spawnMethod: method }),
+          );
+          assertEquals(result.outcome, "success", JSON.stringify(result));
+          if (result.outcome === "success") assertEquals(text(result.output), "result");
+          assert(!processExists(await readPid(pidFile)), "the daemon is gone, not even a zombie");
+          assert(performance.now() - started < 10_000, "no wait for the daemon");
+        });
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("runTask() never takes a task being spawned for another task's orphan", async () => {
   // Each task's end sweeps for orphans while others are being spawned (on another thread,
   // their processes already running before their pid is known).

@@ -109,6 +109,7 @@ Deno.test("resolveScriptCommand() runs a .py script with the interpreter and its
     assertEquals(await resolveScriptCommand(`${dir.path}/task.py`, options({ python })), {
       program: python,
       args: [`${dir.path}/task.py`],
+      name: python,
     });
   });
   await t.step("a relative path becomes absolute", async () => {
@@ -127,6 +128,10 @@ Deno.test("resolveScriptCommand() runs a .py script with the interpreter and its
   await t.step("a missing interpreter", async () => {
     const error = await startError(`${dir.path}/task.py`, options({ python: "no-such-python" }));
     assertMatch(error.message, /interpreter "no-such-python" not found or not executable$/);
+    assertEquals(
+      error.javaText,
+      'Cannot run program "no-such-python": error=2, No such file or directory',
+    );
   });
   await t.step("a missing .py file", async () => {
     const error = await startError(`${dir.path}/missing.py`, options({ python }));
@@ -145,7 +150,7 @@ Deno.test("resolveScriptCommand() finds an executable on the given PATH", async 
       "tool",
       options({ path: `/nonexistent:${dir.path}` }),
     );
-    assertEquals(command, { program: `${dir.path}/tool`, args: [] });
+    assertEquals(command, { program: `${dir.path}/tool`, args: [], name: "tool" });
   });
   await t.step("by absolute path, PATH not searched", async () => {
     const command = await resolveScriptCommand(`${dir.path}/tool`, options());
@@ -165,8 +170,27 @@ Deno.test("resolveScriptCommand() finds an executable on the given PATH", async 
   await t.step("a file without the execute bit", async () => {
     const error = await startError("data", options({ path: dir.path }));
     assertEquals(error.message, `Cannot start task "data": "${dir.path}/data" is not executable`);
+    assertEquals(error.javaText, 'Cannot run program "data": error=13, Permission denied');
     const byPath = await startError(`${dir.path}/data`);
     assertMatch(byPath.message, /is not executable$/);
+    assertEquals(
+      byPath.javaText,
+      `Cannot run program "${dir.path}/data": error=13, Permission denied`,
+    );
+  });
+  await t.step("a directory by path, as the JDK's exec reports it", async () => {
+    const error = await startError(`${dir.path}/dir.py/`);
+    assertEquals(
+      error.javaText,
+      `Cannot run program "${dir.path}/dir.py/": error=13, Permission denied`,
+    );
+  });
+  await t.step("a missing path, in the Java runner's words", async () => {
+    const error = await startError(`${dir.path}/nothing`);
+    assertEquals(
+      error.javaText,
+      `Cannot run program "${dir.path}/nothing": error=2, No such file or directory`,
+    );
   });
   await t.step("an executable later on PATH wins over a non-executable earlier one", async () => {
     await using other = await binDir();

@@ -179,6 +179,16 @@ Deno.test("responses without task output carry stdout and stderr as empty string
     assertEquals(responses.map((response) => response.status), ["CANCELLED"]);
     assertEmptyLogs(responses);
   });
+  await t.step("cancelled before it started, its script missing: the cancel decides", async () => {
+    for (const script of ["/nonexistent/model.py", "gollm:does-not-exist"]) {
+      const request = makeRequest({ script }, names.routingKey);
+      await server.cancel(request.id, { declareQueue: true });
+      server.publishRequest(request);
+      const responses = await server.terminal(request.id);
+      assertEquals(responses.map((response) => response.status), ["CANCELLED"], script);
+      assertEmptyLogs(responses);
+    }
+  });
   await t.step("could not start", async () => {
     const request = makeRequest({ script: "/nonexistent/task.sh" }, names.routingKey);
     server.publishRequest(request);

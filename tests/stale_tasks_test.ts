@@ -3,6 +3,9 @@ import { eventually, isAlive, testEngineSettings } from "./helpers/engine.ts";
 import { runTask } from "../src/task/mod.ts";
 import { fixture } from "./helpers/serve_harness.ts";
 import { reapStaleTasks, runnerTag } from "../src/task/stale_tasks.ts";
+import { TASK_DIR_VARIABLE } from "../src/task/stale_processes.ts";
+import { libc } from "../src/task/libc.ts";
+import { environValue, listDir, readStat } from "../src/task/proc_files.ts";
 
 const ID = "5f0c3a8e-0d7e-4a53-9d0e-2b1f3c4d5e6f";
 
@@ -158,6 +161,104 @@ Deno.test("a runner SIGKILLed mid-task leaves nothing the next start does not re
     }
   } finally {
     await Deno.remove(workDir, { recursive: true });
+  }
+});
+
+/** The live (not zombie) processes whose task directory lies in `workDir`. */
+function taskProcessesIn(workDir: string): number[] {
+  const lib = libc()!;
+  return listDir(lib, "/proc").map(Number).filter((pid) => {
+    if (!Number.isInteger(pid)) return false;
+    const dir = environValue(lib, pid, TASK_DIR_VARIABLE);
+    return dir?.startsWith(`${workDir}/`) === true && readStat(lib, pid)?.state !== "Z";
+  });
+}
+
+/** A `taskrunner run` of a task that starts a daemon (its own session) and waits. */
+function startRunner(workDir: string, pidFile: string): Deno.ChildProcess {
+  const inputFile = `${pidFile}.input`;
+  Deno.writeTextFileSync(inputFile, `${pidFile} wait\n`);
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      new URL("../main.ts", import.meta.url).pathname,
+      "run",
+      fixture("daemon.sh"),
+      "--input",
+      inputFile,
+      "--work-dir",
+      workDir,
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+}
+
+Deno.test("no task of a runner SIGKILLed at any instant of a task's start outlives the next start", async () => {
+  const workDir = await Deno.makeTempDir();
+  const scratch = await Deno.makeTempDir();
+  const runners: Deno.ChildProcess[] = [];
+  let leftBehind = 0;
+  try {
+    for (let batch = 0; batch < 2; batch++) {
+      // Runners side by side, each killed at a random instant from its task directory's
+      // appearance (before the spawn, between it and the record, the task's own start-up).
+      const batchRunners = Array.from({ length: 4 }, (_, i) => {
+        const runner = startRunner(workDir, `${scratch}/${i}-${batch}`);
+        runners.push(runner);
+        return runner;
+      });
+      await Promise.all(batchRunners.map(async (runner) => {
+        const tag = `-r${runner.pid}.`;
+        await eventually(
+          async () => (await entries(workDir)).some((name) => name.includes(tag)),
+          20_000,
+        );
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 300));
+        runner.kill("SIGKILL");
+        await runner.status;
+      }));
+      leftBehind += taskProcessesIn(workDir).length;
+    }
+    assert(leftBehind > 0, "the killed runners left task processes behind");
+    // The next runner's start.
+    await reapStaleTasks(workDir);
+    assertEquals(taskProcessesIn(workDir), [], "no task process is left");
+    assertEquals(await entries(workDir), []);
+  } finally {
+    for (const runner of runners) {
+      try {
+        runner.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+      await runner.status;
+    }
+    for (const pid of taskProcessesIn(workDir)) Deno.kill(pid, "SIGKILL");
+    await Deno.remove(workDir, { recursive: true });
+    await Deno.remove(scratch, { recursive: true });
+  }
+});
+
+Deno.test("reapStaleTasks() leaves the processes of a live runner's tasks alone", async () => {
+  const workDir = await Deno.makeTempDir();
+  const scratch = await Deno.makeTempDir();
+  const runner = startRunner(workDir, `${scratch}/task`);
+  try {
+    assert(
+      await eventually(() => taskProcessesIn(workDir).length >= 2, 20_000),
+      "the task and its daemon run",
+    );
+    const before = taskProcessesIn(workDir);
+    assertEquals(await reapStaleTasks(workDir), 0);
+    assertEquals(taskProcessesIn(workDir), before);
+  } finally {
+    runner.kill("SIGKILL");
+    await runner.status;
+    await reapStaleTasks(workDir);
+    await Deno.remove(workDir, { recursive: true });
+    await Deno.remove(scratch, { recursive: true });
   }
 });
 

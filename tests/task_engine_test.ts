@@ -165,6 +165,25 @@ Deno.test("runTask() does not start a task whose signal is already aborted", asy
   assertEquals(started, false);
 });
 
+Deno.test("runTask() answers a cancel before start first, even when the script is missing", async () => {
+  let release!: () => void;
+  const beforeStart = new Promise<void>((resolve) => release = resolve);
+  const controller = new AbortController();
+  const run = runTask(spec("/nonexistent/task.py"), settings, {
+    signal: controller.signal,
+    beforeStart,
+  });
+  // The cancellation is found while the task waits to start, as the Java runner found it.
+  controller.abort("cancelled");
+  release();
+  assertEquals((await run).outcome, "cancelled");
+  // Not cancelled: the missing script is still refused once the task may start.
+  await assertRejects(
+    () => runTask(spec("/nonexistent/task.py"), settings, { beforeStart: Promise.resolve() }),
+    TaskStartError,
+  );
+});
+
 Deno.test("runTask() refuses scripts it cannot start, before running anything", async (t) => {
   await t.step("missing .py file", async () => {
     const error = await assertRejects(
@@ -185,6 +204,16 @@ Deno.test("runTask() refuses scripts it cannot start, before running anything", 
     try {
       const error = await assertRejects(() => runTask(spec(file), settings), TaskStartError);
       assertMatch(error.message, /is not executable/);
+    } finally {
+      await Deno.remove(file);
+    }
+  });
+  await t.step("a file the kernel cannot execute (the spawn's own error)", async () => {
+    const file = await Deno.makeTempFile();
+    try {
+      await Deno.chmod(file, 0o755); // empty: exec fails with ENOEXEC
+      const error = await assertRejects(() => runTask(spec(file), settings), TaskStartError);
+      assertEquals(error.javaText, `Cannot run program "${file}": error=8, Exec format error`);
     } finally {
       await Deno.remove(file);
     }

@@ -3,6 +3,7 @@ import { behave, runShellTask, taskSpec as spec, testEngineSettings } from "./he
 import { fixture } from "./helpers/serve_harness.ts";
 import { runTask, type TaskResult } from "../src/task/mod.ts";
 import { classifyTaskEnd, type TaskEnd } from "../src/task/task_outcome.ts";
+import { readOomKillCount, runnerMemoryEventsPath } from "../src/task/oom_kills.ts";
 
 const settings = testEngineSettings({ killGraceMs: 200 });
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -187,4 +188,68 @@ Deno.test("classifyTaskEnd() decides how a task ended from what was seen of it, 
     assertEquals(failure?.outcome === "timeout" && failure.limit, "duration");
     assertMatch(failure!.message, /^Process did not exit within the timeout: .* after 3 min,/);
   });
+});
+
+Deno.test("runTask() says the kernel's OOM killer killed a task when the cgroup's oom_kill count rose", async (t) => {
+  const dir = await Deno.makeTempDir();
+  const events = `${dir}/memory.events`;
+  const oomSettings = testEngineSettings({ killGraceMs: 200, memoryEventsPath: events });
+  // Stands for the kernel: the count rises, then the task dies of SIGKILL.
+  const oomKilled =
+    `printf 'low 0\\nhigh 0\\nmax 2\\noom 1\\noom_kill 1\\n' > "${events}"; kill -9 $$`;
+  try {
+    await t.step("the count rose: killed by SIGKILL, by the OOM killer", async () => {
+      await Deno.writeTextFile(events, "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n");
+      const { result, id } = await runShell(oomKilled, { settings: oomSettings });
+
+      assertMatch(
+        messageOf(result),
+        new RegExp(
+          `^Process for task ${id} exited early with code 137: task ".+" was killed by SIGKILL, by the kernel's out-of-memory killer \\(oom_kill in "${events}" went from 0 to 1 while it ran\\)$`,
+        ),
+      );
+    });
+    await t.step("the count did not rise: killed by SIGKILL, nothing more", async () => {
+      await Deno.writeTextFile(events, "oom 1\noom_kill 1\n");
+      const { result } = await runShell(oomKilled, { settings: oomSettings });
+      assertMatch(messageOf(result), /was killed by SIGKILL$/);
+    });
+    await t.step("no such file: killed by SIGKILL, nothing more", async () => {
+      const { result } = await runShell("kill -9 $$", {
+        settings: testEngineSettings({ memoryEventsPath: `${dir}/missing` }),
+      });
+      assertMatch(messageOf(result), /was killed by SIGKILL$/);
+    });
+    await t.step("a task stopped by its time limit is not said to be OOM-killed", async () => {
+      await Deno.writeTextFile(events, "oom_kill 5\n");
+      const { result } = await runShell(
+        `printf 'oom_kill 6\\n' > "${events}"; trap '' TERM; sleep 30`,
+        { settings: oomSettings, timeoutMs: 300 },
+      );
+      assertEquals(result.outcome, "timeout");
+      assert(!messageOf(result).includes("out-of-memory"));
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("readOomKillCount() reads cgroup v2 memory.events and cgroup v1 memory.oom_control", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      `${dir}/v2`,
+      "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\noom_group_kill 0\n",
+    );
+    await Deno.writeTextFile(`${dir}/v1`, "oom_kill_disable 0\nunder_oom 0\noom_kill 7\n");
+    await Deno.writeTextFile(`${dir}/old`, "oom_kill_disable 0\nunder_oom 0\n");
+    assertEquals(readOomKillCount(`${dir}/v2`), 2);
+    assertEquals(readOomKillCount(`${dir}/v1`), 7);
+    assertEquals(readOomKillCount(`${dir}/old`), undefined);
+    assertEquals(readOomKillCount(`${dir}/missing`), undefined);
+    const own = runnerMemoryEventsPath();
+    if (own !== null) assert(readOomKillCount(own) !== undefined, own);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -57,6 +57,7 @@ export class FifoReader {
   readonly #path: string;
   readonly #sink: FifoSink;
   readonly #bufferBytes: number;
+  readonly #closeOnStop: boolean;
   readonly #lib: Libc;
   readonly #poller: FdPoller;
   #fd = -1;
@@ -64,6 +65,8 @@ export class FifoReader {
   #next = -1;
   /** A writer connected to the current descriptor since its last close was reported. */
   #writer = false;
+  /** Bytes read since the current writer was seen. */
+  #bytesSinceOpen = 0;
   #stopping = false;
   #loop: Promise<void> | undefined;
   #error: unknown;
@@ -71,12 +74,18 @@ export class FifoReader {
   /**
    * @param path the FIFO
    * @param sink receives the bytes and the writers' opens and closes
-   * @param options `bufferBytes`: read size (default 64 KiB)
+   * @param options `bufferBytes`: read size (default 64 KiB); `closeOnStop`: a writer still
+   * connected at `stop()` that wrote bytes counts as closed (its write complete)
    */
-  constructor(path: string, sink: FifoSink, options: { bufferBytes?: number } = {}) {
+  constructor(
+    path: string,
+    sink: FifoSink,
+    options: { bufferBytes?: number; closeOnStop?: boolean } = {},
+  ) {
     this.#path = path;
     this.#sink = sink;
     this.#bufferBytes = options.bufferBytes ?? 64 * 1024;
+    this.#closeOnStop = options.closeOnStop ?? false;
     this.#lib = requireLibc();
     this.#poller = fdPoller();
   }
@@ -107,6 +116,7 @@ export class FifoReader {
       const n = Number(this.#lib.read(this.#fd, buffer, BigInt(buffer.length)));
       if (n > 0) {
         this.#writerSeen();
+        this.#bytesSinceOpen += n;
         this.#sink.data(buffer.slice(0, n));
         sinceYield += n;
         if (sinceYield >= BYTES_BEFORE_YIELD) {
@@ -125,14 +135,18 @@ export class FifoReader {
         // A writer is connected and has nothing more for now. It hangs up on this descriptor.
         this.#writerSeen();
         this.#dropNext();
-        if (this.#stopping) break; // a writer outlived the task's group (a detached grandchild)
+        if (this.#stopping) {
+          // A writer outlived the task's processes (a daemon that cannot be told to be the
+          // task's kept the pipe open): the task has ended, so what it wrote is complete.
+          if (this.#closeOnStop && this.#bytesSinceOpen > 0) this.#writerClosed();
+          break;
+        }
         await this.#poller.wait(this.#fd, POLLIN);
         continue;
       }
       // End of file: no writer is connected and the pipe is empty.
       if (this.#writer) {
-        this.#writer = false;
-        this.#sink.closed?.();
+        this.#writerClosed();
         this.#dropNext();
         this.#next = this.#openReader();
         continue; // one more read on the old descriptor: did a writer come meanwhile?
@@ -147,8 +161,7 @@ export class FifoReader {
         // Every writer is gone; one that opened and closed without writing left only a hang-up.
         if (this.#hungUp()) {
           this.#writerSeen();
-          this.#writer = false;
-          this.#sink.closed?.();
+          this.#writerClosed();
         }
         break;
       }
@@ -163,6 +176,12 @@ export class FifoReader {
     if (this.#writer) return;
     this.#writer = true;
     this.#sink.opened?.();
+  }
+
+  #writerClosed(): void {
+    this.#writer = false;
+    this.#bytesSinceOpen = 0;
+    this.#sink.closed?.();
   }
 
   #dropNext(): void {

@@ -2,7 +2,7 @@ import { errorMessage, settlesWithin } from "../util/async.ts";
 import { directSpawnSupported, spawnDirect } from "./direct_spawn.ts";
 import { TaskStartError } from "./errors.ts";
 import { libc } from "./libc.ts";
-import type { ScriptCommand } from "./script_command.ts";
+import { cannotRunText, type ScriptCommand } from "./script_command.ts";
 import {
   becomeSubreaper,
   spawnEnded,
@@ -57,6 +57,7 @@ export class ProcessGroup implements AsyncDisposable {
   /** The route the task was started by. */
   readonly method: SpawnMethod;
   #disposed: Promise<void> | undefined;
+  #leftoversKilled: Promise<void> | undefined;
 
   private constructor(child: Child, taskId: string, method: SpawnMethod) {
     this.#child = child;
@@ -104,6 +105,7 @@ export class ProcessGroup implements AsyncDisposable {
       if (typeof child === "number") {
         throw new TaskStartError(
           `Cannot start task "${command.program}": ${describeErrno(child)}`,
+          { javaText: cannotRunText(command.name ?? command.program, child) },
         );
       }
       return new ProcessGroup(
@@ -164,15 +166,27 @@ export class ProcessGroup implements AsyncDisposable {
   }
 
   /**
-   * Kills whatever is left of the group, waits for the leader, stops reading its output, and
-   * kills and reaps the task's orphans.
+   * Kills whatever is left of the task once its leader has exited: the rest of its group and
+   * its orphans (daemons that left the group), reaped, so that none of them holds a pipe of
+   * the task open any more. Once only.
+   */
+  killLeftovers(): Promise<void> {
+    this.#leftoversKilled ??= (async () => {
+      this.signal("SIGKILL");
+      await this.status;
+      await sweepOrphans(this.#taskId);
+    })();
+    return this.#leftoversKilled;
+  }
+
+  /**
+   * Kills whatever is left of the group, waits for the leader, kills and reaps the task's
+   * orphans, and stops reading its output.
    */
   [Symbol.asyncDispose](): Promise<void> {
     this.#disposed ??= (async () => {
-      this.signal("SIGKILL");
-      await this.status;
+      await this.killLeftovers();
       this.#child.closeOutput();
-      await sweepOrphans(this.#taskId);
     })();
     return this.#disposed;
   }
@@ -211,8 +225,14 @@ function spawnCommand(command: ScriptCommand, options: SpawnOptions): Child {
       closeOutput: () => {},
     };
   } catch (error) {
+    const code = error instanceof Deno.errors.NotFound
+      ? 2
+      : error instanceof Deno.errors.PermissionDenied
+      ? 13
+      : undefined;
     throw new TaskStartError(`Cannot start task "${command.program}": ${errorMessage(error)}`, {
       cause: error,
+      ...(code ? { javaText: cannotRunText(command.name ?? command.program, code) } : {}),
     });
   }
 }

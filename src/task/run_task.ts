@@ -2,6 +2,8 @@ import { settlesWithin } from "../util/async.ts";
 import { FifoWriter } from "./fifo_io.ts";
 import { TaskPipes } from "./fifo.ts";
 import { writeTaskOwner } from "./stale_tasks.ts";
+import { TASK_DIR_VARIABLE } from "./stale_processes.ts";
+import { type OomKills, readOomKillCount, runnerMemoryEventsPath } from "./oom_kills.ts";
 import { ProcessGroup, type SpawnMethod } from "./process_group.ts";
 import { awaitTaskExit, stopReasonOf, type TaskExit } from "./task_exit.ts";
 import { TaskLogs } from "./task_logs.ts";
@@ -69,6 +71,11 @@ export interface TaskEngineSettings {
   dieWithRunner?: boolean;
   /** Force how tasks are started (tests); by default `posix_spawn` wherever it can. */
   spawnMethod?: SpawnMethod;
+  /**
+   * The cgroup file whose `oom_kill` count tells a task killed for memory (`memory.events`);
+   * absent: the runner's own cgroup's, found at the first task; null: none is read.
+   */
+  memoryEventsPath?: string | null;
 }
 
 /** A task while it runs, as the hooks see it. */
@@ -148,11 +155,20 @@ export async function runTask(
   checkInputSize(spec.input, settings.maxInputBytes);
   // Only the input is read from `spec` later, once: the engine then keeps no reference to it.
   const { id, script, timeoutMs } = spec;
-  const command = resolveScriptCommand(script, {
-    python: settings.python,
-    allowedScripts: settings.allowedScripts,
-    path: settings.env.PATH ?? "",
-  });
+  let command: ScriptCommand;
+  try {
+    command = resolveScriptCommand(script, {
+      python: settings.python,
+      allowedScripts: settings.allowedScripts,
+      path: settings.env.PATH ?? "",
+    });
+  } catch (error) {
+    // The Java runner looked for a cancellation before it looked for the script: a task
+    // cancelled before it started is CANCELLED, whatever its script.
+    await options.beforeStart;
+    if (options.signal?.aborted) return notStarted(options.signal, performance.now());
+    throw error;
+  }
   const owner = settings.uid !== undefined && settings.gid !== undefined
     ? { uid: settings.uid, gid: settings.gid }
     : undefined;
@@ -168,13 +184,14 @@ export async function runTask(
   });
 
   await options.beforeStart;
-  if (options.signal?.aborted) {
-    // Cancelled while the pipes were being made: nothing was started.
-    const durationMs = performance.now() - startedAt;
-    return { stdout: "", stderr: "", durationMs, outcome: stopReasonOf(options.signal.reason) };
-  }
+  // Cancelled while the pipes were being made: nothing was started.
+  if (options.signal?.aborted) return notStarted(options.signal, startedAt);
   // Whatever happens from here on, the pipes are closed (after the group is gone, below).
   await using pipeIo = openPipeIo(readers, pipes, spec);
+  const oomPath = settings.memoryEventsPath === undefined
+    ? runnerMemoryEventsPath()
+    : settings.memoryEventsPath;
+  const oomBefore = oomPath === null ? undefined : readOomKillCount(oomPath);
   await using group = await spawnTask(command, { id, pipes, settings, owner });
   logs.started(group.pid);
   // Lets a runner restarted after a crash find this task's group and stop it.
@@ -187,6 +204,9 @@ export async function runTask(
     signal: options.signal,
     killGraceMs: settings.killGraceMs,
   });
+  // A daemon the task started may hold its output pipe open: once it is gone, what the task
+  // wrote ends where the task closed it, and the task's exit and output decide.
+  await group.killLeftovers();
   await pipeIo.stop();
   await settlesWithin(logsDone, LOG_DRAIN_MS);
   return taskResult(exit, {
@@ -196,7 +216,17 @@ export async function runTask(
     readers,
     logs,
     startedAt,
+    oomKills: oomPath !== null && oomBefore !== undefined && exit.status.signal === "SIGKILL" &&
+        exit.stopReason === undefined
+      ? { path: oomPath, before: oomBefore, after: readOomKillCount(oomPath) ?? oomBefore }
+      : undefined,
   });
+}
+
+/** The result of a task cancelled (or shut down) before it started. */
+function notStarted(signal: AbortSignal, since: number): TaskResult {
+  const durationMs = performance.now() - since;
+  return { stdout: "", stderr: "", durationMs, outcome: stopReasonOf(signal.reason) };
 }
 
 /** Starts the task's process, with the pipe arguments every task gets. */
@@ -216,7 +246,9 @@ function spawnTask(
       args: [...command.args, ...pipeArgs(id, pipes, settings.pipeArgStyle)],
     },
     {
-      env: settings.env,
+      // The task's directory, whose name tells its runner: a runner started after this one
+      // died finds the task's processes by it (see `stale_processes.ts`).
+      env: { ...settings.env, [TASK_DIR_VARIABLE]: pipes.dir },
       taskId: id,
       ...task.owner,
       dieWithParent: settings.dieWithRunner ?? false,
@@ -268,6 +300,8 @@ function taskResult(
     readers: TaskPipeReaders;
     logs: TaskLogs;
     startedAt: number;
+    /** The `oom_kill` counts of a task killed by SIGKILL that no one here stopped. */
+    oomKills: OomKills | undefined;
   },
 ): TaskResult {
   const { spec, settings, readers, logs } = task;
@@ -292,6 +326,7 @@ function taskResult(
     timeoutMs: spec.timeoutMs,
     maxDurationMs: settings.maxTaskMs ?? 0,
     maxOutputBytes: settings.maxOutputBytes,
+    oomKills: task.oomKills,
   });
   if (failure) return { ...common, ...failure };
   const { outputParts, outputSize } = readers;

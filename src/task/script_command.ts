@@ -18,6 +18,11 @@ export const MAX_SCRIPT_LENGTH = 1024;
 export interface ScriptCommand {
   program: string;
   args: string[];
+  /**
+   * The program as the Java runner named it in its errors (the script, or the interpreter of a
+   * `.py` script): `Cannot run program "<name>": error=2, No such file or directory`.
+   */
+  name?: string;
 }
 
 /** Settings that decide how a script name becomes a command. */
@@ -64,16 +69,19 @@ export function resolveScriptCommand(
     } catch {
       throw new TaskStartError(
         `Cannot start task "${script}": interpreter "${options.python}" not found or not executable`,
+        { javaText: cannotRunText(options.python, ENOENT) },
       );
     }
-    return { program: python, args: [file] };
+    return { program: python, args: [file], name: options.python };
   }
   if (script.includes("/")) {
     const file = allowedPath(script, resolve(script), allowList);
-    return { program: findExecutable(file, options.path, script), args: [] };
+    return { program: findExecutable(file, options.path, script), args: [], name: script };
   }
-  if (allowList) return { program: allowedOnPath(script, allowList, options.path), args: [] };
-  return { program: findExecutable(script, options.path), args: [] };
+  if (allowList) {
+    return { program: allowedOnPath(script, allowList, options.path), args: [], name: script };
+  }
+  return { program: findExecutable(script, options.path), args: [], name: script };
 }
 
 function checkScriptName(script: string): void {
@@ -171,17 +179,52 @@ function findExecutable(name: string, searchPath: string, shown = name): string 
   let found: string | undefined;
   for (const candidate of candidates) {
     const info = statOf(candidate);
-    if (!info?.isFile) continue;
+    if (!info) continue;
+    // A directory or a file without an execute bit: exec fails with EACCES, and the JDK's
+    // PATH search reports that rather than ENOENT when nothing else is found.
     found ??= candidate;
-    if (((info.mode ?? 0) & 0o111) !== 0) return candidate;
+    if (info.isFile && ((info.mode ?? 0) & 0o111) !== 0) return candidate;
   }
   if (found !== undefined) {
-    throw new TaskStartError(`Cannot start task "${shown}": "${found}" is not executable`);
+    throw new TaskStartError(`Cannot start task "${shown}": "${found}" is not executable`, {
+      javaText: cannotRunText(shown, EACCES),
+    });
   }
   const where = name.includes("/") ? "file not found" : "executable not found on PATH";
   throw new TaskStartError(`Cannot start task "${shown}": ${where}`, {
-    javaText: `Cannot run program "${shown}": error=2, No such file or directory`,
+    javaText: cannotRunText(shown, ENOENT),
   });
+}
+
+const ENOENT = 2;
+const EACCES = 13;
+// glibc's strerror() texts, which the JDK puts in its message.
+const STRERROR: Record<number, string> = {
+  1: "Operation not permitted",
+  2: "No such file or directory",
+  7: "Argument list too long",
+  8: "Exec format error",
+  12: "Cannot allocate memory",
+  13: "Permission denied",
+  20: "Not a directory",
+  21: "Is a directory",
+  26: "Text file busy",
+  36: "File name too long",
+  40: "Too many levels of symbolic links",
+};
+
+/**
+ * The message of the `IOException` that Java's `ProcessBuilder.start()` throws when the program
+ * cannot be executed, which people search their logs for:
+ * `Cannot run program "<name>": error=2, No such file or directory`.
+ *
+ * @param name the program as the request named it
+ * @param code the error number of the failed exec
+ */
+export function cannotRunText(name: string, code: number): string {
+  return `Cannot run program "${name}": error=${code}, ${
+    STRERROR[code] ?? `Unknown error ${code}`
+  }`;
 }
 
 function isFile(path: string): boolean {

@@ -1,4 +1,5 @@
 import { basename, join } from "node:path";
+import { killStaleTaskProcesses } from "./stale_processes.ts";
 
 /** A task's owner record: which runner made it, and (once started) the task's process group. */
 export interface TaskOwner {
@@ -57,7 +58,8 @@ export function removeTaskOwner(dir: string): void {
 
 /**
  * Cleans up after runners that died without doing it themselves (SIGKILL, OOM kill): kills
- * the process groups of their tasks and removes their FIFO directories and owner records,
+ * their tasks' processes (whatever their work dir: see `stale_processes.ts`) and the process
+ * groups their records name, and removes their FIFO directories and owner records,
  * including those of a runner killed before it could write a record, or while writing one.
  * Directories of live runners sharing the work dir are left alone, and so is anything whose
  * runner cannot be told.
@@ -66,6 +68,19 @@ export function removeTaskOwner(dir: string): void {
  * @returns how many stale tasks were removed
  */
 export async function reapStaleTasks(workDir: string): Promise<number> {
+  // First the processes, found by the task directory in their environment: a runner killed
+  // between a spawn and its record, a daemon that left the task's group, a directory already
+  // removed, each leaves processes that no record names.
+  const dead = new Map<string, boolean>();
+  killStaleTaskProcesses((name) => {
+    let stale = dead.get(name);
+    if (stale === undefined) {
+      const owner = ownerFromName(name);
+      stale = owner !== undefined && !isRunnerAlive(owner);
+      dead.set(name, stale);
+    }
+    return stale;
+  });
   let entries: Deno.DirEntry[];
   try {
     entries = await Array.fromAsync(Deno.readDir(workDir));

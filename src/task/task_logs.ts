@@ -1,4 +1,4 @@
-import { forEachLine } from "./lines.ts";
+import { forEachLine, MAX_LINE_CHARS } from "./lines.ts";
 import { OutputTail } from "./output_tail.ts";
 import type { RunningTask, TaskHooks } from "./run_task.ts";
 
@@ -9,6 +9,7 @@ import type { RunningTask, TaskHooks } from "./run_task.ts";
 export class TaskLogs {
   readonly #stdout: OutputTail;
   readonly #stderr: OutputTail;
+  readonly #maxLineChars: number;
   #pid = 0;
   /** The task as the hooks see it: its pid once started, and its output so far. */
   readonly running: RunningTask;
@@ -20,6 +21,8 @@ export class TaskLogs {
   constructor(id: string, tailBytes: number) {
     this.#stdout = new OutputTail(tailBytes);
     this.#stderr = new OutputTail(tailBytes);
+    // A line as long as the tail holds is kept whole (Java's readLine() never cut one).
+    this.#maxLineChars = Math.max(tailBytes, MAX_LINE_CHARS);
     const pid = () => this.#pid;
     const stdout = this.#stdout;
     const stderr = this.#stderr;
@@ -68,7 +71,7 @@ export class TaskLogs {
       forEachLine(stream, (line) => {
         tail.append(line);
         onLog?.(name, line, this.running);
-      });
+      }, { maxLineChars: this.#maxLineChars });
     return Promise.all([
       read("stdout", process.stdout, this.#stdout),
       read("stderr", process.stderr, this.#stderr),

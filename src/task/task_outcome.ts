@@ -1,4 +1,5 @@
 import type { TaskStartError } from "./errors.ts";
+import type { OomKills } from "./oom_kills.ts";
 import type { TimeLimit } from "./task_timer.ts";
 
 /**
@@ -22,6 +23,8 @@ export interface TaskEnd {
   timeoutMs: number;
   maxDurationMs: number;
   maxOutputBytes: number;
+  /** The cgroup's `oom_kill` count before and after the task, when it was killed by SIGKILL. */
+  oomKills?: OomKills | undefined;
 }
 
 /** Why a task did not succeed, with the text its `FAILED` response carries. */
@@ -61,7 +64,7 @@ export function classifyTaskEnd(end: TaskEnd): TaskFailure | undefined {
   const because = lastError ? `: ${lastError}` : "";
   if (!status.success) {
     const how = status.signal
-      ? `was killed by ${status.signal}`
+      ? `was killed by ${status.signal}${oomKillText(end.oomKills)}`
       : `exited with code ${status.code}`;
     // Java reads the output before it waits for the process: a non-zero exit after the output
     // is complete has a text of its own.
@@ -98,6 +101,12 @@ export function classifyTaskEnd(end: TaskEnd): TaskFailure | undefined {
  */
 export function startFailureText(error: TaskStartError): string {
   return error.javaText ? `${error.javaText}: ${error.message}` : error.message;
+}
+
+// Said only when the count rose while the task ran: a SIGKILL from anyone else says nothing.
+function oomKillText(kills: OomKills | undefined): string {
+  if (!kills || kills.after <= kills.before) return "";
+  return `, by the kernel's out-of-memory killer (oom_kill in "${kills.path}" went from ${kills.before} to ${kills.after} while it ran)`;
 }
 
 function exitedEarly(end: TaskEnd): string {

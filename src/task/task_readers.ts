@@ -67,7 +67,12 @@ export class TaskPipeReaders {
         this.phase = "exit";
       },
       end: () => {},
-    }, { bufferBytes: 1024 * 1024 });
+    }, {
+      bufferBytes: 1024 * 1024,
+      // The task has exited and its daemons are killed: a writer left is one that cannot be
+      // told to be the task's, and what the task wrote is its output.
+      closeOnStop: true,
+    });
   }
 
   /** The task's input has been written whole: the Java runner's next phase begins. */
