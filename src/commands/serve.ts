@@ -196,6 +196,7 @@ function openService(
     new ResponsePublisher(broker, {
       exchange: config.broker.responseExchange,
       logger: log,
+      holdMs: config.runner.responseHoldSeconds * 1000,
       ...(metrics ? { observer: metrics } : {}),
     }),
   );
@@ -284,6 +285,8 @@ function startProbes(
       if (options.stopping.signal.aborted) return { ready: false, reason: "shutting down" };
       if (!broker.current) return { ready: false, reason: "not connected to the broker" };
       if (!consumer.consuming) return { ready: false, reason: "not consuming the request queue" };
+      const publishing = publisher.problem;
+      if (publishing) return { ready: false, reason: publishing };
       return { ready: true };
     },
     metrics: () => metrics.text(),

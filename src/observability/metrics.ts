@@ -28,6 +28,8 @@ export const PUBLISH_LATENCY_BUCKETS: readonly number[] = [0.001, 0.0025, ...DEF
 
 const REJECT_REASONS = ["invalid", "too_large"] as const;
 
+const REFUSAL_REASONS = ["nack", "too_large", "access_refused"] as const;
+
 /** Every series of the runner with its help text. */
 const HELP = {
   taskrunner_tasks_started_total: "Task processes started.",
@@ -47,9 +49,10 @@ const HELP = {
   taskrunner_response_bytes_total: "Bytes of responses confirmed by the broker.",
   taskrunner_responses_pending: "Responses not yet confirmed by the broker.",
   taskrunner_responses_unrouted:
-    "Responses kept because no queue is bound for their routing key (server away).",
-  taskrunner_responses_abandoned_total:
-    "Responses given up: no queue for their routing key long after others were routed.",
+    "Responses held now: not delivered (no queue bound, refused) and tried again.",
+  taskrunner_responses_abandoned_total: "Responses given up: held longer than their time limit.",
+  taskrunner_responses_refused_total:
+    "Responses the broker refused, by reason: nack, too_large, access_refused.",
   taskrunner_broker_reconnects_total: "Broker connections re-established after a loss.",
   taskrunner_broker_connected: "1 while connected to the broker.",
   taskrunner_consuming: "1 while consuming the request queue.",
@@ -128,6 +131,7 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
   readonly #responseBytes: Counter;
   readonly #unrouted: Gauge;
   readonly #abandoned: Counter;
+  readonly #refused: Counter<"reason">;
 
   // Registered in the order they are exposed, which is the order of HELP.
   constructor() {
@@ -161,6 +165,8 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
     this.#unrouted = registry.register(new Gauge(about("taskrunner_responses_unrouted")));
     this.#unrouted.set(0);
     this.#abandoned = counter(registry, "taskrunner_responses_abandoned_total");
+    this.#refused = counter(registry, "taskrunner_responses_refused_total", ["reason"]);
+    for (const reason of REFUSAL_REASONS) this.#refused.inc({ reason }, 0);
     this.#live(Counter, "taskrunner_broker_reconnects_total", (sources) => sources.reconnects?.());
     this.#live(Gauge, "taskrunner_broker_connected", (sources) => sources.connected?.());
     this.#live(Gauge, "taskrunner_consuming", (sources) => sources.consuming?.());
@@ -238,6 +244,10 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
 
   abandoned(count: number): void {
     this.#abandoned.inc(count);
+  }
+
+  refused(reason: typeof REFUSAL_REASONS[number]): void {
+    this.#refused.inc({ reason });
   }
 }
 
