@@ -174,6 +174,8 @@ export class ResponsePublisher implements AsyncDisposable {
     }
     | undefined;
   #exchangeMissing = false;
+  /** Responses with a hold: counted as they start and end, not by a scan (there may be many). */
+  #heldCount = 0;
   readonly #warnings: {
     unrouted: RepeatedWarnings;
     nacked: RepeatedWarnings;
@@ -252,7 +254,7 @@ export class ResponsePublisher implements AsyncDisposable {
 
   /** Responses held now (see {@linkcode HoldReason}). */
   get heldCount(): number {
-    return this.#held().length;
+    return this.#heldCount;
   }
 
   /**
@@ -474,11 +476,7 @@ export class ResponsePublisher implements AsyncDisposable {
 
   // Behind held responses of its key: held too, in order, without being tried.
   #holdBehind(item: Outgoing): void {
-    this.#startHold(
-      item,
-      this.#holds.items().find((held) => held.routingKey === item.routingKey)
-        ?.hold?.reason ?? "unrouted",
-    );
+    this.#startHold(item, this.#holds.oldest(item.routingKey)?.hold?.reason ?? "unrouted");
     this.#holds.hold(item.routingKey, item);
     this.#observer.unrouted?.(this.heldCount);
   }
@@ -491,6 +489,7 @@ export class ResponsePublisher implements AsyncDisposable {
     } else {
       const timer = setTimeout(() => this.#expire(item), this.#holdMs);
       item.hold = { reason, since: Date.now(), timer };
+      this.#heldCount++;
     }
     item.settle("held");
   }
@@ -499,6 +498,7 @@ export class ResponsePublisher implements AsyncDisposable {
     if (!item.hold) return;
     clearTimeout(item.hold.timer);
     item.hold = undefined;
+    this.#heldCount--;
     this.#observer.unrouted?.(this.heldCount);
   }
 

@@ -148,6 +148,12 @@ export class RouteHolds<T> implements Disposable {
     this.#schedule(routingKey);
   }
 
+  /** The oldest message of a key: its probe out, or the first held. */
+  oldest(routingKey: string): T | undefined {
+    const held = this.#held.get(routingKey);
+    return held?.probe ?? held?.items[0];
+  }
+
   /** Every message held, by key, oldest first (not probes out). */
   items(): T[] {
     return [...this.#held.values()].flatMap((hold) => hold.items);
