@@ -75,6 +75,8 @@ Deno.test("/readyz reports a runner that cannot publish: the response exchange i
   await using runner = startRunner(names, { httpPort: String(httpPort), httpHost: "127.0.0.1" });
   await runner.ready;
   const readyz = () => get(`http://127.0.0.1:${httpPort}/readyz`);
+  // Consuming comes first; the publisher's channel finds the exchange missing just after.
+  assert(await eventually(async () => (await readyz()).status === 503, 10_000), "not ready");
   let answer = await readyz();
   assertEquals(answer.status, 503);
   assert(answer.body.includes("cannot publish responses"), answer.body);
