@@ -218,7 +218,12 @@ Deno.test("ResponsePublisher: no write access holds responses, reports the probl
         assertEquals(count(logs, "Cannot publish responses"), 1, "one line");
         assert(count(logs, "Broker channel closed") <= 1, "the channel's own warning once too");
         await brokerCtl(["set_permissions", "-p", vhost, user, ".*", ".*", ".*"]);
-        assert(await eventually(() => publisher.pending === 0, 40_000), "sent once allowed");
+        assert(
+          await eventually(() => publisher.pending === 0, 40_000),
+          `sent once allowed: problem ${publisher.problem}, refusals ${refused.access_refused}, ${
+            JSON.stringify(publisher.held())
+          }\n${logs.join("")}`,
+        );
         assertEquals(await received(), ["a", "b", "c"], "in order, once each");
         assertEquals(publisher.problem, undefined);
         assertEquals(count(logs, "Responses are published again"), 1, "one recovery line");
