@@ -50,6 +50,16 @@ export interface HeldResponse {
   giveUpAt: number;
 }
 
+/** Write access refused: nothing is sent but one probe after each backoff. */
+interface Refusal {
+  error: string;
+  tries: number;
+  /** When the next probe may go (the timer also opens the gate). */
+  until: number;
+  probe: Outgoing | undefined;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
 interface Outgoing {
   /** Message id of its publications, to match the broker's returns to it. */
   id: string;
@@ -164,15 +174,7 @@ export class ResponsePublisher implements AsyncDisposable {
   /** The broker's `max_message_size`, once a refusal told it. */
   #maxMessageSize: number | undefined;
   /** Write access refused: nothing is sent but one probe after each backoff. */
-  #refusal:
-    | {
-      error: string;
-      tries: number;
-      until: number;
-      probe: Outgoing | undefined;
-      timer?: ReturnType<typeof setTimeout>;
-    }
-    | undefined;
+  #refusal: Refusal | undefined;
   #exchangeMissing = false;
   /** Responses with a hold: counted as they start and end, not by a scan (there may be many). */
   #heldCount = 0;
@@ -606,7 +608,7 @@ export class ResponsePublisher implements AsyncDisposable {
     const tries = (this.#refusal?.tries ?? 0) + 1;
     clearTimeout(this.#refusal?.timer);
     const waitMs = backoffDelay(tries - 1, ACCESS_REFUSED_BACKOFF);
-    this.#refusal = {
+    const refusal: Refusal = {
       error: error.replace(
         /^Channel closed by server: \d+ \(ACCESS-REFUSED\) with message "(.*)"$/,
         "$1",
@@ -614,8 +616,14 @@ export class ResponsePublisher implements AsyncDisposable {
       tries,
       until: performance.now() + waitMs,
       probe: undefined,
-      timer: setTimeout(() => this.#pump(), waitMs),
     };
+    // The timer opens the gate itself: a timer may fire a little before the clock says the
+    // wait is over, and a pump that found it closed then would leave it closed for good.
+    refusal.timer = setTimeout(() => {
+      refusal.until = -Infinity;
+      this.#pump();
+    }, waitMs);
+    this.#refusal = refusal;
     this.#warnings.accessRefused.report({
       exchange: this.#exchange,
       error,
