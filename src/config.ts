@@ -305,6 +305,14 @@ export const RUNNER_SETTINGS = {
     schema: z.enum(["classic", "quorum"]),
     default: "classic",
   }),
+  responseHoldSeconds: setting({
+    flag: "--response-hold <seconds>",
+    env: "TERARIUM_TASKRUNNER_RESPONSE_HOLD_SECONDS",
+    description:
+      "how long a response the broker does not deliver (no queue bound, refused) is kept and retried before it is given up",
+    schema: z.coerce.number().positive().max(86_400),
+    default: 300,
+  }),
   maxLostRuns: setting({
     flag: "--max-lost-runs <n>",
     env: "TERARIUM_TASKRUNNER_MAX_LOST_RUNS",

@@ -1,5 +1,10 @@
-import { UnroutableResponseError } from "./broker/publisher.ts";
+import {
+  PublisherClosedError,
+  ResponseTooLargeError,
+  UnroutableResponseError,
+} from "./broker/publisher.ts";
 import type { Logger } from "./observability/log.ts";
+import { RepeatedWarning } from "./observability/repeated_warning.ts";
 import { TaskTable } from "./observability/task_table.ts";
 import {
   DEFAULT_TASK_LOG_LIMITS,
@@ -144,10 +149,13 @@ export class Runner {
   /** Large deliveries waiting for memory to be released before they are parsed. */
   readonly #arriving = new Set<Promise<void>>();
   readonly #tasks: TaskTable;
+  // Requests for scripts off the allow-list may come by the thousand: one line, then a count.
+  readonly #notAllowed: RepeatedWarning;
 
   constructor(options: RunnerOptions) {
     this.#options = options;
     this.#log = options.logger;
+    this.#notAllowed = new RepeatedWarning(options.logger, "Task not started: script not allowed");
     this.#observer = options.observer ?? {};
     this.#maxLostRuns = options.maxLostRuns ?? 0;
     this.#tasks = options.tasks ?? new TaskTable();
@@ -330,10 +338,14 @@ export class Runner {
       // any), and an unsettled message would hold a slot of the prefetch all that while.
       this.#publish(echo, { status: "FAILED", output: error.message }).catch(
         (publishError) => {
-          this.#log.warn("Cannot publish FAILED for invalid request", {
-            taskId: error.id,
-            error: errorMessage(publishError),
-          });
+          this.#log.log(
+            publisherLogged(publishError) ? "debug" : "warn",
+            "Cannot publish FAILED for invalid request",
+            {
+              taskId: error.id,
+              error: errorMessage(publishError),
+            },
+          );
         },
       );
     }
@@ -381,10 +393,14 @@ export class Runner {
     const { request } = active;
     const debug = log.enabled("debug");
     const responses = new ProgressResponses((update) => {
-      this.#publish(request, update).then(() => {
-        if (debug) log.debug("Response published and confirmed", { status: update.status });
+      this.#publish(request, update).then((outcome) => {
+        if (debug) log.debug(`Response ${outcome}`, { status: update.status });
       }, (error) => {
-        log.warn("Cannot publish response", { status: update.status, error: errorMessage(error) });
+        // The publisher logs its refusals (too large, given up), once and then with a count.
+        log.log(publisherLogged(error) ? "debug" : "warn", "Cannot publish response", {
+          status: update.status,
+          error: errorMessage(error),
+        });
       });
     });
     cancellation.signal.addEventListener("abort", () => {
@@ -447,7 +463,15 @@ export class Runner {
     const response = error instanceof TaskStartError
       ? notStartedResponse(error)
       : failedResponse(`Task failed in the runner: ${errorMessage(error)}`);
-    log.warn("Task not started", { error: response.output });
+    if (error instanceof TaskStartError && error.message.includes("script not allowed")) {
+      this.#notAllowed.report({
+        taskId: active.request.id,
+        script: active.request.script,
+        error: response.output,
+      });
+    } else {
+      log.warn("Task not started", { error: response.output });
+    }
     const failure = failureOfStartError(error);
     await this.#finish(active, response, failure ? { failure } : {});
   }
@@ -550,7 +574,10 @@ export class Runner {
   }
 
   /**
-   * Publishes the one terminal response, then acknowledges the request once it is confirmed.
+   * Publishes the one terminal response, then acknowledges the request once the broker has it:
+   * routed to a queue, or held by the publisher (no queue now, a queue or the exchange refused
+   * it), which tries it again on its own time limit. A held response holds no task slot, and a
+   * request whose terminal response is out of the runner's hands is never run again.
    * `encoded` runs once the response is encoded, before it is published.
    */
   async #finish(
@@ -560,46 +587,66 @@ export class Runner {
   ): Promise<void> {
     const { status } = response;
     const durationMs = options.durationMs ?? 0;
+    const taskId = active.request.id;
+    let outcome: "routed" | "held" | false;
     try {
-      // Until a queue takes it (the server may be away for long), the request stays
-      // unacknowledged; a shutdown stops the wait and the request goes back to the queue.
-      const routed = await untilAborted(
+      // Until the broker has it (it may be down), the request stays unacknowledged; a
+      // shutdown stops the wait and the request goes back to the queue.
+      outcome = await untilAborted(
         this.#publish(active.request, response, options.encoded),
         active.shutdown.signal,
       );
-      if (!routed) {
-        this.#log.warn("Shutdown before the terminal response was routed; request requeued", {
-          taskId: active.request.id,
-          status,
-        });
-        await this.#requeueOnShutdown(active);
-        return;
-      }
     } catch (error) {
-      if (error instanceof UnroutableResponseError) {
-        // No one will ever read it: running the task again would end the same way.
-        this.#log.error("Terminal response given up; request acknowledged", {
-          taskId: active.request.id,
+      if (error instanceof PublisherClosedError) {
+        // Unacknowledged, the request is redelivered when this runner's channel closes.
+        this.#log.error("Terminal response not confirmed; request left unacknowledged", {
+          taskId,
           status,
         });
-        for (const delivery of active.deliveries) delivery.ack();
-        this.#settled(active, true);
         return;
       }
-      // Unacknowledged, the request is redelivered when this runner's channel closes.
-      this.#log.error("Terminal response not confirmed; request left unacknowledged", {
-        taskId: active.request.id,
+      if (error instanceof ResponseTooLargeError && status === "SUCCESS") {
+        return await this.#finish(active, {
+          ...failedResponse(tooLargeText(error)),
+          stdout: response.stdout,
+          stderr: response.stderr,
+        }, { durationMs, failure: "no_output" });
+      }
+      // It cannot be published at all (given up, larger than the broker takes, a routing key
+      // AMQP refuses): running the task again would end the same way.
+      this.#log.error("Terminal response cannot be published; request acknowledged", {
+        taskId,
         status,
         error: errorMessage(error),
       });
+      this.#settleFinished(active);
       return;
     }
-    this.#log.debug("Terminal response published and confirmed; request acknowledged", {
-      taskId: active.request.id,
-      status,
-    });
+    if (outcome === false) {
+      this.#log.warn("Shutdown before the broker took the terminal response; request requeued", {
+        taskId,
+        status,
+      });
+      await this.#requeueOnShutdown(active);
+      return;
+    }
+    if (outcome === "held") {
+      this.#log.info("Terminal response held by the publisher; request acknowledged", {
+        taskId,
+        status,
+      });
+    } else {
+      this.#log.debug("Terminal response published and confirmed; request acknowledged", {
+        taskId,
+        status,
+      });
+    }
     this.#observer.taskFinished?.(status, durationMs, active.request.script);
     if (options.failure) this.#observer.taskFailed?.(options.failure, active.request.script);
+    this.#settleFinished(active);
+  }
+
+  #settleFinished(active: ActiveTask): void {
     for (const delivery of active.deliveries) delivery.ack();
     this.#settled(active, true);
   }
@@ -608,12 +655,16 @@ export class Runner {
     echo: ResponseEcho,
     update: Parameters<typeof encodeResponse>[1],
     encoded?: () => Promise<void>,
-  ): Promise<void> {
+  ): Promise<"routed" | "held"> {
     // Async, so that a response that cannot be encoded rejects instead of throwing.
     const routingKey = typeof echo.routingKey === "string" ? echo.routingKey : "";
     const content = encodeResponse(echo, update);
     await encoded?.();
-    await this.#options.publisher.publish(routingKey, content);
+    return await this.#options.publisher.publish(routingKey, content, {
+      ...(typeof echo.id === "string" ? { taskId: echo.id } : {}),
+      ...(typeof echo.script === "string" ? { script: echo.script } : {}),
+      status: update.status,
+    });
   }
 
   // After a turn (so that no frame still holds what was just let go); never rejects: memory is
@@ -654,10 +705,24 @@ export class Runner {
   }
 }
 
-// Resolves true once `promise` fulfils, false if `signal` aborts first; rejects as it does.
-async function untilAborted(promise: Promise<void>, signal: AbortSignal): Promise<boolean> {
+// Resolves with what `promise` fulfils with, false if `signal` aborts first; rejects as it does.
+async function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | false> {
   using aborted = whenAborted(signal);
   // The abort first: when both have happened already, the abort wins. A rejection after it is
   // handled by the race (the publisher's close settles it later).
-  return await Promise.race([aborted.promise.then(() => false), promise.then(() => true)]);
+  return await Promise.race([aborted.promise.then(() => false as const), promise]);
+}
+
+// Errors the publisher has logged itself (with a count when they repeat).
+function publisherLogged(error: unknown): boolean {
+  return error instanceof ResponseTooLargeError || error instanceof UnroutableResponseError ||
+    error instanceof PublisherClosedError;
+}
+
+// The FAILED text of a task whose output the broker cannot take: the server's failure handler
+// runs instead of waiting for a SUCCESS that never comes.
+function tooLargeText(error: ResponseTooLargeError): string {
+  return `Task output is larger than the broker's limit: its response is ${error.bytes} bytes${
+    error.limit === undefined ? "" : `, the broker accepts at most ${error.limit} bytes`
+  } (RabbitMQ max_message_size; output is sent base64-encoded)`;
 }

@@ -13,7 +13,11 @@ import {
   FakeSink,
   requestFields,
 } from "./helpers/runner_fakes.ts";
-import { UnroutableResponseError } from "../src/broker/publisher.ts";
+import {
+  PublisherClosedError,
+  ResponseTooLargeError,
+  UnroutableResponseError,
+} from "../src/broker/publisher.ts";
 import { Logger } from "../src/observability/log.ts";
 import { Runner, type RunnerObserver } from "../src/runner.ts";
 import type { TaskEngineSettings } from "../src/task/mod.ts";
@@ -90,26 +94,56 @@ Deno.test("Runner acknowledges a request only once its terminal response is conf
   assertEquals(fake.reported, ["started", "finished SUCCESS"]);
 });
 
-Deno.test("Runner acknowledges a request whose terminal response is given up, and leaves one not confirmed", async (t) => {
-  await t.step("given up as unroutable: acknowledged, no one will ever read it", async () => {
+Deno.test("Runner acknowledges a request whose terminal response is held or cannot be published, and leaves one not confirmed", async (t) => {
+  await t.step("held by the publisher: acknowledged at once, and counted as finished", async () => {
     await using fake = fakeRunner({ hold: ["SUCCESS"] });
     const request = requestFields(ECHO, "hi");
     const delivery = new FakeDelivery(request);
     fake.runner.handle(delivery);
-    (await fake.sink.when(request.id, "SUCCESS")).fail(new UnroutableResponseError("gone"));
+    (await fake.sink.when(request.id, "SUCCESS")).confirm("held");
     assertEquals(await delivery.outcome(), { action: "ack" });
-    assertEquals(fake.reported, ["started"], "not counted as finished");
+    assertEquals(fake.reported, ["started", "finished SUCCESS"]);
   });
-  await t.step("not confirmed: left unsettled for the broker to redeliver", async () => {
+  await t.step(
+    "not publishable at all: acknowledged, running it again would end the same",
+    async () => {
+      await using fake = fakeRunner({ hold: ["SUCCESS"] });
+      const request = requestFields(ECHO, "hi");
+      const delivery = new FakeDelivery(request);
+      fake.runner.handle(delivery);
+      (await fake.sink.when(request.id, "SUCCESS")).fail(new UnroutableResponseError("gone"));
+      assertEquals(await delivery.outcome(), { action: "ack" });
+      assertEquals(fake.reported, ["started"], "not counted as finished");
+    },
+  );
+  await t.step("too large for the broker: FAILED saying so, then acknowledged", async () => {
     await using fake = fakeRunner({ hold: ["SUCCESS"] });
     const request = requestFields(ECHO, "hi");
     const delivery = new FakeDelivery(request);
     fake.runner.handle(delivery);
-    (await fake.sink.when(request.id, "SUCCESS")).fail(new Error("channel closed"));
-    await idle(fake.runner);
-    assertEquals(delivery.settled.all, []);
-    assertEquals(fake.runner.activeCount, 0);
+    (await fake.sink.when(request.id, "SUCCESS")).fail(
+      new ResponseTooLargeError(17_000_000, 16_777_216),
+    );
+    const failed = await fake.sink.when(request.id, "FAILED");
+    const output = atob(failed.response.output ?? "");
+    assert(output.includes("larger than the broker's limit"), output);
+    assert(output.includes("16777216"), output);
+    assertEquals(await delivery.outcome(), { action: "ack" });
+    assertEquals(fake.sink.statuses(request.id), ["RUNNING", "SUCCESS", "FAILED"]);
   });
+  await t.step(
+    "the publisher closed (shutdown): left unsettled for the broker to redeliver",
+    async () => {
+      await using fake = fakeRunner({ hold: ["SUCCESS"] });
+      const request = requestFields(ECHO, "hi");
+      const delivery = new FakeDelivery(request);
+      fake.runner.handle(delivery);
+      (await fake.sink.when(request.id, "SUCCESS")).fail(new PublisherClosedError());
+      await idle(fake.runner);
+      assertEquals(delivery.settled.all, []);
+      assertEquals(fake.runner.activeCount, 0);
+    },
+  );
 });
 
 Deno.test("Runner attaches a redelivery to the running task and acknowledges both once", async () => {

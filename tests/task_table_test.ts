@@ -5,7 +5,7 @@ import {
   assertRejects,
   assertThrows,
 } from "./helpers/assert.ts";
-import { TaskTable } from "../src/observability/task_table.ts";
+import { type HeldEntry, TaskTable, withHeldTasks } from "../src/observability/task_table.ts";
 import {
   MAX_SCRIPT_LABELS,
   OTHER_SCRIPT,
@@ -55,30 +55,45 @@ Deno.test("TaskTable follows a request from its delivery to its settlement", () 
   assertEquals(table.list(), []);
 });
 
-Deno.test("TaskTable.markHeld() shows a held response until release()", () => {
+Deno.test("withHeldTasks() lists a task whose terminal response the publisher holds", () => {
   const time = clock();
   const table = new TaskTable({ now: time.now });
   table.add("a", { script: "s" });
   table.started("a", 1);
-  table.exited("a");
+  const start = time.now();
+  let held: HeldEntry[] = [];
+  const tasks = withHeldTasks(table, () => held, time.now);
+  // A task still in the table shows as its row, whatever the publisher holds of it.
+  held = [{
+    taskId: "a",
+    script: "s",
+    status: "RUNNING",
+    routingKey: "gone",
+    reason: "unrouted",
+    heldSince: start,
+    giveUpAt: start + 300_000,
+  }];
+  assertEquals(tasks.list().map((row) => row.state), ["running"]);
+  // Once its request is acknowledged, its held response is what is left of it.
+  table.remove("a");
   time.advance(1_000);
-  table.markHeld("a", { status: "SUCCESS", routingKey: "gone" });
-  const held = table.get("a")!;
-  assertEquals(held.state, "held");
-  assertEquals(held.held, {
+  held.push({ ...held[0]!, status: "SUCCESS", heldSince: start + 500 });
+  const row = tasks.get("a")!;
+  assertEquals(row.state, "held");
+  assertEquals(row.script, "s");
+  assertEquals(row.elapsed, 0.5);
+  assertEquals(row.held, {
     status: "SUCCESS",
     routingKey: "gone",
-    since: "2026-01-01T00:00:01.000Z",
+    reason: "unrouted",
+    since: "2026-01-01T00:00:00.500Z",
+    giveUpAt: "2026-01-01T00:05:00.000Z",
   });
-  table.release("a");
-  assertEquals(table.get("a")?.state, "running", "back to what it was");
-  assertEquals(table.get("a")?.held, null);
-  // Events of a request the table no longer holds are ignored.
-  table.remove("a");
-  table.markHeld("a", { status: "FAILED" });
-  table.release("a");
-  table.progress("a", 1);
-  assertEquals(table.size, 0);
+  assertEquals(tasks.list().map((row) => [row.id, row.state]), [["a", "held"]]);
+  // A response with no task id (a hostile request's) is no task.
+  held = [{ ...held[0]!, taskId: undefined }];
+  assertEquals(tasks.list(), []);
+  assertEquals(tasks.get("a"), undefined);
 });
 
 Deno.test("TaskTable: a cancellation before the spawn makes the task cancelling once spawned", () => {

@@ -51,9 +51,13 @@ Deno.test("responses with no queue bound are kept, counted, and delivered in ord
   );
   assert(runner.logs.some((line) => line.includes(NOT_ROUTED)), "the log says so");
   assertEquals(
-    await unacknowledged(names.fullRequestQueue),
+    runner.logs.filter((line) => line.includes(NOT_ROUTED)).length,
     1,
-    "the request stays unacknowledged while its terminal response has no route",
+    "once, not once per response or per try",
+  );
+  assert(
+    await eventually(async () => await unacknowledged(names.fullRequestQueue) === 0, 10_000),
+    "the request is acknowledged while its terminal response is held: it holds no slot",
   );
 
   await server.bindResponses();
@@ -69,13 +73,9 @@ Deno.test("responses with no queue bound are kept, counted, and delivered in ord
     await eventually(async () => await unroutedMetric(httpPort) === 0, 10_000),
     "nothing left waiting",
   );
-  assert(
-    await eventually(async () => await unacknowledged(names.fullRequestQueue) === 0, 10_000),
-    "the request is acknowledged once its terminal response is routed",
-  );
 });
 
-Deno.test("a shutdown while a terminal response has no route puts the request back in the queue", async () => {
+Deno.test("a shutdown while a terminal response is held drops it, says so, and does not run the request again", async () => {
   const names = uniqueNames("unboundstop");
   await using server = await ServerSide.open(names, { declareResponseExchange: false });
   await server.declareResponseExchange();
@@ -91,7 +91,59 @@ Deno.test("a shutdown while a terminal response has no route puts the request ba
   } finally {
     await runner.stop();
   }
-  assertEquals(await server.queueDepth(), 1, "the request is back in the queue for another runner");
+  assert(runner.logs.some((line) => line.includes("Held responses dropped")), "the loss is logged");
+  assertEquals(await server.queueDepth(), 0, "its request was acknowledged: it does not run again");
+  assertEquals(await unacknowledged(names.fullRequestQueue), 0);
+});
+
+Deno.test("an hmi-server restart mid-task: at concurrency 1 the new server's request starts at once, and the old one never runs again", async () => {
+  const names = uniqueNames("srvrestart");
+  const httpPort = freePort();
+  const release = await Deno.makeTempFile();
+  await Deno.remove(release);
+  const before = await ServerSide.open(names);
+  // The restarted server binds a routing key of its own, made at its start-up.
+  const afterNames = { ...names, routingKey: `${names.routingKey}-after` };
+  let runner = startRunner(names, {
+    concurrency: "1",
+    responseHoldSeconds: "60",
+    httpPort: String(httpPort),
+  });
+  try {
+    await runner.ready;
+    const old = makeRequest({
+      script: fixture("behave.py"),
+      input: behave({ progress: 1, wait_file: release, output: "old" }),
+    }, names.routingKey);
+    before.publishRequest(old);
+    await before.waitFor(() => before.statuses(old.id).length >= 2, 20_000, "progress");
+    await before.disconnect(); // its response queue goes with it
+    await using after = await ServerSide.open(afterNames);
+    await Deno.writeTextFile(release, ""); // the old task ends: no queue for its SUCCESS
+    const fresh = makeRequest({ script: fixture("echo.sh"), input: "new" }, afterNames.routingKey);
+    const sentAt = performance.now();
+    after.publishRequest(fresh);
+    const responses = await after.terminal(fresh.id, 20_000);
+    const tookMs = performance.now() - sentAt;
+    assertEquals(responses.at(-1)?.status, "SUCCESS");
+    assert(tookMs < 15_000, `the new request ran at once, not after the 60 s hold: ${tookMs} ms`);
+    assert((await unroutedMetric(httpPort) ?? 0) >= 1, "the old SUCCESS is held, in /metrics");
+    assertEquals(await unacknowledged(names.fullRequestQueue), 0, "both requests acknowledged");
+    assertEquals(
+      runner.logs.filter((line) => line.includes("Task started")).length,
+      2,
+      "each request ran once",
+    );
+    // A restart of the runner does not run the old request again.
+    await runner.stop();
+    runner = startRunner(names, { concurrency: "1" });
+    await runner.ready;
+    assertEquals(await after.queueDepth(), 0, "nothing left in the request queue");
+    assert(!runner.logs.some((line) => line.includes("Task started")), "nothing ran again");
+  } finally {
+    await runner.stop();
+    await Deno.remove(release).catch(() => {});
+  }
 });
 
 Deno.test("a broker restart: the runner reconnects before the server and the terminal response still arrives", async () => {

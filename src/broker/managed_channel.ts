@@ -1,5 +1,6 @@
 import type { Channel, ChannelModel, ConfirmChannel } from "amqplib";
 import type { Logger } from "../observability/log.ts";
+import { RepeatedWarning } from "../observability/repeated_warning.ts";
 import { delay, errorMessage } from "../util/async.ts";
 import { backoffDelay, type BrokerConnection, DEFAULT_BACKOFF } from "./connection.ts";
 
@@ -22,7 +23,10 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
   readonly #name: string;
   readonly #confirm: boolean;
   readonly #handler: ChannelHandler<C>;
-  readonly #log: Logger;
+  // A channel that keeps failing (a missing exchange at start-up, a refused publish) would
+  // write a line per try: once, then once a minute with a count, then once when it works.
+  readonly #setupFailing: RepeatedWarning;
+  readonly #closedByError: RepeatedWarning;
   readonly #closing = new AbortController();
   #channel: C | undefined;
   #failures = 0;
@@ -48,8 +52,10 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
     this.#name = options.name;
     this.#confirm = options.confirm;
     this.#handler = options.handler;
-    this.#log = options.logger;
+
     this.#wanted = !options.lazy;
+    this.#setupFailing = new RepeatedWarning(options.logger, "Cannot set up broker channel");
+    this.#closedByError = new RepeatedWarning(options.logger, "Broker channel closed");
     broker.listen({
       up: () => {
         if (this.#wanted) void this.#open();
@@ -115,15 +121,13 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
           this.#channel = channel;
           this.#settingUp = undefined;
           this.#failures = 0;
+          this.#setupFailing.recovered("Broker channel set up", { channel: this.#name });
           this.#handler.opened?.(channel);
           for (const waiter of this.#waiters.splice(0)) waiter(channel);
           return;
         } catch (error) {
           this.#settingUp = undefined;
-          this.#log.warn("Cannot set up broker channel", {
-            channel: this.#name,
-            error: errorMessage(error),
-          });
+          this.#setupFailing.report({ channel: this.#name, error: errorMessage(error) });
           await channel?.close().catch(() => {});
           await delay(backoffDelay(this.#failures++, DEFAULT_BACKOFF), {
             signal: this.#closing.signal,
@@ -147,10 +151,7 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
       if (this.#channel !== channel) return;
       this.#channel = undefined;
       if (lastError !== undefined) {
-        this.#log.warn("Broker channel closed", {
-          channel: this.#name,
-          error: errorMessage(lastError),
-        });
+        this.#closedByError.report({ channel: this.#name, error: errorMessage(lastError) });
       }
       this.#handler.closed?.(channel, lastError);
       if (this.#closing.signal.aborted) return;

@@ -1,29 +1,92 @@
 import type { ConfirmChannel, Message } from "amqplib";
 import { Buffer } from "node:buffer";
 import type { Logger } from "../observability/log.ts";
+import { RepeatedWarning, RepeatedWarnings } from "../observability/repeated_warning.ts";
 import { errorMessage } from "../util/async.ts";
-import type { Backoff, BrokerConnection } from "./connection.ts";
+import { type Backoff, backoffDelay, type BrokerConnection } from "./connection.ts";
 import { ManagedChannel } from "./managed_channel.ts";
-import { RouteHolds, UNROUTED_ABANDON_MS } from "./route_holds.ts";
+import { RouteHolds } from "./route_holds.ts";
 import { exchangeExists } from "./topology.ts";
+
+/**
+ * How long a response the broker did not deliver is kept and tried again before it is given up:
+ * 5 minutes. Long enough for a broker restart and the hmi-server's reconnection (seconds), short
+ * enough that responses of a server process that is gone (each process binds a routing key of
+ * its own, which never comes back) do not pile up in memory.
+ */
+export const RESPONSE_HOLD_MS = 5 * 60_000;
+
+/** Backoff of publication after the broker refused the runner write access to the exchange. */
+const ACCESS_REFUSED_BACKOFF: Backoff = { initialMs: 500, maxMs: 5_000 };
+
+/** Why a response is held instead of delivered. */
+export type HoldReason = "unrouted" | "nack" | "access_refused";
+
+/** Why the broker refused a response. */
+export type RefusalReason = "nack" | "too_large" | "access_refused";
+
+/** How a published response ended for its publisher's caller. */
+export type PublishOutcome =
+  /** Confirmed by the broker and taken by a queue. */
+  | "routed"
+  /** Not delivered now (see {@linkcode HoldReason}): kept and tried again, up to its limit. */
+  | "held";
+
+/** What a response is, for the list of held responses. */
+export interface ResponseInfo {
+  taskId?: string;
+  /** The task's script, for the operator's list of held responses. */
+  script?: string;
+  status?: string;
+}
+
+/** One response held, as {@linkcode ResponsePublisher.held} lists it. */
+export interface HeldResponse {
+  taskId: string | undefined;
+  script: string | undefined;
+  status: string | undefined;
+  routingKey: string;
+  reason: HoldReason;
+  /** When it was first held (epoch ms). */
+  heldSince: number;
+  /** When it is given up unless delivered before (epoch ms). */
+  giveUpAt: number;
+}
+
+/** Write access refused: nothing is sent but one probe after each backoff. */
+interface Refusal {
+  error: string;
+  tries: number;
+  /** When the next probe may go (the timer also opens the gate). */
+  until: number;
+  probe: Outgoing | undefined;
+  timer?: ReturnType<typeof setTimeout>;
+}
 
 interface Outgoing {
   /** Message id of its publications, to match the broker's returns to it. */
   id: string;
   routingKey: string;
   content: Buffer;
-  resolve(): void;
-  reject(error: unknown): void;
+  info: ResponseInfo;
+  /** Settles its `publish` (once: a held response settles before it is delivered). */
+  settle(outcome: PublishOutcome): void;
+  fail(error: unknown): void;
+  settled: boolean;
   /** The channel it was last sent on, until confirmed or sent again. */
   sentOn: ConfirmChannel | undefined;
   /** The broker returned it from its last publication: no queue took it. */
   returned: boolean;
   enqueuedAt: number;
+  /** Set while held: why, since when (epoch ms), and its give-up timer. */
+  hold: { reason: HoldReason; since: number; timer: ReturnType<typeof setTimeout> } | undefined;
+  /** Its time limit passed while it was out: given up when it comes back undelivered. */
+  expired: boolean;
 }
 
 /**
- * A response given up: its routing key had no queue long after other keys were routed again,
- * so the server process that sent the request is gone and no one will ever read it.
+ * A response given up: held (undelivered) longer than the publisher's time limit, or not
+ * publishable at all. No one will read it.
  */
 export class UnroutableResponseError extends Error {
   constructor(message: string) {
@@ -32,29 +95,77 @@ export class UnroutableResponseError extends Error {
   }
 }
 
+/** A response larger than the broker accepts (its `max_message_size`). */
+export class ResponseTooLargeError extends Error {
+  /** The response's size in bytes. */
+  readonly bytes: number;
+  /** The broker's limit in bytes, when it said. */
+  readonly limit: number | undefined;
+
+  constructor(bytes: number, limit: number | undefined) {
+    super(
+      `Response of ${bytes} bytes is larger than the broker's limit${
+        limit === undefined ? "" : ` of ${limit} bytes`
+      } (max_message_size)`,
+    );
+    this.name = "ResponseTooLargeError";
+    this.bytes = bytes;
+    this.limit = limit;
+  }
+}
+
+/** The publisher was closed before the response reached the broker. */
+export class PublisherClosedError extends Error {
+  constructor() {
+    super("Publisher closed before the broker confirmed the response");
+    this.name = "PublisherClosedError";
+  }
+}
+
 /** Observer of publisher activity, for metrics. */
 export interface PublisherObserver {
   confirmed?(latencyMs: number, bytes: number): void;
-  /** The number of responses kept because no queue was bound for them changed. */
+  /** The number of responses held (see {@linkcode HoldReason}) changed. */
   unrouted?(count: number): void;
-  /** Responses were given up (see {@linkcode UnroutableResponseError}). */
+  /** Responses were given up (held past their limit). */
   abandoned?(count: number): void;
+  /** The broker refused a response. */
+  refused?(reason: RefusalReason): void;
+}
+
+/** Options of {@linkcode ResponsePublisher}. */
+export interface ResponsePublisherOptions {
+  exchange: string;
+  logger: Logger;
+  observer?: PublisherObserver;
+  /** Delays between tries of a held response's routing key. */
+  unroutedBackoff?: Backoff;
+  /** How long a response may be held before it is given up; {@linkcode RESPONSE_HOLD_MS}. */
+  holdMs?: number;
 }
 
 /**
- * Publishes responses to one exchange, in order, each confirmed by the broker and taken by a
- * queue. Responses survive channel and connection loss: what is not confirmed is sent again,
- * in the same order, once a channel is back. A missing exchange is logged and retried, never
- * fatal. Each response is published `mandatory`: one the broker returns (no queue bound for
- * its routing key, as when the server has not reconnected after a broker restart) is kept
- * like an unconfirmed one, with the later ones of its routing key behind it, and sent again
- * after a backoff until a queue takes it; only then does its `publish` resolve.
+ * Publishes responses to one exchange, each confirmed by the broker and taken by a queue, in
+ * order per routing key. Responses survive channel and connection loss: what is not confirmed
+ * is sent again, in the same order, once a channel is back. A missing exchange is logged and
+ * retried, never fatal.
+ *
+ * What the broker does not deliver is held, per response: returned (published `mandatory`, no
+ * queue bound for its routing key, as when the server has not reconnected after a broker
+ * restart), nacked (a full `reject-publish` queue), or refused for want of write access to the
+ * exchange. A held response settles its `publish` as `"held"` at once (its caller need not
+ * wait), keeps the later ones of its routing key behind it, is tried again after a backoff,
+ * and is given up after its own time limit. A response larger than the broker's
+ * `max_message_size` rejects with {@linkcode ResponseTooLargeError}; the broker closes the
+ * channel for the first one, and the publisher refuses larger ones itself from then on. No
+ * refusal makes the publisher send anything but the refused response again.
  */
 export class ResponsePublisher implements AsyncDisposable {
   readonly #exchange: string;
   readonly #log: Logger;
   readonly #channel: ManagedChannel<ConfirmChannel>;
   readonly #observer: PublisherObserver;
+  readonly #holdMs: number;
   #queue: Outgoing[] = [];
   /** Sent and not yet confirmed, by message id. */
   #inFlight = new Map<string, Outgoing>();
@@ -63,29 +174,56 @@ export class ResponsePublisher implements AsyncDisposable {
   #pumping = false;
   #idleWaiters: Array<() => void> = [];
   #closed = false;
+  /** The broker's `max_message_size`, once a refusal told it. */
+  #maxMessageSize: number | undefined;
+  /** Write access refused: nothing is sent but one probe after each backoff. */
+  #refusal: Refusal | undefined;
+  #exchangeMissing = false;
+  /** Responses with a hold: counted as they start and end, not by a scan (there may be many). */
+  #heldCount = 0;
+  readonly #warnings: {
+    unrouted: RepeatedWarnings;
+    nacked: RepeatedWarnings;
+    tooLarge: RepeatedWarning;
+    accessRefused: RepeatedWarning;
+    abandoned: RepeatedWarning;
+    kept: RepeatedWarning;
+  };
 
-  constructor(
-    broker: BrokerConnection,
-    options: {
-      exchange: string;
-      logger: Logger;
-      observer?: PublisherObserver;
-      /** Delays between tries of an unroutable response. */
-      unroutedBackoff?: Backoff;
-      /** How long a routing key may stay unroutable while others are routed; 5 minutes. */
-      abandonAfterMs?: number;
-    },
-  ) {
+  constructor(broker: BrokerConnection, options: ResponsePublisherOptions) {
     this.#exchange = options.exchange;
     this.#log = options.logger;
     this.#observer = options.observer ?? {};
+    this.#holdMs = options.holdMs ?? RESPONSE_HOLD_MS;
+    const log = options.logger;
+    this.#warnings = {
+      unrouted: new RepeatedWarnings(
+        log,
+        "Response not routed: no queue is bound for its routing key; held and retried",
+      ),
+      nacked: new RepeatedWarnings(
+        log,
+        "Response refused by the broker (nack: a queue for its routing key refused it); held and retried",
+      ),
+      tooLarge: new RepeatedWarning(
+        log,
+        "Response larger than the broker's max_message_size; not published",
+      ),
+      accessRefused: new RepeatedWarning(
+        log,
+        "Cannot publish responses: the broker refused write access to the response exchange; responses are held",
+        { level: "error" },
+      ),
+      abandoned: new RepeatedWarning(
+        log,
+        "Response given up: not delivered within its time limit",
+        { level: "error" },
+      ),
+      kept: new RepeatedWarning(log, "Responses kept for when the broker channel is back"),
+    };
     this.#holds = new RouteHolds<Outgoing>({
-      release: (routingKey, items) => this.#retryUnrouted(routingKey, items),
-      abandon: (routingKey, items) => this.#abandon(routingKey, items),
-    }, {
-      ...(options.unroutedBackoff ? { backoff: options.unroutedBackoff } : {}),
-      abandonAfterMs: options.abandonAfterMs ?? UNROUTED_ABANDON_MS,
-    });
+      release: (_routingKey, items) => this.#retry(items),
+    }, options.unroutedBackoff ? { backoff: options.unroutedBackoff } : {});
     this.#channel = new ManagedChannel<ConfirmChannel>(broker, {
       name: "publisher",
       confirm: true,
@@ -96,48 +234,114 @@ export class ResponsePublisher implements AsyncDisposable {
           // declaration would fail on other flags, and one made by the runner while the server
           // is away would route responses nowhere.
           if (!await exchangeExists(broker, this.#exchange)) {
+            this.#exchangeMissing = true;
             throw new Error(
               `Response exchange "${this.#exchange}" does not exist; waiting for the hmi-server to declare it, ${this.pending} responses kept until it does`,
             );
           }
+          this.#exchangeMissing = false;
           channel.on("drain", () => void this.#pump());
           channel.on("return", (message: Message) => this.#returned(channel, message));
         },
-        opened: () => this.#pump(),
-        closed: (channel) => this.#requeueSentOn(channel),
+        opened: () => {
+          this.#warnings.kept.recovered("Broker channel back; publishing kept responses");
+          this.#pump();
+        },
+        closed: (channel, error) => this.#channelClosed(channel, error),
       },
     });
   }
 
-  /** Responses not yet confirmed and routed. */
+  /** Responses not yet delivered or given up: queued, out, or held. */
   get pending(): number {
     return this.#queue.length + this.#inFlight.size + this.#holds.size;
   }
 
+  /** Responses held now (see {@linkcode HoldReason}). */
+  get heldCount(): number {
+    return this.#heldCount;
+  }
+
   /**
-   * Queues a message; resolves once the broker has confirmed it.
+   * Why no response can be published now, for readiness: the response exchange is missing, or
+   * the broker refuses write access to it; `undefined` when publishing works.
+   */
+  get problem(): string | undefined {
+    if (this.#refusal) return `cannot publish responses: ${this.#refusal.error}`;
+    if (this.#exchangeMissing) {
+      return `cannot publish responses: response exchange "${this.#exchange}" does not exist`;
+    }
+    return undefined;
+  }
+
+  /** A snapshot of the responses held now, oldest first (read-only, for the operator). */
+  held(): HeldResponse[] {
+    return this.#held().map((item) => ({
+      taskId: item.info.taskId,
+      script: item.info.script,
+      status: item.info.status,
+      routingKey: item.routingKey,
+      reason: item.hold!.reason,
+      heldSince: item.hold!.since,
+      giveUpAt: item.hold!.since + this.#holdMs,
+    })).sort((a, b) => a.heldSince - b.heldSince);
+  }
+
+  #held(): Outgoing[] {
+    return [...this.#holds.items(), ...this.#queue, ...this.#inFlight.values()].filter((item) =>
+      item.hold !== undefined
+    );
+  }
+
+  /**
+   * Queues a response.
    *
    * @param routingKey the request's routing key
    * @param content the message body
+   * @param info what it is (task id, status), for the list of held responses and the log
+   * @returns `"routed"` once the broker confirmed it and a queue took it; `"held"` once the
+   * broker did not deliver it now (kept and tried again up to the time limit); rejects with
+   * {@linkcode ResponseTooLargeError}, {@linkcode PublisherClosedError}, or an error of the
+   * message itself (a routing key too long for AMQP)
    */
-  publish(routingKey: string, content: Uint8Array): Promise<void> {
-    if (this.#closed) return Promise.reject(new Error("Publisher is closed"));
+  publish(
+    routingKey: string,
+    content: Uint8Array,
+    info: ResponseInfo = {},
+  ): Promise<PublishOutcome> {
+    if (this.#closed) return Promise.reject(new PublisherClosedError());
     return new Promise((resolve, reject) => {
-      this.#queue.push({
+      const item: Outgoing = {
         id: String(this.#nextId++),
         routingKey,
         content: Buffer.from(content.buffer, content.byteOffset, content.byteLength),
-        resolve,
-        reject,
+        info,
+        settle: (outcome) => {
+          if (item.settled) return;
+          item.settled = true;
+          resolve(outcome);
+        },
+        fail: (error) => {
+          if (item.settled) return;
+          item.settled = true;
+          reject(error);
+        },
+        settled: false,
         sentOn: undefined,
         returned: false,
         enqueuedAt: performance.now(),
-      });
+        hold: undefined,
+        expired: false,
+      };
+      this.#queue.push(item);
+      // While write access is refused, a new response is held from the start: it does not
+      // keep its caller (a task slot) waiting.
+      if (this.#refusal) this.#startHold(item, "access_refused");
       void this.#pump();
     });
   }
 
-  /** Resolves once every queued message is confirmed. */
+  /** Resolves once no response is pending (delivered or given up). */
   idle(): Promise<void> {
     if (this.pending === 0) return Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
@@ -150,11 +354,18 @@ export class ResponsePublisher implements AsyncDisposable {
       while (this.#queue.length > 0) {
         const channel = this.#channel.current;
         if (!channel) return;
+        const refusal = this.#refusal;
+        if (refusal && (refusal.probe !== undefined || performance.now() < refusal.until)) return;
         const item = this.#queue[0]!;
         if (this.#holds.waits(item.routingKey, item)) {
-          // Its routing key has responses waiting for a queue: it waits behind them, in order.
+          // Its routing key has responses held: it waits behind them, in order.
           this.#queue.shift();
-          this.#hold(item);
+          this.#holdBehind(item);
+          continue;
+        }
+        if (this.#maxMessageSize !== undefined && item.content.length > this.#maxMessageSize) {
+          this.#queue.shift();
+          this.#tooLarge(item, this.#maxMessageSize);
           continue;
         }
         let writable: boolean;
@@ -178,13 +389,20 @@ export class ResponsePublisher implements AsyncDisposable {
           if ((error as Error | null)?.name === "IllegalOperationError") return;
           // The message itself cannot be sent (a routing key too long for AMQP, ...).
           this.#queue.shift();
-          item.reject(error);
+          this.#endHold(item);
+          item.fail(error);
+          this.#settledOne();
           continue;
         }
         this.#queue.shift();
         item.sentOn = channel;
         item.returned = false;
         this.#inFlight.set(item.id, item);
+        if (refusal) {
+          // One probe while access is refused: the rest wait for its confirm.
+          refusal.probe = item;
+          return;
+        }
         if (!writable) return; // wait for "drain"
       }
     } finally {
@@ -194,32 +412,53 @@ export class ResponsePublisher implements AsyncDisposable {
 
   #confirmed(item: Outgoing, channel: ConfirmChannel, error: unknown): void {
     if (item.sentOn !== channel) return; // already requeued after that channel closed
+    // The broker took the probe (even a nack or a return is no refusal of access).
+    if (this.#refusal?.probe === item && (!error || errorMessage(error) === "message nacked")) {
+      this.#accessBack();
+    }
     if (error) {
-      // A nack, or the channel is closing: closing it (again) puts everything unconfirmed back
-      // in order, and the reopened channel sends it again.
-      this.#log.warn("Response not confirmed; will publish it again", {
-        error: errorMessage(error),
+      // amqplib fails every callback of a channel that closes: its close handler requeues
+      // them (or refuses the one that closed it). Only a nack is about this message alone.
+      if (!this.#channel.isCurrent(channel) || errorMessage(error) !== "message nacked") return;
+      this.#inFlight.delete(item.id);
+      item.sentOn = undefined;
+      this.#observer.refused?.("nack");
+      this.#warnings.nacked.report(item.routingKey, {
+        exchange: this.#exchange,
+        routingKey: item.routingKey,
+        taskId: item.info.taskId,
       });
-      channel.close().catch(() => {});
+      this.#undelivered(item, "nack");
       return;
     }
     this.#inFlight.delete(item.id);
     item.sentOn = undefined;
     if (item.returned) {
       // The return came before this ack: the broker took it, but no queue did.
-      this.#hold(item);
+      this.#warnings.unrouted.report(item.routingKey, {
+        exchange: this.#exchange,
+        routingKey: item.routingKey,
+        taskId: item.info.taskId,
+      });
+      this.#undelivered(item, "unrouted");
       return;
     }
+    this.#delivered(item);
+  }
+
+  #delivered(item: Outgoing): void {
     if (this.#holds.routed(item.routingKey, item)) {
-      this.#observer.unrouted?.(this.#holds.size);
-      this.#log.info("Responses routed again", {
+      this.#warnings.unrouted.recovered(item.routingKey, "Responses routed again", {
         routingKey: item.routingKey,
-        unrouted: this.#holds.size,
+      });
+      this.#warnings.nacked.recovered(item.routingKey, "Responses taken by a queue again", {
+        routingKey: item.routingKey,
       });
     }
+    this.#endHold(item);
     this.#observer.confirmed?.(performance.now() - item.enqueuedAt, item.content.length);
-    item.resolve();
-    if (this.pending === 0) { for (const waiter of this.#idleWaiters.splice(0)) waiter(); }
+    item.settle("routed");
+    this.#settledOne();
   }
 
   // amqplib hands a `basic.return` over before the confirm of the same publication.
@@ -229,69 +468,237 @@ export class ResponsePublisher implements AsyncDisposable {
     if (item && item.sentOn === channel) item.returned = true;
   }
 
-  #hold(item: Outgoing): void {
-    const retry = this.#holds.hold(item.routingKey, item);
-    this.#observer.unrouted?.(this.#holds.size);
-    if (!retry) return;
-    // Said once per hold: a server away for an hour would otherwise fill the log.
-    const level = retry.failedBefore === 0 ? "warn" : "debug";
-    this.#log[level](
-      "Response not routed: no queue is bound for its routing key; kept and retried",
-      {
-        exchange: this.#exchange,
-        routingKey: item.routingKey,
-        unrouted: this.#holds.size,
-        retryInMs: Math.round(retry.retryInMs),
-      },
-    );
+  // Returned or nacked: held at the front of its key, or given up if its time is over.
+  #undelivered(item: Outgoing, reason: HoldReason): void {
+    if (item.expired) {
+      this.#holds.dropProbe(item.routingKey, item);
+      this.#abandon(item);
+      return;
+    }
+    this.#startHold(item, reason);
+    this.#holds.hold(item.routingKey, item);
+    this.#observer.unrouted?.(this.heldCount);
   }
 
-  #retryUnrouted(_routingKey: string, items: Outgoing[]): void {
-    this.#observer.unrouted?.(this.#holds.size);
+  // Behind held responses of its key: held too, in order, without being tried.
+  #holdBehind(item: Outgoing): void {
+    this.#startHold(item, this.#holds.oldest(item.routingKey)?.hold?.reason ?? "unrouted");
+    this.#holds.hold(item.routingKey, item);
+    this.#observer.unrouted?.(this.heldCount);
+  }
+
+  // Starts a response's hold (once: its limit runs from the first time it was not delivered),
+  // and lets its caller go.
+  #startHold(item: Outgoing, reason: HoldReason): void {
+    if (item.hold) {
+      item.hold.reason = reason;
+    } else {
+      const timer = setTimeout(() => this.#expire(item), this.#holdMs);
+      item.hold = { reason, since: Date.now(), timer };
+      this.#heldCount++;
+    }
+    item.settle("held");
+  }
+
+  #endHold(item: Outgoing): void {
+    if (!item.hold) return;
+    clearTimeout(item.hold.timer);
+    item.hold = undefined;
+    this.#heldCount--;
+    this.#observer.unrouted?.(this.heldCount);
+  }
+
+  // Its time limit is over: given up wherever it waits; one out is given up when it comes back.
+  #expire(item: Outgoing): void {
+    if (item.sentOn !== undefined) {
+      item.expired = true;
+      return;
+    }
+    if (!this.#holds.remove(item.routingKey, item)) {
+      const index = this.#queue.indexOf(item);
+      if (index < 0) return;
+      this.#queue.splice(index, 1);
+    }
+    this.#abandon(item);
+  }
+
+  #abandon(item: Outgoing): void {
+    const reason = item.hold?.reason;
+    const heldMs = item.hold ? Date.now() - item.hold.since : 0;
+    this.#endHold(item);
+    this.#observer.abandoned?.(1);
+    this.#warnings.abandoned.report({
+      exchange: this.#exchange,
+      routingKey: item.routingKey,
+      taskId: item.info.taskId,
+      script: item.info.script,
+      status: item.info.status,
+      reason,
+      heldSeconds: Math.round(heldMs / 1000),
+    });
+    item.fail(
+      new UnroutableResponseError("Response given up: not delivered within its time limit"),
+    );
+    this.#settledOne();
+  }
+
+  #tooLarge(item: Outgoing, limit: number | undefined): void {
+    this.#endHold(item);
+    this.#observer.refused?.("too_large");
+    this.#warnings.tooLarge.report({
+      exchange: this.#exchange,
+      routingKey: item.routingKey,
+      taskId: item.info.taskId,
+      script: item.info.script,
+      status: item.info.status,
+      bytes: item.content.length,
+      limit,
+    });
+    item.fail(new ResponseTooLargeError(item.content.length, limit));
+    this.#settledOne();
+  }
+
+  #retry(items: Outgoing[]): void {
+    this.#observer.unrouted?.(this.heldCount);
     // First in line: they are older than anything of their key queued since.
     this.#queue = [...items, ...this.#queue];
     this.#pump();
   }
 
-  #abandon(routingKey: string, items: Outgoing[]): void {
-    this.#observer.unrouted?.(this.#holds.size);
-    this.#observer.abandoned?.(items.length);
-    this.#log.error(
-      "Responses given up: no queue for their routing key while others are routed; the server process that sent these requests is gone",
-      { exchange: this.#exchange, routingKey, count: items.length },
-    );
-    const error = new UnroutableResponseError(
-      `No queue is bound for routing key "${routingKey}" while other routing keys are routed`,
-    );
-    for (const item of items) item.reject(error);
-    if (this.pending === 0) { for (const waiter of this.#idleWaiters.splice(0)) waiter(); }
-  }
-
-  #requeueSentOn(channel: ConfirmChannel): void {
+  // The channel closed: what was out on it goes back, first in line, but a refusal of the
+  // broker is about one message (too large) or about the exchange (access): neither is sent
+  // again at once.
+  #channelClosed(channel: ConfirmChannel, error: unknown): void {
     const unconfirmed = [...this.#inFlight.values()].filter((item) => item.sentOn === channel);
-    if (unconfirmed.length === 0) return;
+    const returned = new Set(unconfirmed.filter((item) => item.returned));
     for (const item of unconfirmed) {
       this.#inFlight.delete(item.id);
       item.sentOn = undefined;
       item.returned = false;
     }
-    this.#queue = [...unconfirmed, ...this.#queue];
-    this.#log.info("Responses kept for when the broker is back", { count: this.#queue.length });
+    const probe = this.#refusal?.probe;
+    if (this.#refusal) this.#refusal.probe = undefined;
+    const tooLarge = sizeRefusal(error);
+    if (tooLarge) {
+      this.#maxMessageSize = tooLarge.limit;
+      // The broker names the size of the message it refused: that one, else the largest.
+      const culprit = unconfirmed.find((item) => item.content.length === tooLarge.bytes) ??
+        unconfirmed.filter((item) => item.content.length > tooLarge.limit)
+          .sort((a, b) => b.content.length - a.content.length)[0];
+      if (culprit) {
+        // The broker handles a channel's publications in order: those sent before the culprit
+        // were routed (a return would have come before the close), only their confirms were
+        // lost with the channel. Sent again, each would reach its queue twice.
+        const before = unconfirmed.splice(0, unconfirmed.indexOf(culprit) + 1);
+        before.pop();
+        if (probe === culprit) this.#refusal!.until = performance.now();
+        this.#tooLarge(culprit, tooLarge.limit);
+        for (const item of before) {
+          if (returned.has(item)) this.#undelivered(item, "unrouted");
+          else this.#delivered(item);
+        }
+      }
+    }
+    const expired = unconfirmed.filter((item) => item.expired);
+    this.#queue = [...unconfirmed.filter((item) => !item.expired), ...this.#queue];
+    for (const item of expired) this.#abandon(item);
+    if (isAccessRefused(error)) {
+      this.#accessRefused(errorMessage(error));
+    } else if (unconfirmed.length > 0 && !tooLarge) {
+      this.#warnings.kept.report({ count: this.#queue.length });
+    }
   }
 
-  /** Stops publishing; what is still queued is rejected. */
+  #accessRefused(error: string): void {
+    this.#observer.refused?.("access_refused");
+    const tries = (this.#refusal?.tries ?? 0) + 1;
+    clearTimeout(this.#refusal?.timer);
+    const waitMs = backoffDelay(tries - 1, ACCESS_REFUSED_BACKOFF);
+    const refusal: Refusal = {
+      error: error.replace(
+        /^Channel closed by server: \d+ \(ACCESS-REFUSED\) with message "(.*)"$/,
+        "$1",
+      ),
+      tries,
+      until: performance.now() + waitMs,
+      probe: undefined,
+    };
+    // The timer opens the gate itself: a timer may fire a little before the clock says the
+    // wait is over, and a pump that found it closed then would leave it closed for good.
+    refusal.timer = setTimeout(() => {
+      refusal.until = -Infinity;
+      this.#pump();
+    }, waitMs);
+    this.#refusal = refusal;
+    this.#warnings.accessRefused.report({
+      exchange: this.#exchange,
+      error,
+      retryInMs: Math.round(waitMs),
+    });
+    // Everything waiting is held: its callers (task slots) do not wait for the access.
+    for (const item of this.#queue) this.#startHold(item, "access_refused");
+    this.#observer.unrouted?.(this.heldCount);
+  }
+
+  #accessBack(): void {
+    clearTimeout(this.#refusal?.timer);
+    this.#refusal = undefined;
+    this.#warnings.accessRefused.recovered("Responses are published again: write access granted", {
+      exchange: this.#exchange,
+    });
+    for (const item of this.#queue) {
+      if (item.hold?.reason === "access_refused" && !this.#holds.waits(item.routingKey, item)) {
+        this.#endHold(item);
+      }
+    }
+    queueMicrotask(() => this.#pump());
+  }
+
+  #settledOne(): void {
+    if (this.pending === 0) { for (const waiter of this.#idleWaiters.splice(0)) waiter(); }
+  }
+
+  /** Stops publishing; what is still queued or held is rejected. */
   async close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#refusal?.timer);
     await this.#channel.close();
-    const error = new Error("Publisher closed before the broker confirmed the response");
+    const error = new PublisherClosedError();
     const held = this.#holds.clear();
-    for (const item of [...this.#queue, ...this.#inFlight.values(), ...held]) item.reject(error);
+    const left = [...this.#queue, ...this.#inFlight.values(), ...held];
+    const dropped = left.filter((item) => item.hold !== undefined);
+    if (dropped.length > 0) {
+      this.#log.error("Held responses dropped: the runner stops", {
+        count: dropped.length,
+        taskIds: [...new Set(dropped.map((item) => item.info.taskId ?? "?"))].slice(0, 20),
+      });
+    }
+    for (const item of left) {
+      this.#endHold(item);
+      item.fail(error);
+    }
     this.#queue = [];
     this.#inFlight.clear();
     this.#observer.unrouted?.(0);
+    for (const waiter of this.#idleWaiters.splice(0)) waiter();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+// RabbitMQ closes the channel with 406 PRECONDITION_FAILED - "message size 17825792 is larger
+// than configured max size 16777216" (or "... than max size ..." at its hard limit).
+function sizeRefusal(error: unknown): { bytes: number; limit: number } | undefined {
+  const match = /message size (\d+) is larger than (?:configured )?max size (\d+)/.exec(
+    errorMessage(error),
+  );
+  return match ? { bytes: Number(match[1]), limit: Number(match[2]) } : undefined;
+}
+
+// 403 ACCESS_REFUSED: the user may not write to the exchange.
+function isAccessRefused(error: unknown): boolean {
+  return (error as { code?: unknown } | undefined)?.code === 403 ||
+    /ACCESS[-_]REFUSED/.test(errorMessage(error));
 }

@@ -3,25 +3,13 @@ import { type Backoff, backoffDelay } from "./connection.ts";
 /** Retry delays of unroutable responses: short, so that a server that is back gets them soon. */
 export const UNROUTED_BACKOFF: Backoff = { initialMs: 200, maxMs: 5_000 };
 
-/**
- * How long a routing key may stay without a queue while other keys are routed before its
- * messages are given up. The hmi-server binds its queue with a routing key made afresh by each
- * of its processes: once another key is routed, the server is back, and a key still unbound
- * this long after belongs to a server process that is gone and will never read it.
- */
-export const UNROUTED_ABANDON_MS = 5 * 60_000;
-
 /** What {@linkcode RouteHolds} hands back. */
 export interface RouteHoldHandlers<T> {
   /** Messages of a key to publish again, oldest first: a probe alone, or those behind it. */
   release(routingKey: string, items: T[]): void;
-  /** Messages of a key given up: no queue for it while others were routed (see above). */
-  abandon(routingKey: string, items: T[]): void;
 }
 
 interface Hold<T> {
-  /** When the key's first message came back. */
-  since: number;
   items: T[];
   /** The one message out on a try, the others waiting behind it. */
   probe: T | undefined;
@@ -29,13 +17,13 @@ interface Hold<T> {
 }
 
 /**
- * Messages the broker returned as unroutable (no queue bound for their routing key), kept per
- * routing key, in order. After a backoff that grows with each failed try, the oldest goes out
- * alone as a probe; once it is routed the others follow, and if it comes back it waits at the
- * front again. Keys are independent: a routing key no one listens on any more holds up only
- * its own messages, and costs one publication per try. While nothing at all is routed (the
- * server is away) a key is held however long; once other keys are routed, a key still without
- * a queue after `abandonAfterMs` is given up.
+ * Messages the broker did not deliver (returned as unroutable: no queue bound for their routing
+ * key; or nacked: a queue refused it, as a full `reject-publish` queue does), kept per routing
+ * key, in order. After a backoff that grows with each failed try, the oldest goes out alone as
+ * a probe; once it is routed the others follow, and if it comes back it waits at the front
+ * again. Keys are independent: a routing key no one listens on any more holds up only its own
+ * messages, and costs one publication per try. How long a message may be held is its owner's
+ * business: {@linkcode RouteHolds.remove} takes one out.
  */
 export class RouteHolds<T> implements Disposable {
   readonly #held = new Map<string, Hold<T>>();
@@ -43,22 +31,15 @@ export class RouteHolds<T> implements Disposable {
   readonly #attempts = new Map<string, number>();
   readonly #handlers: RouteHoldHandlers<T>;
   readonly #backoff: Backoff;
-  readonly #abandonAfterMs: number;
-  #lastRoutedAt = -Infinity;
   #size = 0;
 
   /**
-   * @param handlers take back messages to publish again, or to give up
-   * @param options `backoff` the delays between tries of one key; `abandonAfterMs` how long a
-   * key may stay unroutable while others are routed
+   * @param handlers take back messages to publish again
+   * @param options `backoff` the delays between tries of one key
    */
-  constructor(
-    handlers: RouteHoldHandlers<T>,
-    options: { backoff?: Backoff; abandonAfterMs?: number } = {},
-  ) {
+  constructor(handlers: RouteHoldHandlers<T>, options: { backoff?: Backoff } = {}) {
     this.#handlers = handlers;
     this.#backoff = options.backoff ?? UNROUTED_BACKOFF;
-    this.#abandonAfterMs = options.abandonAfterMs ?? UNROUTED_ABANDON_MS;
   }
 
   /** Messages held, over all keys (not a probe while it is out on a try). */
@@ -90,7 +71,6 @@ export class RouteHolds<T> implements Disposable {
       held.items.unshift(item);
     } else {
       this.#held.set(routingKey, {
-        since: performance.now(),
         items: [item],
         probe: undefined,
         timer: undefined,
@@ -106,15 +86,12 @@ export class RouteHolds<T> implements Disposable {
     const held = this.#held.get(routingKey)!;
     held.timer = setTimeout(() => {
       held.timer = undefined;
-      if (this.#lastRoutedAt - held.since >= this.#abandonAfterMs) {
+      held.probe = held.items.shift();
+      if (held.probe === undefined) {
+        // Every message of the key was taken out meanwhile: nothing to try.
         this.#held.delete(routingKey);
-        this.#attempts.delete(routingKey);
-        this.#size -= held.items.length;
-        this.#handlers.abandon(routingKey, held.items);
         return;
       }
-      held.probe = held.items.shift();
-      if (held.probe === undefined) return;
       this.#size--;
       this.#handlers.release(routingKey, [held.probe]);
     }, retryInMs);
@@ -128,7 +105,6 @@ export class RouteHolds<T> implements Disposable {
    * @returns whether the key had failed before (its messages now go through again)
    */
   routed(routingKey: string, item: T): boolean {
-    this.#lastRoutedAt = performance.now();
     const held = this.#held.get(routingKey);
     if (held && held.probe === item) {
       this.#held.delete(routingKey);
@@ -136,6 +112,51 @@ export class RouteHolds<T> implements Disposable {
       if (held.items.length > 0) this.#handlers.release(routingKey, held.items);
     }
     return this.#attempts.delete(routingKey);
+  }
+
+  /**
+   * Takes a held message out (given up): the others of its key keep their place and their try.
+   *
+   * @returns whether it was held (not out as a probe)
+   */
+  remove(routingKey: string, item: T): boolean {
+    const held = this.#held.get(routingKey);
+    const index = held?.items.indexOf(item) ?? -1;
+    if (!held || index < 0) return false;
+    held.items.splice(index, 1);
+    this.#size--;
+    if (held.items.length === 0 && held.probe === undefined) {
+      clearTimeout(held.timer);
+      this.#held.delete(routingKey);
+      this.#attempts.delete(routingKey);
+    }
+    return true;
+  }
+
+  /**
+   * A probe came back and is given up instead of held: the messages behind it get their try.
+   */
+  dropProbe(routingKey: string, item: T): void {
+    const held = this.#held.get(routingKey);
+    if (!held || held.probe !== item) return;
+    held.probe = undefined;
+    if (held.items.length === 0) {
+      this.#held.delete(routingKey);
+      this.#attempts.delete(routingKey);
+      return;
+    }
+    this.#schedule(routingKey);
+  }
+
+  /** The oldest message of a key: its probe out, or the first held. */
+  oldest(routingKey: string): T | undefined {
+    const held = this.#held.get(routingKey);
+    return held?.probe ?? held?.items[0];
+  }
+
+  /** Every message held, by key, oldest first (not probes out). */
+  items(): T[] {
+    return [...this.#held.values()].flatMap((hold) => hold.items);
   }
 
   /** Stops every retry and gives back every message held (not probes out), to be settled. */

@@ -24,6 +24,7 @@ import {
 } from "../observability/http_server.ts";
 import type { Logger } from "../observability/log.ts";
 import { RunnerMetrics } from "../observability/metrics.ts";
+import { withHeldTasks } from "../observability/task_table.ts";
 import { Runner } from "../runner.ts";
 import { makeNonDumpable } from "../security/prctl.ts";
 import { isScriptAllowed, taskDirsRemoved } from "../task/mod.ts";
@@ -72,7 +73,12 @@ export const SERVE_SECTIONS = [
     ...pickSettings(RUNNER_SETTINGS, ["queueType", "deadLetterExchange"]),
   }),
   section("Tasks:", {
-    ...pickSettings(RUNNER_SETTINGS, ["concurrency", "drainSeconds", "maxLostRuns"]),
+    ...pickSettings(RUNNER_SETTINGS, [
+      "concurrency",
+      "drainSeconds",
+      "maxLostRuns",
+      "responseHoldSeconds",
+    ]),
     ...pickSettings(ENGINE_SETTINGS, [
       "workDir",
       "python",
@@ -253,6 +259,7 @@ function openService(
     new ResponsePublisher(broker, {
       exchange: config.broker.responseExchange,
       logger: log,
+      holdMs: config.runner.responseHoldSeconds * 1000,
       ...(metrics ? { observer: metrics } : {}),
     }),
   );
@@ -342,11 +349,13 @@ function startProbes(
       if (options.stopping.signal.aborted) return { ready: false, reason: "shutting down" };
       if (!broker.current) return { ready: false, reason: "not connected to the broker" };
       if (!consumer.consuming) return { ready: false, reason: "not consuming the request queue" };
+      const publishing = publisher.problem;
+      if (publishing) return { ready: false, reason: publishing };
       return { ready: true };
     },
     metrics: () => metrics.text(),
     metricsContentType: metrics.contentType,
-    tasks: runner.tasks,
+    tasks: withHeldTasks(runner.tasks, () => publisher.held()),
   }, { port: config.httpPort, hostname: config.httpHost, logger: options.log });
 }
 

@@ -54,6 +54,8 @@ export const FAILURE_REASONS: readonly FailureReason[] = [
 /** Why a request went back to the queue, as `taskrunner_requests_requeued_total` counts it. */
 export const REQUEUE_REASONS: readonly RequeueReason[] = ["shutdown", "lost_run", "runner_error"];
 
+const REFUSAL_REASONS = ["nack", "too_large", "access_refused"] as const;
+
 /** Every series of the runner with its help text. */
 const HELP = {
   taskrunner_tasks_started_total: "Task processes started, by script.",
@@ -82,9 +84,10 @@ const HELP = {
   taskrunner_response_bytes_total: "Bytes of responses confirmed by the broker.",
   taskrunner_responses_pending: "Responses not yet confirmed by the broker.",
   taskrunner_responses_unrouted:
-    "Responses kept because no queue is bound for their routing key (server away).",
-  taskrunner_responses_abandoned_total:
-    "Responses given up: no queue for their routing key long after others were routed.",
+    "Responses held now: not delivered (no queue bound, refused) and tried again.",
+  taskrunner_responses_abandoned_total: "Responses given up: held longer than their time limit.",
+  taskrunner_responses_refused_total:
+    "Responses the broker refused, by reason: nack, too_large, access_refused.",
   taskrunner_broker_reconnects_total: "Broker connections re-established after a loss.",
   taskrunner_broker_connected: "1 while connected to the broker.",
   taskrunner_consuming: "1 while consuming the request queue.",
@@ -171,6 +174,7 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
   readonly #responseBytes: Counter;
   readonly #unrouted: Gauge;
   readonly #abandoned: Counter;
+  readonly #refused: Counter<"reason">;
 
   /**
    * Registered in the order they are exposed, which is the order of HELP.
@@ -225,6 +229,8 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
     this.#unrouted = registry.register(new Gauge(about("taskrunner_responses_unrouted")));
     this.#unrouted.set(0);
     this.#abandoned = counter(registry, "taskrunner_responses_abandoned_total");
+    this.#refused = counter(registry, "taskrunner_responses_refused_total", ["reason"]);
+    for (const reason of REFUSAL_REASONS) this.#refused.inc({ reason }, 0);
     this.#live(Counter, "taskrunner_broker_reconnects_total", (sources) => sources.reconnects?.());
     this.#live(Gauge, "taskrunner_broker_connected", (sources) => sources.connected?.());
     this.#live(Gauge, "taskrunner_consuming", (sources) => sources.consuming?.());
@@ -319,6 +325,10 @@ export class RunnerMetrics implements RunnerObserver, PublisherObserver {
 
   abandoned(count: number): void {
     this.#abandoned.inc(count);
+  }
+
+  refused(reason: typeof REFUSAL_REASONS[number]): void {
+    this.#refused.inc({ reason });
   }
 }
 

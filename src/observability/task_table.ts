@@ -8,17 +8,21 @@
 
 /**
  * Where a request stands: its task is being set up (cancellation queue, pipes), its process
- * runs, a cancellation is stopping it, or its terminal response is held because no queue takes
- * it yet (the server is away).
+ * runs, a cancellation is stopping it, or (its request acknowledged) its terminal response is
+ * held by the publisher because no queue takes it yet (the server is away).
  */
 export type TaskState = "starting" | "running" | "cancelling" | "held";
 
-/** Why a terminal response is held, as the holds report it. */
+/** A held response, as a `held` row shows it. */
 export interface HoldInfo {
-  /** The terminal status held: `SUCCESS`, `FAILED` or `CANCELLED`. */
+  /** The status held: `SUCCESS`, `FAILED`, `CANCELLED` (or `RUNNING`, a progress message). */
   status: string;
-  /** The routing key that no queue is bound for. */
-  routingKey?: string;
+  /** The routing key it is published with. */
+  routingKey: string;
+  /** Why it is held: no queue bound (`unrouted`), nacked, write access refused. */
+  reason: string;
+  /** When it is given up unless a queue takes it before. */
+  giveUpAt: string;
 }
 
 /** One row of the table, as `GET /tasks` serves it (times in ISO 8601, durations in seconds). */
@@ -65,7 +69,6 @@ interface Row {
   cancelRequested: boolean;
   deliveries: number;
   lostRuns: number;
-  held: (HoldInfo & { since: number }) | undefined;
 }
 
 /**
@@ -97,7 +100,6 @@ export class TaskTable {
       cancelRequested: false,
       deliveries: 1,
       lostRuns: info.lostRuns ?? 0,
-      held: undefined,
     });
   }
 
@@ -137,18 +139,6 @@ export class TaskTable {
   exited(id: string): void {
     const row = this.#rows.get(id);
     if (row) row.exited = true;
-  }
-
-  /** Its terminal response is held: no queue takes it yet. */
-  markHeld(id: string, info: HoldInfo): void {
-    const row = this.#rows.get(id);
-    if (row) row.held = { ...info, since: this.#now() };
-  }
-
-  /** Its held response was routed (or given up): it is no longer held. */
-  release(id: string): void {
-    const row = this.#rows.get(id);
-    if (row) row.held = undefined;
   }
 
   /** Its request is settled: the row goes. */
@@ -192,7 +182,7 @@ function snapshot(row: Row, now: number): TaskSnapshot {
     id: row.id,
     script: row.script,
     pid: row.pid ?? null,
-    state: row.held ? "held" : row.state,
+    state: row.state,
     received: iso(row.received)!,
     started: iso(row.started),
     elapsed: Math.max(0, now - (row.started ?? row.received)) / 1000,
@@ -203,6 +193,72 @@ function snapshot(row: Row, now: number): TaskSnapshot {
     cancelRequested: row.cancelRequested,
     deliveries: row.deliveries,
     lostRuns: row.lostRuns,
-    held: row.held ? { ...row.held, since: iso(row.held.since)! } : null,
+    held: null,
+  };
+}
+
+/**
+ * A terminal response the publisher holds, as it lists it: its request is acknowledged (its
+ * row is gone), and the response waits for a queue until its time limit.
+ */
+export interface HeldEntry {
+  taskId: string | undefined;
+  script?: string | undefined;
+  status: string | undefined;
+  routingKey: string;
+  /** Why it is held (no route, nacked, write access refused). */
+  reason: string;
+  /** When it was first held, and when it is given up (epoch ms). */
+  heldSince: number;
+  giveUpAt: number;
+}
+
+/**
+ * The table's rows, then a `held` row for each task whose responses are all the publisher
+ * still has of it (the latest held response of each task id; a task still in the table
+ * shows as its row).
+ */
+export function withHeldTasks(
+  table: TaskTable,
+  held: () => readonly HeldEntry[],
+  now: () => number = Date.now,
+): { list(): TaskSnapshot[]; get(id: string): TaskSnapshot | undefined } {
+  const heldRows = (): Map<string, TaskSnapshot> => {
+    const rows = new Map<string, TaskSnapshot>();
+    for (const entry of held()) {
+      if (entry.taskId === undefined || table.get(entry.taskId)) continue;
+      rows.set(entry.taskId, heldSnapshot(entry as HeldEntry & { taskId: string }, now()));
+    }
+    return rows;
+  };
+  return {
+    list: () => [...table.list(), ...heldRows().values()],
+    get: (id) => table.get(id) ?? heldRows().get(id),
+  };
+}
+
+function heldSnapshot(entry: HeldEntry & { taskId: string }, now: number): TaskSnapshot {
+  return {
+    id: entry.taskId,
+    script: entry.script ?? "",
+    pid: null,
+    state: "held",
+    received: iso(entry.heldSince)!,
+    started: null,
+    elapsed: Math.max(0, now - entry.heldSince) / 1000,
+    exited: true,
+    progressMessages: 0,
+    lastProgress: null,
+    lastProgressBytes: null,
+    cancelRequested: false,
+    deliveries: 0,
+    lostRuns: 0,
+    held: {
+      status: entry.status ?? "",
+      routingKey: entry.routingKey,
+      reason: entry.reason,
+      since: iso(entry.heldSince)!,
+      giveUpAt: iso(entry.giveUpAt)!,
+    },
   };
 }

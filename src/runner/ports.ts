@@ -6,16 +6,23 @@
  * @module
  */
 
-/** Where responses go, in order. */
+/** Where responses go, in order for each routing key. */
 export interface ResponseSink {
   /**
    * Sends one response to the request's routing key.
    *
-   * @returns resolves once a queue took it (confirmed and routed); rejects with
-   * `UnroutableResponseError` when it is given up (no one will ever read it), or with another
-   * error when it cannot be confirmed
+   * @param info what the response is, for the operator's list of held responses and the log
+   * @returns `"routed"` once a queue took it (confirmed and routed), or `"held"` once the
+   * broker did not deliver it now (no queue bound, a queue refused it, no write access): the
+   * sink keeps it and tries again up to its own time limit, and the caller need not wait.
+   * Rejects with `ResponseTooLargeError` (larger than the broker accepts), with
+   * `PublisherClosedError` (the runner stops), or with another error of the message itself.
    */
-  publish(routingKey: string, content: Uint8Array): Promise<void>;
+  publish(
+    routingKey: string,
+    content: Uint8Array,
+    info?: { taskId?: string; script?: string; status?: string },
+  ): Promise<"routed" | "held">;
 }
 
 /** A task's cancellation queue, watched until disposed. */

@@ -39,8 +39,8 @@ export class Events<T> {
 /** One response handed to the sink, and what it answers the runner. */
 export interface Sent {
   response: TaskResponse;
-  /** Confirms it: the runner's `publish` resolves. */
-  confirm(): void;
+  /** Confirms it: the runner's `publish` resolves (as routed, or as held by the sink). */
+  confirm(outcome?: "routed" | "held"): void;
   /** Fails it: the runner's `publish` rejects. */
   fail(error: Error): void;
 }
@@ -57,11 +57,11 @@ export class FakeSink implements ResponseSink {
     this.#hold = new Set(options.hold ?? []);
   }
 
-  publish(_routingKey: string, content: Uint8Array): Promise<void> {
+  publish(_routingKey: string, content: Uint8Array): Promise<"routed" | "held"> {
     const response = JSON.parse(new TextDecoder().decode(content)) as TaskResponse;
     return new Promise((resolve, reject) => {
-      this.sent.push({ response, confirm: () => resolve(), fail: reject });
-      if (!this.#hold.has(response.status)) resolve();
+      this.sent.push({ response, confirm: (outcome = "routed") => resolve(outcome), fail: reject });
+      if (!this.#hold.has(response.status)) resolve("routed");
     });
   }
 
