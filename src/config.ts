@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { parseBrokerAddresses, redactBrokerAddresses } from "./broker/amqp_url.ts";
+import { maskUsername, parseBrokerAddresses, redactBrokerAddresses } from "./broker/amqp_url.ts";
 import { LOG_LEVELS } from "./observability/log.ts";
 import {
   findSpellings,
@@ -107,6 +107,8 @@ export const BROKER_SETTINGS = {
     description: "broker user",
     schema: z.string(),
     default: "guest",
+    // Masked alike wherever it is shown: the start-up line, configuration errors.
+    redact: maskUsername,
   }),
   password: setting({
     flag: "--mq-password <password>",

@@ -1,6 +1,6 @@
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { eventually, isAlive, testEngineSettings } from "./helpers/engine.ts";
-import { runTask } from "../src/task/mod.ts";
+import { runTask, taskDirsRemoved } from "../src/task/mod.ts";
 import { fixture } from "./helpers/serve_harness.ts";
 import { reapStaleTasks, runnerTag } from "../src/task/stale_tasks.ts";
 import { TASK_DIR_VARIABLE } from "../src/task/stale_processes.ts";
@@ -276,6 +276,7 @@ Deno.test("runTask() keeps a task directory inside the work dir whatever the tas
       testEngineSettings({ workDir }),
     );
     assertEquals(result.outcome, "success");
+    await taskDirsRemoved(); // removed in the background, after the result
     assertEquals(await entries(parent), ["work"]);
     assertEquals(await entries(workDir), []);
   } finally {
