@@ -32,6 +32,7 @@ const SYMBOLS = {
   mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },

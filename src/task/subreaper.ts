@@ -34,6 +34,7 @@ const leaders = new Map<number, string>();
  */
 const starting = new Map<string, number>();
 let subreaper: boolean | undefined;
+let ownSession: number | undefined;
 
 /**
  * Makes this process a child subreaper, once.
@@ -79,7 +80,8 @@ export function untrackLeader(pid: number): void {
 export async function sweepOrphans(taskId: string): Promise<number> {
   const lib = libc();
   if (!lib || !subreaper) return 0;
-  const ownSession = lib.getsid(0);
+  // The runner never changes its session: asked once.
+  ownSession ??= lib.getsid(0);
   const running = new Set([...leaders.values(), ...starting.keys()]);
   let killed = 0;
   for (let round = 0; round < MAX_ROUNDS; round++) {
