@@ -79,13 +79,26 @@ export class FdPoller {
     const waiter = this.#waiters.get(fd);
     this.#waiters.delete(fd);
     waiter?.resolve(0);
-    if (this.#registered.delete(fd)) this.#ctl(EPOLL_CTL_DEL, fd, 0);
+    // Only an armed descriptor must leave the set now (a copy of it in a child being spawned
+    // would keep it there past its close); one whose event came is disarmed, and leaves the
+    // set with its close. A call saved at most descriptors' end.
+    if (this.#registered.delete(fd) && waiter) this.#ctl(EPOLL_CTL_DEL, fd, 0);
     // With nothing left to wait for, the call must end: a pending one keeps the process alive.
     if (this.#polling && this.#waiters.size === 0) {
       const one = new Uint8Array(8);
       one[0] = 1;
       this.#lib.write(this.#wakeFd, one, 8n);
     }
+  }
+
+  /**
+   * Forgets a descriptor no wait is pending on, without a call: its close takes it out of the
+   * set. Call it before closing such a descriptor, so that the next one given its number is
+   * added, not first modified in vain (ENOENT).
+   */
+  forget(fd: number): void {
+    if (!this.#waiters.has(fd)) this.#registered.delete(fd);
+    else this.release(fd);
   }
 
   /**

@@ -119,6 +119,9 @@ async function killAndReap(lib: Libc, pid: number): Promise<void> {
       await fdPoller().wait(pidfd, POLLIN);
     }
   } finally {
-    if (pidfd >= 0) lib.close(pidfd);
+    if (pidfd >= 0) {
+      fdPoller().forget(pidfd);
+      lib.close(pidfd);
+    }
   }
 }
