@@ -25,23 +25,30 @@
  *    receives one raw message of the request's size (`bench_receive.ts`), in payloads.
  * 4. progress: one task writing 20,000 progress messages; each must arrive once, in order.
  * 5. start-up: spawn to consuming (a consumer on the request queue), and idle RSS.
+ * 6. scale: 1,000 long tasks (`fixtures/sleep_progress.sh`, progress every second) at once on
+ *    a runner of its own (`--concurrency 1000`): RSS, CPU and descriptors per running task at
+ *    rest, progress latency p50/p99 (task's write to the server's receipt), and SIGTERM to
+ *    exit (`--drain 0`), every request checked back in the queue. About a minute.
  *
- * The summary keeps the targets as issue 10 states them, with a note where this machine's
- * floors put one out of any runner's reach (the ceiling below 60 % of the bare process, 3x
- * Celery above the bare process or the ceiling, amqplib alone above idle + 3x the payload).
+ * The summary holds the targets of issue 21, each with its measured ratio and yes/no: what
+ * the runner itself controls (its share of the protocol ceiling, its CPU per task against
+ * RabbitMQ's in the same run), latency against Celery, the payload against a floor measured
+ * several times (its spread printed; too noisy past 50 %), the scale figure, and the targets
+ * of issue 10 that must not get worse.
  *
  * Usage:
  *
- *     deno task bench [--quick] [--json] [--only startup,throughput,latency,payload,progress]
- *                     [--strace <file>] [--peer auto|celery|none]
+ *     deno task bench [--quick] [--json] [--strace <file>] [--peer auto|celery|none]
+ *                     [--only startup,throughput,latency,payload,progress,scale]
  *
  * `--peer celery` requires the Celery peer (Debian's `python3-celery`) and fails when it is
  * missing; `auto` (the default) runs it when installed; `none` skips it.
  *
  * `--quick` runs fewer iterations (a smoke run); `--json` prints one JSON object instead of
  * the lines and the table (each target with its `note`, if any); `--only` runs some figures (start-up is always measured);
- * `--strace <file>` attaches `strace -c -f` to the runner for the figures run, and writes its
- * syscall counts to the file. `BENCH_CPU_PROF=<dir>` runs the runner with `--cpu-prof` and
+ * `--strace <file>` attaches `strace -f` to the runner for the figures run (not the scale
+ * figure's runner), and writes the runner's own system calls per task to the file, apart from
+ * those of the task processes it started. `BENCH_CPU_PROF=<dir>` runs the runner with `--cpu-prof` and
  * writes its profile to that directory when it stops. `BENCH_AMQP_URL` overrides the broker
  * (default `amqp://guest:guest@127.0.0.1:5672`).
  *
@@ -572,6 +579,7 @@ async function throughput(
   const count = plan.throughputTasks;
   const floor = await runFloor("engine", floorDir, count, CONCURRENCY, 30_000 + count * 20);
   const floorRate = count / floor.seconds;
+  const engineCpu = floor.cpuMs !== undefined ? floor.cpuMs / count : undefined;
   const bare = await runFloor("bare", `${floorDir}-bare`, count, CONCURRENCY, 30_000 + count * 20);
   const bareRate = count / bare.seconds;
   const beam = await brokerPid();
@@ -615,7 +623,9 @@ async function throughput(
       (celeryRate
         ? ` | Celery ${celeryRate.toFixed(1)} tasks/s, ratio ${(rate / celeryRate).toFixed(2)}x`
         : " | Celery not run") +
-      ` | CPU per task: runner ${runnerCpu?.toFixed(2) ?? "?"} ms, RabbitMQ ${
+      ` | CPU per task: runner ${
+        runnerCpu?.toFixed(2) ?? "?"
+      } ms (of which the engine, measured alone: ${engineCpu?.toFixed(2) ?? "?"} ms), RabbitMQ ${
         brokerCpu?.toFixed(2) ?? "?"
       } ms` +
       ` | cores ${CORES}`,
@@ -623,6 +633,7 @@ async function throughput(
       tasks: count,
       tasksPerSecond: round(rate),
       ...(runnerCpu !== undefined ? { runnerCpuMsPerTask: round(runnerCpu, 2) } : {}),
+      ...(engineCpu !== undefined ? { engineCpuMsPerTask: round(engineCpu, 2) } : {}),
       ...(brokerCpu !== undefined ? { brokerCpuMsPerTask: round(brokerCpu, 2) } : {}),
       floorTasksPerSecond: round(floorRate),
       ratio: round(rate / floorRate, 3),
@@ -971,7 +982,11 @@ async function scale(
           mb(rest.rss)
         } = idle ${mb(idle.rss)} + ${(rssPerTask / 1024).toFixed(0)} KiB per task; CPU ${
           cpuPer100 !== undefined ? `${cpuPer100.toFixed(2)} % of a core per 100 tasks` : "?"
-        }; ${fdsPerTask !== undefined ? `${fdsPerTask.toFixed(2)} FDs per task` : "FDs ?"}` +
+        }; ${
+          fdsPerTask !== undefined
+            ? `${restFds} FDs = idle ${idleFds} + ${fdsPerTask.toFixed(2)} per task`
+            : "FDs ?"
+        }` +
         ` | progress latency p50 ${ms(p50)}, p99 ${ms(p99)}, max ${
           ms(max)
         } (${latencies.length} messages, ${
@@ -988,7 +1003,9 @@ async function scale(
         restRssBytes: rest.rss,
         rssPerTaskBytes: Math.round(rssPerTask),
         ...(cpuPer100 !== undefined ? { cpuPercentPer100Tasks: round(cpuPer100, 2) } : {}),
-        ...(fdsPerTask !== undefined ? { fdsPerTask: round(fdsPerTask, 2) } : {}),
+        ...(fdsPerTask !== undefined
+          ? { fdsPerTask: round(fdsPerTask, 2), idleFds: idleFds!, restFds: restFds! }
+          : {}),
         progressMessages: latencies.length,
         progressP50Ms: round(p50, 2),
         progressP99Ms: round(p99, 2),
