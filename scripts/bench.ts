@@ -48,9 +48,10 @@
  * the lines and the table (each target with its `note`, if any); `--only` runs some figures (start-up is always measured);
  * `--strace <file>` attaches `strace -f` to the runner for the figures run (not the scale
  * figure's runner), and writes the runner's own system calls per task to the file, apart from
- * those of the task processes it started. `BENCH_CPU_PROF=<dir>` runs the runner with `--cpu-prof` and
- * writes its profile to that directory when it stops. `BENCH_AMQP_URL` overrides the broker
- * (default `amqp://guest:guest@127.0.0.1:5672`).
+ * those of the task processes it started. `BENCH_CPU_PROF=<dir>` runs the runners with
+ * `--cpu-prof` and writes their profiles to that directory when they stop; `BENCH_V8_FLAGS`
+ * runs them with `--v8-flags=<its value>`. `BENCH_AMQP_URL` overrides the broker (default
+ * `amqp://guest:guest@127.0.0.1:5672`).
  *
  * The runner is stopped and the queues and exchanges deleted at the end, even on error.
  *
