@@ -15,6 +15,8 @@ const EVENT_BYTES = PACKED ? 12 : 16;
 const DATA_OFFSET = PACKED ? 4 : 8;
 // epoll_wait fails only on a bad argument (EINTR aside): give up rather than spin.
 const MAX_FAILED_WAITS = 100;
+// Microtask turns a woken waiter's continuation gets before events are looked for in place.
+const WAKE_HOPS = 4;
 
 interface Waiter {
   events: number;
@@ -139,8 +141,25 @@ export class FdPoller {
     try {
       // Decided in the same turn as the waiters' wake-ups: a waiter that comes back from one
       // (read to empty, waits again) finds the loop stopped, and starts it again.
+      let woken = 0;
+      let inPlace = false;
       while (this.#waiters.size > 0) {
-        const ready = await this.#lib.epoll_wait(this.#epollFd, this.#events, MAX_EVENTS, -1);
+        let ready = 0;
+        // Once after each blocking call, never twice in a row: microtask turns alone would
+        // starve timers and the broker's socket while a task floods a pipe.
+        if (woken > 0 && !inPlace) {
+          // Let the waiters just woken run (read, publish, wait again) first; events that came
+          // meanwhile are then taken in place, sparing the blocking call's hop to a pool thread
+          // and back (a futex and an eventfd write each way).
+          for (let hop = 0; hop < WAKE_HOPS; hop++) await null;
+          if (this.#waiters.size === 0) break; // decided in this turn, as the loop's condition
+          ready = this.#lib.epollWaitNow(this.#epollFd, this.#events, MAX_EVENTS, 0);
+        }
+        inPlace = ready > 0;
+        if (!inPlace) {
+          ready = await this.#lib.epoll_wait(this.#epollFd, this.#events, MAX_EVENTS, -1);
+        }
+        woken = 0;
         if (ready < 0) {
           // EINTR, most likely (errno cannot be read here: the call ran on another thread).
           if (++failed >= MAX_FAILED_WAITS) throw new Error("epoll_wait keeps failing");
@@ -156,6 +175,7 @@ export class FdPoller {
           const waiter = this.#waiters.get(fd);
           if (!waiter) continue; // released meanwhile
           this.#waiters.delete(fd);
+          woken++;
           waiter.resolve(view.getUint32(i * EVENT_BYTES, true) & 0xffff);
         }
       }
