@@ -69,6 +69,8 @@ export class ServerSide implements AsyncDisposable {
   readonly #client: TaskClient;
   readonly #tracked = new Map<string, Tracked>();
   #failure: Error | undefined;
+  /** Requests published so far (the strace summary counts calls per task with it). */
+  sent = 0;
 
   private constructor(names: BenchNames, client: TaskClient) {
     this.names = names;
@@ -150,6 +152,7 @@ export class ServerSide implements AsyncDisposable {
     // declared and bound before the request is sent, so that an early cancellation is kept.
     await this.#client.declareCancellationQueue(request.id);
     this.#tracked.get(request.id)!.publishedAt = performance.now();
+    this.sent++;
     await this.#client.publishRequest(request.body);
     return await terminal;
   }
@@ -157,6 +160,11 @@ export class ServerSide implements AsyncDisposable {
   /** Drops every request still queued (after a failed figure). */
   async purgeRequests(): Promise<void> {
     await this.#client.useChannel((channel) => channel.purgeQueue(this.names.fullRequestQueue));
+  }
+
+  /** Requests waiting in the request queue (e.g. put back by a runner stopped). */
+  async queuedRequests(): Promise<number> {
+    return (await this.#client.checkQueue(this.names.fullRequestQueue)).messageCount;
   }
 
   /** Consumers on the request queue: 1 once the runner consumes. */

@@ -62,6 +62,15 @@ export async function brokerPid(): Promise<number | undefined> {
   return pid > 0 ? pid : undefined;
 }
 
+/** The number of a process's open file descriptors, or undefined when it cannot be read. */
+export async function openFds(pid: number): Promise<number | undefined> {
+  try {
+    return Number((await shell(`ls /proc/${pid}/fd | wc -l`)).trim());
+  } catch {
+    return undefined;
+  }
+}
+
 /** Resets a process's VmHWM to its current RSS (Linux `clear_refs` value 5). */
 export async function resetPeakRss(pid: number): Promise<boolean> {
   try {
@@ -90,6 +99,8 @@ export interface RunnerSpawnOptions {
   logLevel?: string;
   /** Where the runner's stderr goes: inherited by default, or dropped. */
   stderr?: "inherit" | "null";
+  /** `--drain` (default 5 s). */
+  drainSeconds?: number;
 }
 
 /** A `main.ts serve` subprocess. */
@@ -135,7 +146,7 @@ export class RunnerProcess implements AsyncDisposable {
       "--kill-grace",
       "2",
       "--drain",
-      "5",
+      String(options.drainSeconds ?? 5),
       "--log-level",
       options.logLevel ?? "warn",
     ];

@@ -167,7 +167,10 @@ async function watchExit(lib: Libc, pid: number): Promise<Deno.CommandStatus> {
       await fdPoller().wait(pidfd, POLLIN);
     }
   } finally {
-    if (pidfd >= 0) lib.close(pidfd);
+    if (pidfd >= 0) {
+      fdPoller().forget(pidfd);
+      lib.close(pidfd);
+    }
   }
 }
 

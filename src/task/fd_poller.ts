@@ -15,6 +15,8 @@ const EVENT_BYTES = PACKED ? 12 : 16;
 const DATA_OFFSET = PACKED ? 4 : 8;
 // epoll_wait fails only on a bad argument (EINTR aside): give up rather than spin.
 const MAX_FAILED_WAITS = 100;
+// Microtask turns a woken waiter's continuation gets before events are looked for in place.
+const WAKE_HOPS = 4;
 
 interface Waiter {
   events: number;
@@ -79,13 +81,26 @@ export class FdPoller {
     const waiter = this.#waiters.get(fd);
     this.#waiters.delete(fd);
     waiter?.resolve(0);
-    if (this.#registered.delete(fd)) this.#ctl(EPOLL_CTL_DEL, fd, 0);
+    // Only an armed descriptor must leave the set now (a copy of it in a child being spawned
+    // would keep it there past its close); one whose event came is disarmed, and leaves the
+    // set with its close. A call saved at most descriptors' end.
+    if (this.#registered.delete(fd) && waiter) this.#ctl(EPOLL_CTL_DEL, fd, 0);
     // With nothing left to wait for, the call must end: a pending one keeps the process alive.
     if (this.#polling && this.#waiters.size === 0) {
       const one = new Uint8Array(8);
       one[0] = 1;
       this.#lib.write(this.#wakeFd, one, 8n);
     }
+  }
+
+  /**
+   * Forgets a descriptor no wait is pending on, without a call: its close takes it out of the
+   * set. Call it before closing such a descriptor, so that the next one given its number is
+   * added, not first modified in vain (ENOENT).
+   */
+  forget(fd: number): void {
+    if (!this.#waiters.has(fd)) this.#registered.delete(fd);
+    else this.release(fd);
   }
 
   /**
@@ -126,8 +141,25 @@ export class FdPoller {
     try {
       // Decided in the same turn as the waiters' wake-ups: a waiter that comes back from one
       // (read to empty, waits again) finds the loop stopped, and starts it again.
+      let woken = 0;
+      let inPlace = false;
       while (this.#waiters.size > 0) {
-        const ready = await this.#lib.epoll_wait(this.#epollFd, this.#events, MAX_EVENTS, -1);
+        let ready = 0;
+        // Once after each blocking call, never twice in a row: microtask turns alone would
+        // starve timers and the broker's socket while a task floods a pipe.
+        if (woken > 0 && !inPlace) {
+          // Let the waiters just woken run (read, publish, wait again) first; events that came
+          // meanwhile are then taken in place, sparing the blocking call's hop to a pool thread
+          // and back (a futex and an eventfd write each way).
+          for (let hop = 0; hop < WAKE_HOPS; hop++) await null;
+          if (this.#waiters.size === 0) break; // decided in this turn, as the loop's condition
+          ready = this.#lib.epollWaitNow(this.#epollFd, this.#events, MAX_EVENTS, 0);
+        }
+        inPlace = ready > 0;
+        if (!inPlace) {
+          ready = await this.#lib.epoll_wait(this.#epollFd, this.#events, MAX_EVENTS, -1);
+        }
+        woken = 0;
         if (ready < 0) {
           // EINTR, most likely (errno cannot be read here: the call ran on another thread).
           if (++failed >= MAX_FAILED_WAITS) throw new Error("epoll_wait keeps failing");
@@ -143,6 +175,7 @@ export class FdPoller {
           const waiter = this.#waiters.get(fd);
           if (!waiter) continue; // released meanwhile
           this.#waiters.delete(fd);
+          woken++;
           waiter.resolve(view.getUint32(i * EVENT_BYTES, true) & 0xffff);
         }
       }

@@ -98,7 +98,11 @@ export class FifoReader {
     this.#loop = this.#run().catch((error) => {
       this.#error = error;
     }).finally(() => {
-      for (const fd of [this.#fd, this.#next]) if (fd >= 0) this.#lib.close(fd);
+      for (const fd of [this.#fd, this.#next]) {
+        if (fd < 0) continue;
+        this.#poller.forget(fd);
+        this.#lib.close(fd);
+      }
       this.#fd = this.#next = -1;
     });
   }
@@ -153,6 +157,7 @@ export class FifoReader {
       }
       if (this.#next >= 0) {
         // Nobody came since the fresh descriptor was opened: it takes over.
+        this.#poller.forget(this.#fd);
         this.#lib.close(this.#fd);
         this.#fd = this.#next;
         this.#next = -1;
@@ -226,7 +231,9 @@ export class FifoWriter {
   readonly #path: string;
   readonly #lib: Libc;
   readonly #poller: FdPoller;
-  readonly #stopping = new AbortController();
+  // A flag, not an AbortController: abort() without a reason builds a DOMException, stack and
+  // all, at every task's end.
+  #stopping = false;
   #fd = -1;
   #watch: OpenWatch | undefined;
   #job: Promise<void> | undefined;
@@ -250,7 +257,10 @@ export class FifoWriter {
       this.#error = error;
     }).finally(() => {
       this.#watch?.close();
-      if (this.#fd >= 0) this.#lib.close(this.#fd);
+      if (this.#fd >= 0) {
+        this.#poller.forget(this.#fd);
+        this.#lib.close(this.#fd);
+      }
       this.#fd = -1;
     });
   }
@@ -280,11 +290,12 @@ export class FifoWriter {
       const code = errno(this.#lib);
       if (code === EINTR) continue;
       if (code !== EAGAIN) throw new Error(`Cannot write FIFO "${this.#path}": errno ${code}`);
-      if (this.#stopping.signal.aborted) return false;
+      if (this.#stopping) return false;
       await this.#poller.wait(this.#fd, POLLOUT);
     }
     await this.#watch.opened(2);
-    if (this.#stopping.signal.aborted) return false;
+    if (this.#stopping) return false;
+    this.#poller.forget(this.#fd);
     this.#lib.close(this.#fd);
     this.#fd = -1;
     return true;
@@ -297,7 +308,7 @@ export class FifoWriter {
    */
   async stop(): Promise<unknown> {
     if (!this.#job) return undefined;
-    this.#stopping.abort();
+    this.#stopping = true;
     this.#watch?.close();
     if (this.#fd >= 0) this.#poller.release(this.#fd);
     await this.#job;

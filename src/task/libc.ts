@@ -32,6 +32,7 @@ const SYMBOLS = {
   mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   close: { parameters: ["i32"], result: "i32" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
@@ -72,6 +73,8 @@ const SYMBOLS = {
   epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
   // Waits on a pool thread: the one thread the engine's descriptors are watched by.
   epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32", nonblocking: true },
+  // epoll_wait() with a timeout of 0, made in place: events already there, without a hop.
+  epollWaitNow: { name: "epoll_wait", parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
   // The runner's, not the engine's (src/runner/release_memory.ts): on a pool thread, as it
   // walks every arena of the allocator.
   malloc_trim: { parameters: ["usize"], result: "i32", nonblocking: true },

@@ -3,6 +3,7 @@ import { directSpawnSupported, spawnDirect } from "./direct_spawn.ts";
 import { TaskStartError } from "./errors.ts";
 import { libc } from "./libc.ts";
 import { cannotRunText, type ScriptCommand } from "./script_command.ts";
+import { signalNumber } from "./signals.ts";
 import {
   becomeSubreaper,
   spawnEnded,
@@ -143,6 +144,11 @@ export class ProcessGroup implements AsyncDisposable {
    * @returns false when no process of the group is left
    */
   signal(signal: Deno.Signal): boolean {
+    // Through libc where it can: a group already gone (ESRCH) is the common case at a task's
+    // end, twice, and Deno.kill reports it by throwing, an error built with its stack.
+    const lib = libc();
+    const signo = signalNumber(signal);
+    if (lib && signo !== undefined) return lib.kill(-this.pid, signo) === 0;
     try {
       Deno.kill(-this.pid, signal);
       return true;

@@ -38,3 +38,9 @@ const NAMES: readonly (Deno.Signal | undefined)[] = [
 export function signalName(signo: number): Deno.Signal | null {
   return NAMES[signo] ?? null;
 }
+
+/** The number of the signal Deno calls `name`. */
+export function signalNumber(name: Deno.Signal): number | undefined {
+  const signo = NAMES.indexOf(name);
+  return signo > 0 ? signo : undefined;
+}

@@ -34,6 +34,7 @@ const leaders = new Map<number, string>();
  */
 const starting = new Map<string, number>();
 let subreaper: boolean | undefined;
+let ownSession: number | undefined;
 
 /**
  * Makes this process a child subreaper, once.
@@ -79,7 +80,8 @@ export function untrackLeader(pid: number): void {
 export async function sweepOrphans(taskId: string): Promise<number> {
   const lib = libc();
   if (!lib || !subreaper) return 0;
-  const ownSession = lib.getsid(0);
+  // The runner never changes its session: asked once.
+  ownSession ??= lib.getsid(0);
   const running = new Set([...leaders.values(), ...starting.keys()]);
   let killed = 0;
   for (let round = 0; round < MAX_ROUNDS; round++) {
@@ -117,6 +119,9 @@ async function killAndReap(lib: Libc, pid: number): Promise<void> {
       await fdPoller().wait(pidfd, POLLIN);
     }
   } finally {
-    if (pidfd >= 0) lib.close(pidfd);
+    if (pidfd >= 0) {
+      fdPoller().forget(pidfd);
+      lib.close(pidfd);
+    }
   }
 }
