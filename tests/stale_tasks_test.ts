@@ -252,7 +252,9 @@ Deno.test("reapStaleTasks() leaves the processes of a live runner's tasks alone"
     );
     const before = taskProcessesIn(workDir);
     assertEquals(await reapStaleTasks(workDir), 0);
-    assertEquals(taskProcessesIn(workDir), before);
+    // Each one is still there (the task may have started more meanwhile: they are not asked).
+    const after = taskProcessesIn(workDir);
+    for (const pid of before) assert(after.includes(pid), `task process ${pid} was killed`);
   } finally {
     runner.kill("SIGKILL");
     await runner.status;
