@@ -245,6 +245,7 @@ Deno.test("/metrics counts failures by reason and a bounded script label", async
 
 Deno.test("serve logs one start-up line with its version and settings, secrets redacted", async () => {
   const names = uniqueNames("start");
+  await using _server = await ServerSide.open(names); // removes the queue the runner declares
   const dir = await Deno.makeTempDir();
   const passwordFile = `${dir}/password`;
   await Deno.writeTextFile(passwordFile, "FileS3cret\n");
