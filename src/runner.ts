@@ -32,7 +32,7 @@ import {
 import { IdleRelease } from "./runner/idle_release.ts";
 import type { CancellationSource, Delivery, ResponseSink } from "./runner/ports.ts";
 import { ProgressResponses } from "./runner/progress_responses.ts";
-import { releaseMemory } from "./runner/release_memory.ts";
+import { releaseMemory } from "./os/release_memory.ts";
 import {
   runTask,
   type TaskEngineSettings,

@@ -26,7 +26,7 @@ import type { Logger } from "../observability/log.ts";
 import { RunnerMetrics } from "../observability/metrics.ts";
 import { withHeldTasks } from "../observability/task_table.ts";
 import { Runner } from "../runner.ts";
-import { makeNonDumpable } from "../security/prctl.ts";
+import { makeNonDumpable } from "../os/prctl.ts";
 import { isScriptAllowed, taskDirsRemoved } from "../task/mod.ts";
 import { reapStaleTasks } from "../task/stale_tasks.ts";
 import { whenAborted } from "../util/abort.ts";

@@ -12,7 +12,7 @@ import {
   Registry,
 } from "./prometheus.ts";
 import { VERSION } from "../version.ts";
-import { countOpenFds } from "../task/proc_files.ts";
+import { countOpenFds } from "../os/proc_files.ts";
 import { OTHER_SCRIPT, ScriptLabels } from "./script_labels.ts";
 
 /** Task duration buckets, in seconds: from 10 ms (a trivial task) to 2 h (the longest Terarium tasks). */
