@@ -25,7 +25,7 @@ import {
 import type { Logger } from "../observability/log.ts";
 import { RunnerMetrics } from "../observability/metrics.ts";
 import { withHeldTasks } from "../observability/task_table.ts";
-import { Runner } from "../runner.ts";
+import { Runner } from "../runner/runner.ts";
 import { makeNonDumpable } from "../os/prctl.ts";
 import { isScriptAllowed, taskDirsRemoved } from "../task/mod.ts";
 import { reapStaleTasks } from "../task/stale_tasks.ts";

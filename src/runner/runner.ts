@@ -2,15 +2,15 @@ import {
   PublisherClosedError,
   ResponseTooLargeError,
   UnroutableResponseError,
-} from "./broker/publisher.ts";
-import type { Logger } from "./observability/log.ts";
-import { RepeatedWarning } from "./observability/repeated_warning.ts";
-import { TaskTable } from "./observability/task_table.ts";
+} from "../broker/publisher.ts";
+import type { Logger } from "../observability/log.ts";
+import { RepeatedWarning } from "../observability/repeated_warning.ts";
+import { TaskTable } from "../observability/task_table.ts";
 import {
   DEFAULT_TASK_LOG_LIMITS,
   TaskLogLimiter,
   type TaskLogLimits,
-} from "./observability/task_log_limiter.ts";
+} from "../observability/task_log_limiter.ts";
 import {
   encodeResponse,
   failedResponse,
@@ -22,28 +22,28 @@ import {
   type TaskStatus,
   type TerminalResponse,
   terminalResponse,
-} from "./protocol/mod.ts";
-import { CancellationLink } from "./runner/cancellation_link.ts";
+} from "../protocol/mod.ts";
+import { CancellationLink } from "./cancellation_link.ts";
 import {
   failureOfResult,
   failureOfStartError,
   type FailureReason,
-} from "./runner/failure_reason.ts";
-import { IdleRelease } from "./runner/idle_release.ts";
-import type { CancellationSource, Delivery, ResponseSink } from "./runner/ports.ts";
-import { ProgressResponses } from "./runner/progress_responses.ts";
-import { releaseMemory } from "./os/release_memory.ts";
+} from "./failure_reason.ts";
+import { IdleRelease } from "./idle_release.ts";
+import type { CancellationSource, Delivery, ResponseSink } from "./ports.ts";
+import { ProgressResponses } from "./progress_responses.ts";
+import { releaseMemory } from "../os/release_memory.ts";
 import {
   runTask,
   type TaskEngineSettings,
   TaskInputTooLargeError,
   type TaskResult,
   TaskStartError,
-} from "./task/mod.ts";
-import { whenAborted } from "./util/abort.ts";
-import { errorMessage, settlesWithin, yieldToEventLoop } from "./util/async.ts";
+} from "../task/mod.ts";
+import { whenAborted } from "../util/abort.ts";
+import { errorMessage, settlesWithin, yieldToEventLoop } from "../util/async.ts";
 
-export type { FailureReason } from "./runner/failure_reason.ts";
+export type { FailureReason } from "./failure_reason.ts";
 
 /** Why a request went back to the queue: a shutdown, a lost run's copy, a fault of the runner. */
 export type RequeueReason = "shutdown" | "lost_run" | "runner_error";
