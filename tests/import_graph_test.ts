@@ -182,7 +182,10 @@ Deno.test("the source tree has the modules the import graph is read from", () =>
   // A parser that found nothing would pass every check below.
   assertEquals(graph.size > 100, true, `only ${graph.size} modules`);
   assertEquals((graph.get("main.ts") ?? []).includes("src/cli.ts"), true);
-  assertEquals(parsedFiles.get("src/task/run_task.ts")?.functions.some((f) => f.name === "runTask"), true);
+  assertEquals(
+    parsedFiles.get("src/task/run_task.ts")?.functions.some((f) => f.name === "runTask"),
+    true,
+  );
 });
 
 Deno.test("every module of src/ and main.ts is in a layer", () => {

@@ -1,7 +1,11 @@
 import { cpuUsage } from "node:process";
-import type { PublisherObserver } from "../broker/publisher.ts";
 import { type TaskStatus, TERMINAL_STATUSES } from "../protocol/status.ts";
-import type { FailureReason, RequeueReason, RunnerObserver } from "../runner/runner.ts";
+import type {
+  FailureReason,
+  PublisherObserver,
+  RequeueReason,
+  RunnerObserver,
+} from "./observers.ts";
 import {
   Counter,
   DEFAULT_BUCKETS,

@@ -11,7 +11,7 @@ import type {
   Delivery,
   ResponseSink,
   TaskCancellation,
-} from "../../src/runner/ports.ts";
+} from "../../src/protocol/ports.ts";
 
 /** Things that happen, and promises that resolve once one of them matching a test has. */
 export class Events<T> {
