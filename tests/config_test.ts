@@ -15,7 +15,7 @@ import {
   requestQueueName,
   resolveSettings,
   RUNNER_SETTINGS,
-} from "../src/config.ts";
+} from "../src/config/settings.ts";
 
 type Sources = { options?: Record<string, unknown>; env?: Record<string, string | undefined> };
 

@@ -27,10 +27,10 @@ const LAYERS: readonly (readonly string[])[] = [
   // The wire (requests, responses, statuses), the status sequence of a task, and the ports
   // and errors through which the runner and the broker meet.
   ["src/protocol/"],
-  // Every setting: flags, environment, defaults, broker addresses.
-  ["src/config/"],
   // Logger, metrics, task table, HTTP endpoint; the observers the layers above report to.
   ["src/observability/"],
+  // Every setting: flags, environment, defaults (log levels among them), broker addresses.
+  ["src/config/"],
   // Connection, channels, topology, consumer, publisher. No processes.
   ["src/broker/"],
   // Deliveries in, task runs, responses out: the one place where broker and engine meet.

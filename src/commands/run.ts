@@ -1,5 +1,10 @@
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
-import { ENGINE_SETTINGS, type EngineConfig, engineSettings, resolveSettings } from "../config.ts";
+import {
+  ENGINE_SETTINGS,
+  type EngineConfig,
+  engineSettings,
+  resolveSettings,
+} from "../config/settings.ts";
 import { exitCodeOf } from "../local/exit_codes.ts";
 import { deliverOutput, writeLine } from "../local/output.ts";
 import { ProgressDisplay } from "../local/progress_display.ts";
