@@ -6,7 +6,7 @@
  */
 import { CommanderError } from "@commander-js/extra-typings";
 import { buildCli } from "./src/cli.ts";
-import { ConfigError } from "./src/config.ts";
+import { ConfigError } from "./src/config/settings.ts";
 import { errorMessage } from "./src/util/async.ts";
 import { writeStderr } from "./src/util/stderr.ts";
 

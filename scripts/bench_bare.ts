@@ -18,7 +18,7 @@
  */
 
 import { spawnDirect } from "../src/task/direct_spawn.ts";
-import { requireLibc } from "../src/task/libc.ts";
+import { requireLibc } from "../src/os/libc.ts";
 import { childrenCpuMs } from "./bench_runner.ts";
 import { type FloorArgs, type FloorFigures, floorMain, measureTasks } from "./bench_loop.ts";
 

@@ -12,8 +12,8 @@
  * @module
  */
 import { runTask, type TaskEngineSettings } from "../src/task/mod.ts";
-import { libc } from "../src/task/libc.ts";
-import { readProcFile } from "../src/task/proc_files.ts";
+import { libc } from "../src/os/libc.ts";
+import { readProcFile } from "../src/os/proc_files.ts";
 import { type FloorArgs, type FloorFigures, floorMain, measureTasks } from "./bench_loop.ts";
 
 async function floor(args: FloorArgs): Promise<FloorFigures> {

@@ -12,7 +12,7 @@ import {
   connectOptions,
   parseBrokerAddresses,
   redactBrokerAddresses,
-} from "../src/broker/amqp_url.ts";
+} from "../src/config/amqp_url.ts";
 import { backoffDelay, DEFAULT_BACKOFF } from "../src/broker/connection.ts";
 
 const GUEST = { username: "guest", password: "guest" };

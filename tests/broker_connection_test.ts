@@ -8,7 +8,7 @@ import { TcpProxy } from "./helpers/tcp_proxy.ts";
 import { runCli } from "./helpers/cli_run.ts";
 import { AMQP_URL, type TestNames } from "./helpers/broker_harness.ts";
 import type { Channel } from "amqplib";
-import { brokerEndpoints } from "../src/broker/amqp_url.ts";
+import { brokerEndpoints } from "../src/config/amqp_url.ts";
 import { BrokerConnection } from "../src/broker/connection.ts";
 import { ManagedChannel } from "../src/broker/managed_channel.ts";
 import { Logger } from "../src/observability/log.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { brokerEndpoints } from "../src/broker/amqp_url.ts";
+import { brokerEndpoints } from "../src/config/amqp_url.ts";
 import { BrokerRefusedError, connectEndpoint } from "../src/broker/connect.ts";
 import { handshakeRefusal } from "../src/broker/handshake_refusal.ts";
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "./helpers/assert.ts";

@@ -8,7 +8,12 @@
 import { assertEquals, assertNotIncludes } from "./helpers/assert.ts";
 import { runCli } from "./helpers/cli_run.ts";
 import { SERVE_SECTIONS } from "../src/commands/serve.ts";
-import { BROKER_SETTINGS, ENGINE_SETTINGS, LOG_SETTINGS, RUNNER_SETTINGS } from "../src/config.ts";
+import {
+  BROKER_SETTINGS,
+  ENGINE_SETTINGS,
+  LOG_SETTINGS,
+  RUNNER_SETTINGS,
+} from "../src/config/settings.ts";
 
 const HELP_DIR = new URL("./fixtures/help/", import.meta.url);
 const COMMANDS = ["", "serve", "run", "submit", "follow", "cancel", "ps", "inspect", "completion"];

@@ -1,5 +1,5 @@
 import { assertEquals } from "./helpers/assert.ts";
-import { ENGINE_SETTINGS, engineSettings, resolveSettings } from "../src/config.ts";
+import { ENGINE_SETTINGS, engineSettings, resolveSettings } from "../src/config/settings.ts";
 
 Deno.test("engineSettings() gives tasks the environment it is passed, less the broker settings", () => {
   const config = resolveSettings(ENGINE_SETTINGS, {

@@ -1,6 +1,6 @@
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { FdPoller } from "../src/task/fd_poller.ts";
-import { O_CLOEXEC, O_NONBLOCK, POLLIN, POLLOUT, requireLibc } from "../src/task/libc.ts";
+import { FdPoller } from "../src/os/fd_poller.ts";
+import { O_CLOEXEC, O_NONBLOCK, POLLIN, POLLOUT, requireLibc } from "../src/os/libc.ts";
 
 const lib = requireLibc();
 const POLLHUP = 0x10;

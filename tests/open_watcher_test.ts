@@ -1,5 +1,5 @@
 import { assert } from "./helpers/assert.ts";
-import { OpenWatcher } from "../src/task/open_watcher.ts";
+import { OpenWatcher } from "../src/os/open_watcher.ts";
 
 function within(promise: Promise<void>, ms: number): Promise<boolean> {
   let timer: ReturnType<typeof setTimeout> | undefined;

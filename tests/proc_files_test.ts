@@ -1,7 +1,7 @@
 import { assert } from "./helpers/assert.ts";
 import { eventually } from "./helpers/engine.ts";
-import { requireLibc, WNOHANG } from "../src/task/libc.ts";
-import { mainThreadChildren } from "../src/task/proc_files.ts";
+import { requireLibc, WNOHANG } from "../src/os/libc.ts";
+import { mainThreadChildren } from "../src/os/proc_files.ts";
 import { becomeSubreaper } from "../src/task/subreaper.ts";
 
 Deno.test("mainThreadChildren() lists an orphan re-parented to the runner, afresh at each call", async () => {

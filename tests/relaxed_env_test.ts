@@ -7,8 +7,8 @@ import {
   ENGINE_SETTINGS,
   resolveSettings,
   RUNNER_SETTINGS,
-} from "../src/config.ts";
-import { findSpellings, isSpellingOf, springProperty } from "../src/relaxed_env.ts";
+} from "../src/config/settings.ts";
+import { findSpellings, isSpellingOf, springProperty } from "../src/config/relaxed_env.ts";
 import { brokerCtl, uniqueNames } from "./helpers/ops_harness.ts";
 import { ServerSide } from "./helpers/broker_harness.ts";
 import { BROKER_ADDRESS, CliChild } from "./helpers/cli_run.ts";

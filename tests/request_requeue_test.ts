@@ -1,4 +1,4 @@
-import { brokerEndpoints } from "../src/broker/amqp_url.ts";
+import { brokerEndpoints } from "../src/config/amqp_url.ts";
 import amqp from "amqplib";
 import type { Channel, GetMessage } from "amqplib";
 import { Buffer } from "node:buffer";

@@ -1,4 +1,4 @@
-import { brokerEndpoints } from "../src/broker/amqp_url.ts";
+import { brokerEndpoints } from "../src/config/amqp_url.ts";
 import amqp from "amqplib";
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { AMQP_URL, SERVER_RESPONSE_EXCHANGE } from "./helpers/broker_harness.ts";

@@ -16,7 +16,7 @@ import {
 } from "./helpers/runner_fakes.ts";
 import { Logger } from "../src/observability/log.ts";
 import { RunnerMetrics } from "../src/observability/metrics.ts";
-import { Runner } from "../src/runner.ts";
+import { Runner } from "../src/runner/runner.ts";
 
 const BEHAVE = new URL("./fixtures/behave.py", import.meta.url).pathname;
 const ECHO = new URL("./fixtures/echo.sh", import.meta.url).pathname;

@@ -19,7 +19,7 @@ import {
   UnroutableResponseError,
 } from "../src/broker/publisher.ts";
 import { Logger } from "../src/observability/log.ts";
-import { Runner, type RunnerObserver } from "../src/runner.ts";
+import { Runner, type RunnerObserver } from "../src/runner/runner.ts";
 import type { TaskEngineSettings } from "../src/task/mod.ts";
 
 const BEHAVE = new URL("./fixtures/behave.py", import.meta.url).pathname;

@@ -4,8 +4,8 @@ import { runTask, taskDirsRemoved } from "../src/task/mod.ts";
 import { fixture } from "./helpers/serve_harness.ts";
 import { reapStaleTasks, runnerTag } from "../src/task/stale_tasks.ts";
 import { TASK_DIR_VARIABLE } from "../src/task/stale_processes.ts";
-import { libc } from "../src/task/libc.ts";
-import { environValue, listDir, readStat } from "../src/task/proc_files.ts";
+import { libc } from "../src/os/libc.ts";
+import { environValue, listDir, readStat } from "../src/os/proc_files.ts";
 
 const ID = "5f0c3a8e-0d7e-4a53-9d0e-2b1f3c4d5e6f";
 

@@ -5,7 +5,7 @@ import {
   assertNotIncludes,
   assertRejects,
 } from "./helpers/assert.ts";
-import { childEnvironment } from "../src/config.ts";
+import { childEnvironment } from "../src/config/settings.ts";
 import {
   behave,
   eventually,

@@ -2,7 +2,7 @@ import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
 import { behave, runShellTask, taskSpec as spec, testEngineSettings } from "./helpers/engine.ts";
 import { fixture } from "./helpers/serve_harness.ts";
 import { runTask, type TaskResult } from "../src/task/mod.ts";
-import { classifyTaskEnd, type TaskEnd } from "../src/task/task_outcome.ts";
+import { classifyTaskEnd, type TaskEnd } from "../src/task/outcome.ts";
 import { readOomKillCount, runnerMemoryEventsPath } from "../src/task/oom_kills.ts";
 
 const settings = testEngineSettings({ killGraceMs: 200 });

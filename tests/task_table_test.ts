@@ -15,7 +15,7 @@ import { effectiveSettings, REDACTED } from "../src/commands/startup_line.ts";
 import { formatSeconds, formatTaskTable } from "../src/commands/ps.ts";
 import { fetchTasks, runnerEndpoint } from "../src/commands/runner_endpoint.ts";
 import { freePort } from "./helpers/ops_harness.ts";
-import { BROKER_SETTINGS, ConfigError, resolveSettings } from "../src/config.ts";
+import { BROKER_SETTINGS, ConfigError, resolveSettings } from "../src/config/settings.ts";
 
 // A clock the test moves by hand.
 function clock(start = Date.parse("2026-01-01T00:00:00Z")) {

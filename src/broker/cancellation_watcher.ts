@@ -1,18 +1,11 @@
 import type { Channel } from "amqplib";
 import type { Logger } from "../observability/log.ts";
+import type { CancellationSource, TaskCancellation } from "../protocol/ports.ts";
 import { errorMessage } from "../util/async.ts";
 import type { BrokerConnection } from "./connection.ts";
 import { ManagedChannel } from "./managed_channel.ts";
 import { QueueProbe } from "./queue_probe.ts";
 import { replyCode } from "./topology.ts";
-
-/** The cancellation queue of one task. */
-export interface TaskCancellation extends AsyncDisposable {
-  /** A cancellation was already waiting when the watch began: the task must not start. */
-  readonly cancelledBeforeStart: boolean;
-  /** Aborts when a cancellation arrives. */
-  readonly signal: AbortSignal;
-}
 
 interface Watch {
   taskId: string;
@@ -41,7 +34,7 @@ const UNWATCH_WAIT_MS = 5_000;
  * consumed: the runner's own declaration and binding would cost the broker a round trip each
  * and change nothing.
  */
-export class CancellationWatcher implements AsyncDisposable {
+export class CancellationWatcher implements CancellationSource, AsyncDisposable {
   readonly #exchange: string;
   readonly #durable: boolean;
   readonly #log: Logger;

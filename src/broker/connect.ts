@@ -2,7 +2,7 @@ import amqp from "amqplib";
 import type { ChannelModel } from "amqplib";
 import { whenAborted } from "../util/abort.ts";
 import { errorMessage } from "../util/async.ts";
-import { type BrokerEndpoint, connectOptions, maskUsername } from "./amqp_url.ts";
+import { type BrokerEndpoint, connectOptions, maskUsername } from "../config/amqp_url.ts";
 import { handshakeRefusal } from "./handshake_refusal.ts";
 
 /** How a connection is opened. */

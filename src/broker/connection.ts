@@ -1,7 +1,7 @@
 import type { ChannelModel } from "amqplib";
 import type { Logger } from "../observability/log.ts";
 import { delay, errorMessage } from "../util/async.ts";
-import type { BrokerEndpoint } from "./amqp_url.ts";
+import type { BrokerEndpoint } from "../config/amqp_url.ts";
 import { BrokerRefusedError, connectFirst } from "./connect.ts";
 
 /** Reconnect delays: exponential from `initialMs`, capped at `maxMs`, with jitter. */

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { BrokerEndpoint } from "./amqp_url.ts";
+import type { BrokerEndpoint } from "../config/amqp_url.ts";
 
 const PROTOCOL_HEADER = new Uint8Array([0x41, 0x4d, 0x51, 0x50, 0, 0, 9, 1]); // "AMQP" 0-9-1
 const FRAME_METHOD = 1;

@@ -7,6 +7,16 @@ import { type Backoff, backoffDelay, type BrokerConnection } from "./connection.
 import { ManagedChannel } from "./managed_channel.ts";
 import { RouteHolds } from "./route_holds.ts";
 import { exchangeExists } from "./topology.ts";
+import type { PublisherObserver, RefusalReason } from "../observability/observers.ts";
+import type { ResponseSink } from "../protocol/ports.ts";
+import {
+  PublisherClosedError,
+  ResponseTooLargeError,
+  UnroutableResponseError,
+} from "../protocol/publish_errors.ts";
+
+export type { PublisherObserver, RefusalReason };
+export { PublisherClosedError, ResponseTooLargeError, UnroutableResponseError };
 
 /**
  * How long a response the broker did not deliver is kept and tried again before it is given up:
@@ -21,9 +31,6 @@ const ACCESS_REFUSED_BACKOFF: Backoff = { initialMs: 500, maxMs: 5_000 };
 
 /** Why a response is held instead of delivered. */
 export type HoldReason = "unrouted" | "nack" | "access_refused";
-
-/** Why the broker refused a response. */
-export type RefusalReason = "nack" | "too_large" | "access_refused";
 
 /** How a published response ended for its publisher's caller. */
 export type PublishOutcome =
@@ -84,55 +91,6 @@ interface Outgoing {
   expired: boolean;
 }
 
-/**
- * A response given up: held (undelivered) longer than the publisher's time limit, or not
- * publishable at all. No one will read it.
- */
-export class UnroutableResponseError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UnroutableResponseError";
-  }
-}
-
-/** A response larger than the broker accepts (its `max_message_size`). */
-export class ResponseTooLargeError extends Error {
-  /** The response's size in bytes. */
-  readonly bytes: number;
-  /** The broker's limit in bytes, when it said. */
-  readonly limit: number | undefined;
-
-  constructor(bytes: number, limit: number | undefined) {
-    super(
-      `Response of ${bytes} bytes is larger than the broker's limit${
-        limit === undefined ? "" : ` of ${limit} bytes`
-      } (max_message_size)`,
-    );
-    this.name = "ResponseTooLargeError";
-    this.bytes = bytes;
-    this.limit = limit;
-  }
-}
-
-/** The publisher was closed before the response reached the broker. */
-export class PublisherClosedError extends Error {
-  constructor() {
-    super("Publisher closed before the broker confirmed the response");
-    this.name = "PublisherClosedError";
-  }
-}
-
-/** Observer of publisher activity, for metrics. */
-export interface PublisherObserver {
-  confirmed?(latencyMs: number, bytes: number): void;
-  /** The number of responses held (see {@linkcode HoldReason}) changed. */
-  unrouted?(count: number): void;
-  /** Responses were given up (held past their limit). */
-  abandoned?(count: number): void;
-  /** The broker refused a response. */
-  refused?(reason: RefusalReason): void;
-}
-
 /** Options of {@linkcode ResponsePublisher}. */
 export interface ResponsePublisherOptions {
   exchange: string;
@@ -160,7 +118,7 @@ export interface ResponsePublisherOptions {
  * channel for the first one, and the publisher refuses larger ones itself from then on. No
  * refusal makes the publisher send anything but the refused response again.
  */
-export class ResponsePublisher implements AsyncDisposable {
+export class ResponsePublisher implements ResponseSink, AsyncDisposable {
   readonly #exchange: string;
   readonly #log: Logger;
   readonly #channel: ManagedChannel<ConfirmChannel>;

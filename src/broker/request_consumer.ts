@@ -1,6 +1,7 @@
 import type { Channel, ConfirmChannel, ConsumeMessage, Options } from "amqplib";
 import { Buffer } from "node:buffer";
 import type { Logger } from "../observability/log.ts";
+import type { Delivery } from "../protocol/ports.ts";
 import { whenAborted } from "../util/abort.ts";
 import { errorMessage } from "../util/async.ts";
 import type { BrokerConnection } from "./connection.ts";
@@ -25,7 +26,7 @@ type PublishCopy = (content: Buffer, properties: Options.Publish) => Promise<voi
  * came on has closed meanwhile, the broker has already put it back in the queue, and settling
  * does nothing.
  */
-export class RequestDelivery {
+export class RequestDelivery implements Delivery {
   readonly #channel: Channel;
   #message: ConsumeMessage;
   readonly #isCurrent: (channel: Channel) => boolean;

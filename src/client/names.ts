@@ -1,4 +1,4 @@
-import { requestQueueName } from "../config.ts";
+import { requestQueueName } from "../config/settings.ts";
 
 /**
  * The names the hmi-server and a runner share, seen from the server's side, and the routing

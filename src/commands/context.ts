@@ -1,4 +1,4 @@
-import { LOG_SETTINGS, resolveSettings } from "../config.ts";
+import { LOG_SETTINGS, resolveSettings } from "../config/settings.ts";
 import { Logger } from "../observability/log.ts";
 
 /** What a command takes from the program around it. */

@@ -1,6 +1,11 @@
 import { Command } from "@commander-js/extra-typings";
 import { TaskClient } from "../client/task_client.ts";
-import { BROKER_SETTINGS, type BrokerConfig, ConfigError, resolveSettings } from "../config.ts";
+import {
+  BROKER_SETTINGS,
+  type BrokerConfig,
+  ConfigError,
+  resolveSettings,
+} from "../config/settings.ts";
 import { ProgressDisplay } from "../local/progress_display.ts";
 import type { Logger } from "../observability/log.ts";
 import { type CommandContext, commandLogger } from "./context.ts";

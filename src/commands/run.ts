@@ -1,20 +1,20 @@
 import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
-import { ENGINE_SETTINGS, type EngineConfig, engineSettings, resolveSettings } from "../config.ts";
+import {
+  ENGINE_SETTINGS,
+  type EngineConfig,
+  engineSettings,
+  resolveSettings,
+} from "../config/settings.ts";
 import { exitCodeOf } from "../local/exit_codes.ts";
-import { deliverOutput, writeLine } from "../local/output.ts";
+import { deliverOutput } from "../local/output.ts";
 import { ProgressDisplay } from "../local/progress_display.ts";
 import { readTaskInput } from "../local/task_input.ts";
 import type { Logger } from "../observability/log.ts";
-import {
-  encodeResponse,
-  notStartedResponse,
-  type ResponseEcho,
-  type TerminalResponse,
-  terminalResponse,
-} from "../protocol/mod.ts";
+import { ResponseLines } from "../local/response_lines.ts";
+import { notStartedResponse, type TerminalResponse, terminalResponse } from "../protocol/mod.ts";
+import { ProgressResponses } from "../protocol/progress_responses.ts";
 import {
   formatDuration,
-  type RunningTask,
   runTask,
   taskDirsRemoved,
   type TaskResult,
@@ -128,16 +128,16 @@ async function runHere(
   config: RunConfig,
   options: RunOptions & { display: ProgressDisplay; responses: ResponseLines },
 ): Promise<TaskResult> {
-  const { display, responses } = options;
+  const { display } = options;
   const cancel = new AbortController();
   let pid = 0;
-  let tails = { stdout: "", stderr: "" };
-  let task: RunningTask | undefined;
+  // The same status sequence as serve's: RUNNING, RUNNING per progress, CANCELLING on a cancel
+  // while the task runs (also one that came between the engine's last check and the start).
+  const responses = new ProgressResponses((update) => options.responses.queue(update));
   using _signals = onStopSignals({
     first: () => {
       display.line("Cancelling: stopping the task (again to kill it now)");
-      // As of the cancel, not of the last progress message.
-      if (task) responses.queue({ status: "CANCELLING", stdout: task.stdout, stderr: task.stderr });
+      responses.cancel();
       cancel.abort("cancelled");
     },
     again: () => {
@@ -156,20 +156,19 @@ async function runHere(
     return await runTask({ id, script, input, timeoutMs }, engine, {
       signal: cancel.signal,
       onStart: (running) => {
-        task = running;
         pid = running.pid;
         options.logger.debug("Task started", { taskId: id, pid: running.pid });
         display.line(`RUNNING ${script} (id ${id}, pid ${running.pid})`);
-        responses.queue({ status: "RUNNING", ...tails });
+        responses.start(running, cancel.signal.aborted);
       },
       onProgress: (message, task) => {
-        tails = { stdout: task.stdout, stderr: task.stderr };
         display.progress(message);
-        responses.queue({ status: "RUNNING", output: message, ...tails });
+        responses.progress(message, task);
       },
       onLog: (stream, line) => display.log(stream, line),
     });
   } finally {
+    responses.end();
     await taskDirsRemoved(); // nothing is left in the work dir once run returns
   }
 }
@@ -204,38 +203,4 @@ async function report(
     await deliverOutput(options.output, { file: config.outputFile });
   }
   return exitCodeOf(response);
-}
-
-/** One response as {@linkcode encodeResponse} takes it (a success's output in chunks). */
-type ResponseLine = Parameters<typeof encodeResponse>[1];
-
-/**
- * The responses `serve` would publish, as JSON lines on stdout (`--json`), each written once
- * the one before is out; without `--json`, nothing.
- */
-class ResponseLines {
-  readonly #echo: ResponseEcho;
-  readonly #enabled: boolean;
-  #written = Promise.resolve();
-
-  constructor(echo: ResponseEcho, enabled: boolean) {
-    this.#echo = echo;
-    this.#enabled = enabled;
-  }
-
-  /** Writes `update` after the ones queued before it. */
-  queue(update: ResponseLine): void {
-    this.#written = this.#written.then(() => this.#write(update));
-  }
-
-  /** Writes the terminal `update` after the ones queued before it, and waits until it is out. */
-  async last(update: ResponseLine): Promise<void> {
-    await this.#written;
-    await this.#write(update);
-  }
-
-  async #write(update: ResponseLine): Promise<void> {
-    if (!this.#enabled) return;
-    await writeLine(new TextDecoder().decode(encodeResponse(this.#echo, update)));
-  }
 }

@@ -1,4 +1,4 @@
-import { ConfigError } from "../config.ts";
+import { ConfigError } from "../config/settings.ts";
 import type { TaskSnapshot } from "../observability/task_table.ts";
 import { errorMessage } from "../util/async.ts";
 

@@ -1,4 +1,4 @@
-import { BROKER_SETTINGS, LOG_SETTINGS } from "../config.ts";
+import { BROKER_SETTINGS, LOG_SETTINGS } from "../config/settings.ts";
 import { pickSettings, section } from "./settings_options.ts";
 
 /** How to reach the broker: every command that talks to it. */

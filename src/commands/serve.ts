@@ -1,7 +1,7 @@
 import { Command } from "@commander-js/extra-typings";
 import { CancellationWatcher } from "../broker/cancellation_watcher.ts";
 import { BrokerConnection } from "../broker/connection.ts";
-import { type ConnectionSettings, connectionSettings } from "../broker/connection_settings.ts";
+import { type ConnectionSettings, connectionSettings } from "../config/connection_settings.ts";
 import { ResponsePublisher } from "../broker/publisher.ts";
 import { RequestConsumer } from "../broker/request_consumer.ts";
 import { declareTopology } from "../broker/topology.ts";
@@ -16,7 +16,7 @@ import {
   resolveSettings,
   RUNNER_SETTINGS,
   type RunnerConfig,
-} from "../config.ts";
+} from "../config/settings.ts";
 import {
   type HttpEndpoint,
   type Liveness,
@@ -25,8 +25,8 @@ import {
 import type { Logger } from "../observability/log.ts";
 import { RunnerMetrics } from "../observability/metrics.ts";
 import { withHeldTasks } from "../observability/task_table.ts";
-import { Runner } from "../runner.ts";
-import { makeNonDumpable } from "../security/prctl.ts";
+import { Runner } from "../runner/runner.ts";
+import { makeNonDumpable } from "../os/prctl.ts";
 import { isScriptAllowed, taskDirsRemoved } from "../task/mod.ts";
 import { reapStaleTasks } from "../task/stale_tasks.ts";
 import { whenAborted } from "../util/abort.ts";

@@ -1,5 +1,5 @@
 import type { Command, InferOptions, OptionValues } from "@commander-js/extra-typings";
-import type { SettingGroup, SettingSpec } from "../config.ts";
+import type { SettingGroup, SettingSpec } from "../config/settings.ts";
 
 // Nothing: the start of an intersection of option types.
 type NoOptions = Record<never, never>;

@@ -1,4 +1,4 @@
-import type { SettingGroup, SettingSpec } from "../config.ts";
+import type { SettingGroup, SettingSpec } from "../config/settings.ts";
 
 /** What a secret setting that is set shows in the start-up line. */
 export const REDACTED = "[redacted]";

@@ -1,7 +1,7 @@
 import { Command } from "@commander-js/extra-typings";
 import { buildClientRequest } from "../client/request.ts";
 import { TaskClient } from "../client/task_client.ts";
-import { BROKER_SETTINGS, type BrokerConfig, resolveSettings } from "../config.ts";
+import { BROKER_SETTINGS, type BrokerConfig, resolveSettings } from "../config/settings.ts";
 import { EXIT_CODES } from "../local/exit_codes.ts";
 import { writeLine } from "../local/output.ts";
 import { ProgressDisplay } from "../local/progress_display.ts";

@@ -1,4 +1,4 @@
-import { ConfigError } from "../config.ts";
+import { ConfigError } from "../config/settings.ts";
 import { errorMessage } from "../util/async.ts";
 
 /**

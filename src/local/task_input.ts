@@ -1,4 +1,4 @@
-import { ConfigError } from "../config.ts";
+import { ConfigError } from "../config/settings.ts";
 import { errorMessage } from "../util/async.ts";
 
 /** Where a task's input comes from: at most one of a file or inline JSON; else stdin. */

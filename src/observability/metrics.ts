@@ -1,7 +1,11 @@
 import { cpuUsage } from "node:process";
-import type { PublisherObserver } from "../broker/publisher.ts";
 import { type TaskStatus, TERMINAL_STATUSES } from "../protocol/status.ts";
-import type { FailureReason, RequeueReason, RunnerObserver } from "../runner.ts";
+import type {
+  FailureReason,
+  PublisherObserver,
+  RequeueReason,
+  RunnerObserver,
+} from "./observers.ts";
 import {
   Counter,
   DEFAULT_BUCKETS,
@@ -12,7 +16,7 @@ import {
   Registry,
 } from "./prometheus.ts";
 import { VERSION } from "../version.ts";
-import { countOpenFds } from "../task/proc_files.ts";
+import { countOpenFds } from "../os/proc_files.ts";
 import { OTHER_SCRIPT, ScriptLabels } from "./script_labels.ts";
 
 /** Task duration buckets, in seconds: from 10 ms (a trivial task) to 2 h (the longest Terarium tasks). */

@@ -1,8 +1,8 @@
 import type { TaskStartError } from "../task/errors.ts";
-import type { TaskResult } from "../task/run_task.ts";
+import type { TaskResult } from "../task/contract.ts";
 // Only this one module of the engine, which loads nothing else: clients of the protocol (submit)
 // do not load the engine.
-import { startFailureText } from "../task/task_outcome.ts";
+import { startFailureText } from "../task/outcome.ts";
 
 /**
  * The one terminal response a request gets (docs/protocol.md, "Status sequences"), as both

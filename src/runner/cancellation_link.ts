@@ -1,4 +1,4 @@
-import type { CancellationSource, TaskCancellation } from "./ports.ts";
+import type { CancellationSource, TaskCancellation } from "../protocol/ports.ts";
 
 /**
  * Links one task to its cancellation queue: the watch begins at once (the engine makes the

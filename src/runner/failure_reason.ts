@@ -1,21 +1,7 @@
+import type { FailureReason } from "../observability/observers.ts";
 import { TaskInputTooLargeError, type TaskResult, TaskStartError } from "../task/mod.ts";
 
-/**
- * Why a request did not succeed, for `taskrunner_task_failures_total`: a time limit, a
- * non-zero exit, a signal, a script missing or not allowed, an exit without a (complete)
- * output, a runner lost too often, an invalid request (or an input over the limit), a
- * cancellation.
- */
-export type FailureReason =
-  | "timeout"
-  | "exit"
-  | "signal"
-  | "not_found"
-  | "not_allowed"
-  | "no_output"
-  | "lost_runs"
-  | "invalid"
-  | "cancelled";
+export type { FailureReason };
 
 /**
  * The reason of a task that ran and did not succeed; undefined for a success or a shutdown

@@ -6,8 +6,8 @@
  *
  * @module
  */
-import { fdPoller } from "./fd_poller.ts";
-import { FdStream } from "./fd_stream.ts";
+import { fdPoller } from "../os/fd_poller.ts";
+import { FdStream } from "../os/fd_stream.ts";
 import {
   cPath,
   ECHILD,
@@ -22,8 +22,8 @@ import {
   pidfdOpen,
   POLLIN,
   WNOHANG,
-} from "./libc.ts";
-import { signalName } from "./signals.ts";
+} from "../os/libc.ts";
+import { signalName } from "../os/signals.ts";
 
 // glibc's flags; POSIX_SPAWN_SETSID needs glibc 2.26.
 const POSIX_SPAWN_SETSIGDEF = 0x04;

@@ -9,3 +9,30 @@ export class TaskStartError extends Error {
     this.javaText = options?.javaText;
   }
 }
+
+/** A task whose input is larger than the engine accepts: nothing was made, nothing was run. */
+export class TaskInputTooLargeError extends TaskStartError {
+  /** The size of the input refused. */
+  readonly bytes: number;
+  /** The limit it is over (`--max-input-bytes`). */
+  readonly limit: number;
+
+  constructor(bytes: number, limit: number) {
+    super(`Task input of ${bytes} bytes exceeds the limit of ${limit} bytes`);
+    this.name = "TaskInputTooLargeError";
+    this.bytes = bytes;
+    this.limit = limit;
+  }
+}
+
+/**
+ * Refuses an input over `maxInputBytes` (absent: no limit), before anything is made for the
+ * task: a front door then answers `FAILED` with the error's message.
+ *
+ * @throws {TaskInputTooLargeError} when the input is over the limit
+ */
+export function checkInputSize(input: Uint8Array, maxInputBytes: number | undefined): void {
+  if (maxInputBytes !== undefined && input.length > maxInputBytes) {
+    throw new TaskInputTooLargeError(input.length, maxInputBytes);
+  }
+}

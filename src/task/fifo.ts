@@ -1,4 +1,4 @@
-import { cPath, libc } from "./libc.ts";
+import { cPath, libc } from "../os/libc.ts";
 import { join } from "node:path";
 import { removeTaskOwner, runnerTag } from "./stale_tasks.ts";
 

@@ -1,5 +1,5 @@
 import { yieldToEventLoop } from "../util/async.ts";
-import { type FdPoller, fdPoller } from "./fd_poller.ts";
+import { type FdPoller, fdPoller } from "../os/fd_poller.ts";
 import {
   cPath,
   EAGAIN,
@@ -14,9 +14,9 @@ import {
   POLLIN,
   POLLOUT,
   requireLibc,
-} from "./libc.ts";
-import { type OpenWatch, openWatcher } from "./open_watcher.ts";
-import { readScratch } from "./read_scratch.ts";
+} from "../os/libc.ts";
+import { type OpenWatch, openWatcher } from "../os/open_watcher.ts";
+import { readScratch } from "../os/read_scratch.ts";
 
 /** Receives what a {@linkcode FifoReader} reads. */
 export interface FifoSink {

@@ -1,6 +1,6 @@
 export * from "./errors.ts";
 export { taskDirsRemoved } from "./fifo.ts";
-export * from "./input_limit.ts";
+export * from "./contract.ts";
 export * from "./run_task.ts";
 export { isScriptAllowed, type PipeArgStyle } from "./script_command.ts";
 export type { StopReason } from "./process_group.ts";

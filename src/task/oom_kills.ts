@@ -6,8 +6,8 @@
  *
  * @module
  */
-import { libc } from "./libc.ts";
-import { readProcFile } from "./proc_files.ts";
+import { libc } from "../os/libc.ts";
+import { readProcFile } from "../os/proc_files.ts";
 
 /** The `oom_kill` count of a task's cgroup before and after it ran. */
 export interface OomKills {

@@ -1,9 +1,9 @@
 import { errorMessage, settlesWithin } from "../util/async.ts";
 import { directSpawnSupported, spawnDirect } from "./direct_spawn.ts";
 import { TaskStartError } from "./errors.ts";
-import { libc } from "./libc.ts";
+import { libc } from "../os/libc.ts";
 import { cannotRunText, type ScriptCommand } from "./script_command.ts";
-import { signalNumber } from "./signals.ts";
+import { signalNumber } from "../os/signals.ts";
 import {
   becomeSubreaper,
   spawnEnded,

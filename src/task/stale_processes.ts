@@ -8,8 +8,8 @@
  * @module
  */
 import { basename } from "node:path";
-import { type Libc, libc } from "./libc.ts";
-import { environValue, listDir } from "./proc_files.ts";
+import { type Libc, libc } from "../os/libc.ts";
+import { environValue, listDir } from "../os/proc_files.ts";
 
 /** The variable every task gets, holding its directory: whose task it is, even orphaned. */
 export const TASK_DIR_VARIABLE = "TASKRUNNER_TASK_DIR";

@@ -14,9 +14,9 @@
  *
  * @module
  */
-import { fdPoller } from "./fd_poller.ts";
-import { type Libc, libc, pidfdOpen, POLLIN, WNOHANG } from "./libc.ts";
-import { environValue, mainThreadChildren, readStat } from "./proc_files.ts";
+import { fdPoller } from "../os/fd_poller.ts";
+import { type Libc, libc, pidfdOpen, POLLIN, WNOHANG } from "../os/libc.ts";
+import { environValue, mainThreadChildren, readStat } from "../os/proc_files.ts";
 
 /** The variable every task gets, holding its id, by which its daemons are recognised. */
 export const TASK_ID_VARIABLE = "TASKRUNNER_TASK_ID";

@@ -1,4 +1,4 @@
-import { childEnvironment } from "../../src/config.ts";
+import { childEnvironment } from "../../src/config/settings.ts";
 import {
   runTask,
   type RunTaskOptions,

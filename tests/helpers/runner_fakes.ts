@@ -1,5 +1,5 @@
 /**
- * Fakes of the broker's side of the {@linkcode Runner} (src/runner/ports.ts), to test it with no
+ * Fakes of the broker's side of the {@linkcode Runner} (src/protocol/ports.ts), to test it with no
  * broker: requests handed in by hand, responses and settlements recorded, and each wait an
  * event, never a sleep.
  *
@@ -11,7 +11,7 @@ import type {
   Delivery,
   ResponseSink,
   TaskCancellation,
-} from "../../src/runner/ports.ts";
+} from "../../src/protocol/ports.ts";
 
 /** Things that happen, and promises that resolve once one of them matching a test has. */
 export class Events<T> {

@@ -4,7 +4,7 @@ import {
   ENGINE_SETTINGS,
   resolveSettings,
   RUNNER_SETTINGS,
-} from "../../src/config.ts";
+} from "../../src/config/settings.ts";
 import { Logger, type LogLevel } from "../../src/observability/log.ts";
 import { AMQP_URL, type TestNames } from "./broker_harness.ts";
 import { TEST_PYTHON } from "./engine.ts";

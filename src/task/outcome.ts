@@ -1,6 +1,6 @@
 import type { TaskStartError } from "./errors.ts";
 import type { OomKills } from "./oom_kills.ts";
-import type { TimeLimit } from "./task_timer.ts";
+import type { TimeLimit } from "./timer.ts";
 
 /**
  * Where a task stood when it ended, as the Java runner's phases name it: writing its input,

@@ -1,4 +1,4 @@
-import type { ResponseUpdate } from "../protocol/mod.ts";
+import type { ResponseUpdate } from "./response.ts";
 import type { RunningTask } from "../task/mod.ts";
 
 /**

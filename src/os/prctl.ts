@@ -1,12 +1,12 @@
 /**
  * `prctl(2)` through FFI, for what the runner asks of the kernel about itself. It goes through
- * the one libc binding of the process (`src/task/libc.ts`), which the engine's subreaper also
+ * the one libc binding of the process (`src/os/libc.ts`), which the engine's subreaper also
  * uses for `prctl`.
  *
  * @module
  */
 
-import { errno, libc } from "../task/libc.ts";
+import { errno, libc } from "./libc.ts";
 
 const PR_SET_DUMPABLE = 4;
 

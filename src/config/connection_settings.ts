@@ -1,4 +1,4 @@
-import { type BrokerConfig, ConfigError } from "../config.ts";
+import { type BrokerConfig, ConfigError } from "./settings.ts";
 import { errorMessage } from "../util/async.ts";
 import { type BrokerEndpoint, brokerEndpoints } from "./amqp_url.ts";
 

@@ -1,6 +1,6 @@
 import { forEachLine, MAX_LINE_CHARS } from "./lines.ts";
 import { OutputTail } from "./output_tail.ts";
-import type { RunningTask, TaskHooks } from "./run_task.ts";
+import type { RunningTask, TaskHooks } from "./contract.ts";
 
 /**
  * What a task printed on stdout and stderr, kept up to a bound, and the view of the running

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { lazyLibc } from "../util/lazy_libc.ts";
+import { lazyLibc } from "./lazy_libc.ts";
 
 /** Open flags and errno values of Linux (the same on x86_64 and aarch64). */
 export const O_RDONLY = 0;
@@ -75,7 +75,7 @@ const SYMBOLS = {
   epoll_wait: { parameters: ["i32", "buffer", "i32", "i32"], result: "i32", nonblocking: true },
   // epoll_wait() with a timeout of 0, made in place: events already there, without a hop.
   epollWaitNow: { name: "epoll_wait", parameters: ["i32", "buffer", "i32", "i32"], result: "i32" },
-  // The runner's, not the engine's (src/runner/release_memory.ts): on a pool thread, as it
+  // The runner's, not the engine's (src/os/release_memory.ts): on a pool thread, as it
   // walks every arena of the allocator.
   malloc_trim: { parameters: ["usize"], result: "i32", nonblocking: true },
   __errno_location: { parameters: [], result: "pointer" },

@@ -1,9 +1,9 @@
 import { FifoReader } from "./fifo_io.ts";
 import type { TaskPipes } from "./fifo.ts";
 import { isDoneMessage, MAX_PROGRESS_MESSAGE_BYTES, ProgressFramer } from "./progress_framer.ts";
-import type { RunningTask, TaskEngineSettings, TaskHooks } from "./run_task.ts";
-import type { TaskPhase } from "./task_outcome.ts";
-import type { TaskTimer } from "./task_timer.ts";
+import type { RunningTask, TaskEngineSettings, TaskHooks } from "./contract.ts";
+import type { TaskPhase } from "./outcome.ts";
+import type { TaskTimer } from "./timer.ts";
 
 /**
  * The reading side of a task's pipes: progress framed into messages and passed to the hooks,

@@ -1,13 +1,13 @@
 import { z } from "zod";
-import { maskUsername, parseBrokerAddresses, redactBrokerAddresses } from "./broker/amqp_url.ts";
-import { LOG_LEVELS } from "./observability/log.ts";
+import { maskUsername, parseBrokerAddresses, redactBrokerAddresses } from "./amqp_url.ts";
+import { LOG_LEVELS } from "../observability/log.ts";
 import {
   findSpellings,
   type FoundVariable,
   isBrokerVariable,
   springProperty,
 } from "./relaxed_env.ts";
-import type { TaskEngineSettings } from "./task/mod.ts";
+import type { TaskEngineSettings } from "../task/mod.ts";
 
 /** A setting with a wrong value: the program stops with exit code 2 and this message. */
 export class ConfigError extends Error {

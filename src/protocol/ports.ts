@@ -1,7 +1,7 @@
 /**
- * What the {@linkcode Runner} needs of the broker, declared on the runner's side: the broker
- * layer's classes fill these shapes (`ResponsePublisher`, `CancellationWatcher`,
- * `RequestDelivery`) without importing anything from here, and tests fill them with fakes.
+ * What the runner needs of the broker, declared below both: the broker layer's classes
+ * implement these shapes (`ResponsePublisher`, `CancellationWatcher`, `RequestDelivery`), the
+ * runner uses them without importing the broker, and tests fill them with fakes.
  *
  * @module
  */

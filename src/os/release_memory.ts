@@ -4,8 +4,8 @@
  * @module
  */
 
-import { libc } from "../task/libc.ts";
-import { garbageCollector } from "../util/gc.ts";
+import { libc } from "./libc.ts";
+import { garbageCollector } from "./gc.ts";
 
 /**
  * A full garbage collection, then, with `trim`, `malloc_trim`: the collection frees the

@@ -1,6 +1,6 @@
 import { whenAborted } from "../util/abort.ts";
 import type { ProcessGroup, StopReason } from "./process_group.ts";
-import type { TaskTimer } from "./task_timer.ts";
+import type { TaskTimer } from "./timer.ts";
 
 /** How the wait for a task ended: the leader's exit status, and why it was stopped, if it was. */
 export interface TaskExit {

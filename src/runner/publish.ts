@@ -1,0 +1,44 @@
+/**
+ * How the runner hands a response to its sink, for a request it runs and for one it rejects.
+ *
+ * @module
+ */
+
+import type { ResponseSink } from "../protocol/ports.ts";
+import {
+  PublisherClosedError,
+  ResponseTooLargeError,
+  UnroutableResponseError,
+} from "../protocol/publish_errors.ts";
+import { encodeResponse, type ResponseEcho } from "../protocol/response.ts";
+
+/**
+ * Encodes a response to the request `echo` and publishes it to the request's routing key.
+ *
+ * @param sink where responses go
+ * @param echo the request's fields the response repeats (id, routing key, script…)
+ * @param update the response's status and output
+ * @param encoded runs once the response is encoded, before it is published
+ */
+export async function publishResponse(
+  sink: ResponseSink,
+  echo: ResponseEcho,
+  update: Parameters<typeof encodeResponse>[1],
+  encoded?: () => Promise<void>,
+): Promise<"routed" | "held"> {
+  // Async, so that a response that cannot be encoded rejects instead of throwing.
+  const routingKey = typeof echo.routingKey === "string" ? echo.routingKey : "";
+  const content = encodeResponse(echo, update);
+  await encoded?.();
+  return await sink.publish(routingKey, content, {
+    ...(typeof echo.id === "string" ? { taskId: echo.id } : {}),
+    ...(typeof echo.script === "string" ? { script: echo.script } : {}),
+    status: update.status,
+  });
+}
+
+/** Whether the publisher has logged `error` itself (with a count when it repeats). */
+export function publisherLogged(error: unknown): boolean {
+  return error instanceof ResponseTooLargeError || error instanceof UnroutableResponseError ||
+    error instanceof PublisherClosedError;
+}
