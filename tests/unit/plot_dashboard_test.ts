@@ -18,7 +18,7 @@ import {
   parseQueryRange,
   rateInterval,
   renderSvg,
-} from "../../scripts/dashboard_plot.ts";
+} from "../../scripts/dashboard/panels.ts";
 import { RunnerMetrics } from "../../src/observability/metrics.ts";
 import { assert, assertEquals, assertMatch, assertThrows } from "../helpers/assert.ts";
 

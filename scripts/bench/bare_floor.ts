@@ -6,9 +6,9 @@
  * (`Deno.Command` learns of an exit from SIGCHLD, a little late, and would flatter every
  * ratio to this floor).
  *
- * Usage (from `bench.ts`):
+ * Usage (from `main.ts`):
  *
- *     deno run <perms> scripts/bench_bare.ts <script> <workDir> <tasks> <concurrency>
+ *     deno run <perms> scripts/bench/bare_floor.ts <script> <workDir> <tasks> <concurrency>
  *
  * Prints one JSON line: `{ "seconds": <wall time of all tasks>, "samples": [<ms per task>],
  * "cpuMs": <CPU of the measured tasks> }`. The tasks' CPU is what the kernel counts for the
@@ -17,10 +17,10 @@
  * @module
  */
 
-import { spawnDirect } from "../src/task/direct_spawn.ts";
-import { requireLibc } from "../src/task/libc.ts";
-import { childrenCpuMs } from "./bench_runner.ts";
-import { type FloorArgs, type FloorFigures, floorMain, measureTasks } from "./bench_loop.ts";
+import { spawnDirect } from "../../src/task/direct_spawn.ts";
+import { requireLibc } from "../../src/task/libc.ts";
+import { childrenCpuMs } from "./proc.ts";
+import { type FloorArgs, type FloorFigures, floorMain, measureTasks } from "./floor_loop.ts";
 
 const LIBC = requireLibc();
 const SH = "/bin/sh";
@@ -70,4 +70,4 @@ async function bare(args: FloorArgs): Promise<FloorFigures> {
   );
 }
 
-if (import.meta.main) await floorMain("bench_bare", bare);
+if (import.meta.main) await floorMain("bare_floor", bare);

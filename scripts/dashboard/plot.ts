@@ -3,7 +3,7 @@
  * Prometheus server's query API, as one SVG grid, without Grafana. The queries are read from the
  * dashboard file itself, so the picture shows exactly what the dashboard would.
  *
- *     deno run --allow-net --allow-read --allow-write scripts/plot_dashboard.ts \
+ *     deno run --allow-net --allow-read --allow-write scripts/dashboard/plot.ts \
  *       --prometheus http://127.0.0.1:9090 --start 2026-12-06T02:41:00Z --end 2026-12-06T02:50:00Z \
  *       --scrape-interval 1 --out docs/dashboard.svg
  *
@@ -24,13 +24,16 @@ import {
   parseQueryRange,
   rateInterval,
   renderSvg,
-} from "./dashboard_plot.ts";
+} from "./panels.ts";
 
-const DEFAULT_DASHBOARD = new URL("../examples/grafana/taskrunner-dashboard.json", import.meta.url);
+const DEFAULT_DASHBOARD = new URL(
+  "../../examples/grafana/taskrunner-dashboard.json",
+  import.meta.url,
+);
 
 function usage(): never {
   console.error(
-    "Usage: plot_dashboard.ts --prometheus <url> (--start <time> [--end <time>] | --last <seconds>)\n" +
+    "Usage: plot.ts --prometheus <url> (--start <time> [--end <time>] | --last <seconds>)\n" +
       "  [--step <seconds>] [--scrape-interval <seconds>] [--instance <regex>]\n" +
       "  [--dashboard <file>] [--out <file.svg>] [--title <text>]",
   );

@@ -14,9 +14,9 @@ import {
   namesTopology,
   privateNames,
   TaskClient,
-} from "../src/client/mod.ts";
-import type { TaskResponse } from "../src/protocol/response.ts";
-import { isTerminalStatus } from "../src/protocol/status.ts";
+} from "../../src/client/mod.ts";
+import type { TaskResponse } from "../../src/protocol/response.ts";
+import { isTerminalStatus } from "../../src/protocol/status.ts";
 
 /** Names private to one benchmark run. */
 export type BenchNames = ClientNames;

@@ -14,9 +14,13 @@
 import amqp from "amqplib";
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
 import { Buffer } from "node:buffer";
-import { buildTaskResponse, encodeTaskResponse, type ResponseEcho } from "../src/protocol/mod.ts";
-import { type BenchNames, benchNames, makeRequest, ServerSide } from "./bench_broker.ts";
-import { cpuMs } from "./bench_runner.ts";
+import {
+  buildTaskResponse,
+  encodeTaskResponse,
+  type ResponseEcho,
+} from "../../src/protocol/mod.ts";
+import { type BenchNames, benchNames, makeRequest, ServerSide } from "./broker.ts";
+import { cpuMs } from "./proc.ts";
 
 /** What the protocol loop measured. */
 export interface ProtocolFloor {

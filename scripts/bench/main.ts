@@ -13,7 +13,7 @@
  *    ceiling no runner of this protocol can pass here: `cores / (bare CPU per task + RabbitMQ
  *    protocol CPU per task)`, where the bare CPU is the bare tasks' own (the floor process's
  *    reaped children) and the protocol CPU is RabbitMQ's while an in-process loop does a task's
- *    broker operations and runs no process (`bench_protocol.ts`, 300 tasks, 16 at once);
+ *    broker operations and runs no process (`protocol_floor.ts`, 300 tasks, 16 at once);
  *    printed in tasks/s, as % of the bare process, and the runner's throughput as % of it.
  * 2. latency: 100 sequential echo requests, publish to terminal response; the same floors and
  *    peer, sequential.
@@ -22,7 +22,7 @@
  *    request's size and one of the response's size through the same RabbitMQ by amqplib,
  *    before each run (median of as many as the runs). And
  *    amqplib's own memory for the request: the RSS growth of a fresh process that only
- *    receives one raw message of the request's size (`bench_receive.ts`), in payloads.
+ *    receives one raw message of the request's size (`receive_memory.ts`), in payloads.
  * 4. progress: one task writing 20,000 progress messages; each must arrive once, in order.
  * 5. start-up: spawn to consuming (a consumer on the request queue), and idle RSS.
  * 6. scale: 1,000 long tasks (`fixtures/sleep_progress.sh`, progress every second) at once on
@@ -57,32 +57,19 @@
  *
  * @module
  */
-import { RUN_PERMISSIONS } from "../src/permissions.ts";
-import {
-  benchNames,
-  type BenchResponse,
-  brokerFloor,
-  makeRequest,
-  ServerSide,
-} from "./bench_broker.ts";
-import { type CeleryResult, findCelery, runCelery } from "./bench_celery.ts";
-import { protocolFloor } from "./bench_protocol.ts";
-import { receiveMemory } from "./bench_receive.ts";
-import { formatStrace, Strace } from "./bench_strace.ts";
-import {
-  brokerPid,
-  cpuMs,
-  openFds,
-  readMemory,
-  resetPeakRss,
-  RunnerProcess,
-  type RunnerSpawnOptions,
-} from "./bench_runner.ts";
+import { RUN_PERMISSIONS } from "../../src/permissions.ts";
+import { benchNames, type BenchResponse, brokerFloor, makeRequest, ServerSide } from "./broker.ts";
+import { type CeleryResult, findCelery, runCelery } from "./celery_peer.ts";
+import { protocolFloor } from "./protocol_floor.ts";
+import { receiveMemory } from "./receive_memory.ts";
+import { formatStrace, Strace } from "./strace.ts";
+import { brokerPid, cpuMs, openFds, readMemory, resetPeakRss } from "./proc.ts";
+import { RunnerProcess, type RunnerSpawnOptions } from "./runner_process.ts";
 
 const AMQP_URL = Deno.env.get("BENCH_AMQP_URL") ?? "amqp://guest:guest@127.0.0.1:5672";
-const ECHO = new URL("../tests/fixtures/echo.sh", import.meta.url).pathname;
-const PROGRESS_FLOOD = new URL("./fixtures/progress_flood.sh", import.meta.url).pathname;
-const SLEEP_PROGRESS = new URL("./fixtures/sleep_progress.sh", import.meta.url).pathname;
+const ECHO = new URL("../../tests/fixtures/echo.sh", import.meta.url).pathname;
+const PROGRESS_FLOOD = new URL("../../tests/fixtures/progress_flood.sh", import.meta.url).pathname;
+const SLEEP_PROGRESS = new URL("../../tests/fixtures/sleep_progress.sh", import.meta.url).pathname;
 const CORES = navigator.hardwareConcurrency;
 const CONCURRENCY = 16;
 const MIB = 1024 * 1024;
@@ -432,7 +419,7 @@ interface FloorResult {
 
 /**
  * Runs echo tasks in a process of its own, `concurrency` at once: through `runTask`
- * (`bench_floor.ts`, the engine floor) or started directly (`bench_bare.ts`, the bare-process
+ * (`engine_floor.ts`, the engine floor) or started directly (`bare_floor.ts`, the bare-process
  * floor); fails if it has not finished within `timeoutMs` (a stuck engine).
  */
 async function runFloor(
@@ -442,7 +429,7 @@ async function runFloor(
   concurrency: number,
   timeoutMs: number,
 ): Promise<FloorResult> {
-  const file = kind === "engine" ? "./bench_floor.ts" : "./bench_bare.ts";
+  const file = kind === "engine" ? "./engine_floor.ts" : "./bare_floor.ts";
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",

@@ -4,9 +4,9 @@ Celery 5 prefork worker, acks_late, prefetch 1, rpc result backend (results push
 client through the broker, no polling). The task runs the benchmark's shell task with regular
 files as its pipes and returns its output, as a Celery task would run a script.
 
-Usage (from bench.ts):
+Usage (from main.ts):
 
-    python3 bench_celery.py <amqp-url> <echo.sh> <queue> <latency-tasks> <throughput-tasks> <concurrency>
+    python3 celery_peer.py <amqp-url> <echo.sh> <queue> <latency-tasks> <throughput-tasks> <concurrency>
 
 Prints one JSON line:
 {"latencySamples": [ms, ...], "throughputSeconds": s, "throughputTasks": n}
@@ -67,7 +67,7 @@ def main(argv: list) -> int:
     app.conf.broker_url = url
     env = dict(os.environ, BENCH_CELERY_BROKER=url)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "bench_celery", "worker", "-P", "prefork",
+        [sys.executable, "-m", "celery", "-A", "celery_peer", "worker", "-P", "prefork",
          "-c", concurrency, "-Q", queue, "-l", "warning", "--without-gossip", "--without-mingle",
          "--without-heartbeat"],
         cwd=os.path.dirname(os.path.abspath(__file__)), env=env,

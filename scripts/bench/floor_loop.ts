@@ -1,5 +1,5 @@
 /**
- * What the benchmark's floors (`bench_bare.ts`, `bench_floor.ts`) share: their command line,
+ * What the benchmark's floors (`bare_floor.ts`, `engine_floor.ts`) share: their command line,
  * the measuring loop, and the one JSON line they print.
  *
  * @module
@@ -71,7 +71,7 @@ export async function measureTasks<S>(
  * prints its figures as one JSON line; a failure is printed as `<name>: <message>` and sets
  * exit code 1.
  *
- * @param name the script's name, e.g. `bench_bare`
+ * @param name the script's name, e.g. `bare_floor`
  * @param floor measures, given the arguments
  */
 export async function floorMain(

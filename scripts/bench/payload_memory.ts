@@ -4,27 +4,25 @@
  * runner's own log lines (at debug level) between the samples, so that the peak can be placed
  * in a phase (receive, decode, task, encode, publish). Needs `-A` (another process's `/proc`).
  *
- *     deno run -A scripts/payload_memory.ts [MiB] [--every ms]
+ *     deno run -A scripts/bench/payload_memory.ts [MiB] [--every ms]
  *
  * @module
  */
-import { benchNames, makeRequest, ServerSide } from "./bench_broker.ts";
-import { RunnerProcess } from "./bench_runner.ts";
+import { benchNames, makeRequest, ServerSide } from "./broker.ts";
+import { cpuMsOfStat, memoryOfStatus, type MemoryStatus } from "./proc.ts";
+import { RunnerProcess } from "./runner_process.ts";
 
 const AMQP_URL = Deno.env.get("BENCH_AMQP_URL") ?? "amqp://guest:guest@127.0.0.1:5672";
-const ECHO = new URL("../tests/fixtures/echo.sh", import.meta.url).pathname;
+const ECHO = new URL("../../tests/fixtures/echo.sh", import.meta.url).pathname;
 const MIB = 1024 * 1024;
 
 function cpuMs(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
+  return cpuMsOfStat(Deno.readTextFileSync(`/proc/${pid}/stat`));
 }
 
-function statusKib(pid: number, field: string): number {
-  const text = Deno.readTextFileSync(`/proc/${pid}/status`);
-  const match = text.match(new RegExp(`^${field}:\\s+(\\d+) kB`, "m"));
-  return match ? Number(match[1]) : 0;
+// Read directly, not through `cat` as the benchmark does: this script samples every few ms.
+function memory(pid: number): MemoryStatus {
+  return memoryOfStatus(Deno.readTextFileSync(`/proc/${pid}/status`));
 }
 
 async function main(args: string[]): Promise<void> {
@@ -43,7 +41,7 @@ async function main(args: string[]): Promise<void> {
   });
   while (await server.consumerCount() < 1) await new Promise((r) => setTimeout(r, 50));
   await new Promise((r) => setTimeout(r, 1_000));
-  const idle = statusKib(runner.pid, "VmRSS");
+  const idle = memory(runner.pid).rss / 1024;
   const input = new Uint8Array(mib * MIB);
   for (let offset = 0; offset < input.length; offset += 65_536) {
     crypto.getRandomValues(input.subarray(offset, offset + 65_536));
@@ -53,7 +51,7 @@ async function main(args: string[]): Promise<void> {
   const cpuBefore = cpuMs(runner.pid);
   const start = performance.now();
   const sampler = setInterval(() => {
-    samples.push([performance.now() - start, statusKib(runner.pid, "VmRSS")]);
+    samples.push([performance.now() - start, memory(runner.pid).rss / 1024]);
   }, everyMs);
   console.error(`t0 ${new Date().toISOString()} (request published)`);
   const terminal = await server.send(request, { timeoutMs: 300_000 });
@@ -73,7 +71,7 @@ async function main(args: string[]): Promise<void> {
       }`,
     );
   }
-  const hwm = statusKib(runner.pid, "VmHWM");
+  const hwm = memory(runner.pid).hwm / 1024;
   console.log(
     `${terminal.status} ${intact ? "intact" : "CORRUPT"} in ${
       seconds.toFixed(2)

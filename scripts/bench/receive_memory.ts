@@ -5,9 +5,9 @@
  * reports its RSS growth: the peak (VmHWM, reset before consuming) after the message arrived,
  * less the RSS before consuming.
  *
- * Usage (from `bench.ts`, with `BENCH_AMQP_URL` set):
+ * Usage (from `main.ts`, with `BENCH_AMQP_URL` set):
  *
- *     deno run <perms> scripts/bench_receive.ts <queue>
+ *     deno run <perms> scripts/bench/receive_memory.ts <queue>
  *
  * Prints one JSON line: `{ "bytes": <received>, "rssBefore": <bytes>, "peak": <bytes> }`.
  *
@@ -15,8 +15,8 @@
  */
 import amqp from "amqplib";
 import { Buffer } from "node:buffer";
-import { RUN_PERMISSIONS } from "../src/permissions.ts";
-import { readMemory, resetPeakRss } from "./bench_runner.ts";
+import { RUN_PERMISSIONS } from "../../src/permissions.ts";
+import { readMemory, resetPeakRss } from "./proc.ts";
 
 /** What receiving one message cost amqplib, in bytes. */
 export interface ReceiveMemory {
@@ -91,10 +91,10 @@ async function receive(queue: string): Promise<ReceiveMemory> {
 if (import.meta.main) {
   try {
     const [queue] = Deno.args;
-    if (!queue) throw new TypeError("Usage: bench_receive.ts <queue>");
+    if (!queue) throw new TypeError("Usage: receive_memory.ts <queue>");
     console.log(JSON.stringify(await receive(queue)));
   } catch (error) {
-    console.error(`bench_receive: ${error instanceof Error ? error.message : String(error)}`);
+    console.error(`receive_memory: ${error instanceof Error ? error.message : String(error)}`);
     Deno.exitCode = 1;
   }
 }

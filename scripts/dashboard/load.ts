@@ -1,5 +1,5 @@
 /**
- * A mixed load for the dashboard's picture (scripts/dashboard_demo.sh): a runner of its own on
+ * A mixed load for the dashboard's picture (scripts/dashboard/demo.sh): a runner of its own on
  * private names (the benchmark's `RunnerProcess`; it inherits `TERARIUM_TASKRUNNER_HTTP_PORT`
  * and `TERARIUM_TASKRUNNER_ALLOWED_SCRIPTS` from the environment), fed for a while by the
  * hmi-server's side (`TaskClient`) with a fixed number of tasks in flight: successes with
@@ -7,15 +7,20 @@
  * found, and cancels one second in.
  *
  *     TERARIUM_TASKRUNNER_HTTP_PORT=19464 TERARIUM_TASKRUNNER_ALLOWED_SCRIPTS="$PWD/tests/fixtures/*.py" \
- *       deno run -A scripts/dashboard_load.ts [seconds] [in flight]
+ *       deno run -A scripts/dashboard/load.ts [seconds] [in flight]
  *
  * @module
  */
-import { buildClientRequest, namesTopology, privateNames, TaskClient } from "../src/client/mod.ts";
-import { RunnerProcess } from "./bench_runner.ts";
+import {
+  buildClientRequest,
+  namesTopology,
+  privateNames,
+  TaskClient,
+} from "../../src/client/mod.ts";
+import { RunnerProcess } from "../bench/runner_process.ts";
 
 const AMQP_URL = Deno.env.get("BENCH_AMQP_URL") ?? "amqp://guest:guest@localhost:5672";
-const FIXTURES = new URL("../tests/fixtures/", import.meta.url).pathname;
+const FIXTURES = new URL("../../tests/fixtures/", import.meta.url).pathname;
 
 /** One kind of task: its script, its input, its time limit, and whether it is cancelled. */
 interface Kind {

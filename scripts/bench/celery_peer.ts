@@ -1,5 +1,5 @@
 /**
- * The benchmark's Celery peer (`bench_celery.py`): finds a Python with Celery, and runs the
+ * The benchmark's Celery peer (`celery_peer.py`): finds a Python with Celery, and runs the
  * same echo task through a Celery worker on the same RabbitMQ.
  *
  * @module
@@ -49,7 +49,7 @@ export async function runCelery(
   const url = options.amqpUrl.endsWith("/") ? `${options.amqpUrl}/` : `${options.amqpUrl}//`;
   const { success, stdout, stderr } = await new Deno.Command(python, {
     args: [
-      new URL("./bench_celery.py", import.meta.url).pathname,
+      new URL("./celery_peer.py", import.meta.url).pathname,
       url,
       options.script,
       `bench-celery-${crypto.randomUUID().slice(0, 8)}`,

@@ -1,5 +1,5 @@
 /**
- * The pure parts of `plot_dashboard.ts`: reading the panels and queries out of the Grafana
+ * The pure parts of `plot.ts`: reading the panels and queries out of the Grafana
  * dashboard (so that the picture and the dashboard cannot drift apart), putting values in for
  * Grafana's variables, and drawing Prometheus range-query results as one SVG grid of panels.
  * No I/O here, so that the tests can give it a fixed query result.
