@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { type Figure, round } from "./figure.ts";
 
 /** The runner's own system calls over a traced stretch, and the task processes'. */
 export interface StraceSummary {
@@ -129,4 +130,38 @@ export function formatStrace(summary: StraceSummary, tasks: number): {
     "",
   ].join("\n");
   return { runnerPerTask, tasksPerTask, text };
+}
+
+/** The strace figure's values, as in `--json`. */
+export interface StraceValues {
+  tasks: number;
+  runnerCallsPerTask: number;
+  taskProcessCallsPerTask: number;
+}
+
+/**
+ * The strace figure: the runner's own system calls per task over the figures traced.
+ *
+ * @param summary the trace, formatted
+ * @param tasks the tasks the runner ran while traced
+ * @param path where the calls per call and path were written
+ */
+export function straceFigure(
+  summary: { runnerPerTask: number; tasksPerTask: number },
+  tasks: number,
+  path: string,
+): Figure<"strace", StraceValues> {
+  return {
+    name: "strace",
+    line: `strace: the runner's own threads made ${
+      summary.runnerPerTask.toFixed(1)
+    } system calls per task (${tasks} tasks; its task processes ${
+      summary.tasksPerTask.toFixed(1)
+    } more); per call and path in ${path}`,
+    values: {
+      tasks,
+      runnerCallsPerTask: round(summary.runnerPerTask, 1),
+      taskProcessCallsPerTask: round(summary.tasksPerTask, 1),
+    },
+  };
 }
