@@ -6,6 +6,7 @@
  * @module
  */
 import { cPath, type Libc, libc, O_CLOEXEC, O_RDONLY } from "./libc.ts";
+import { concatBytes } from "../util/bytes.ts";
 
 const READ_BYTES = 16 * 1024;
 // The main thread's children, one pid in at most 8 bytes each: room for 512 in one read.
@@ -28,13 +29,7 @@ export function readProcFile(lib: Libc, path: string): Uint8Array | undefined {
       if (n === 0) break;
       parts.push(buffer.slice(0, n));
     }
-    const all = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-    let offset = 0;
-    for (const part of parts) {
-      all.set(part, offset);
-      offset += part.length;
-    }
-    return all;
+    return concatBytes(parts);
   } finally {
     lib.close(fd);
   }
@@ -121,13 +116,7 @@ function preadAll(lib: Libc, fd: number): Uint8Array | undefined {
     if (n <= childrenBuffer.length - MAX_PID_ENTRY_BYTES) break;
   }
   if (parts.length === 1) return parts[0];
-  const all = new Uint8Array(size);
-  let offset = 0;
-  for (const part of parts) {
-    all.set(part, offset);
-    offset += part.length;
-  }
-  return all;
+  return concatBytes(parts, size);
 }
 
 /** The value of one variable in a process's initial environment, if readable and present. */

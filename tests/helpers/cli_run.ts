@@ -5,6 +5,7 @@
  * @module
  */
 import { RUN_PERMISSIONS } from "../../src/permissions.ts";
+import { concatBytes } from "../../src/util/bytes.ts";
 import { AMQP_URL, type TestNames } from "./broker_harness.ts";
 import { TEST_PYTHON } from "./engine.ts";
 
@@ -128,7 +129,7 @@ export class CliChild implements AsyncDisposable {
       const [status] = await Promise.all([child.status, stdout, stderr, fed]);
       this.#exited = true;
       this.#wake();
-      const bytes = concat(this.#stdout);
+      const bytes = concatBytes(this.#stdout);
       return { code: status.code, stdout: bytes, text: this.#stdoutText, stderr: this.#stderr };
     })();
   }
@@ -301,16 +302,6 @@ export function cancelFlags(names: TestNames): string[] {
 /** Parses `--json` output: one response object per line. */
 export function jsonLines(text: string): Array<Record<string, unknown> & { status: string }> {
   return text.split("\n").filter((line) => line.length > 0).map((line) => JSON.parse(line));
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 /** A response's base64 `output`, decoded as UTF-8 text. */

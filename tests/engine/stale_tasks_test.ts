@@ -1,0 +1,287 @@
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { eventually, isAlive, testEngineSettings } from "../helpers/engine.ts";
+import { runTask, taskDirsRemoved } from "../../src/task/mod.ts";
+import { fixture } from "../helpers/serve_harness.ts";
+import { reapStaleTasks, runnerTag } from "../../src/task/stale_tasks.ts";
+import { TASK_DIR_VARIABLE } from "../../src/task/stale_processes.ts";
+import { libc } from "../../src/os/libc.ts";
+import { environValue, listDir, readStat } from "../../src/os/proc_files.ts";
+
+const ID = "5f0c3a8e-0d7e-4a53-9d0e-2b1f3c4d5e6f";
+
+async function entries(dir: string): Promise<string[]> {
+  return (await Array.fromAsync(Deno.readDir(dir))).map((entry) => entry.name).sort();
+}
+
+/** The pid of a process that has exited (and been reaped). */
+async function deadPid(): Promise<number> {
+  const child = new Deno.Command("true").spawn();
+  await child.status;
+  return child.pid;
+}
+
+/** A process that lives until disposed, as a stand-in for another live runner. */
+function liveProcess(): { pid: number } & AsyncDisposable {
+  const child = new Deno.Command("sleep", { args: ["60"] }).spawn();
+  return {
+    pid: child.pid,
+    async [Symbol.asyncDispose]() {
+      child.kill("SIGKILL");
+      await child.status;
+    },
+  };
+}
+
+/** A task directory as a runner with this pid and start time would name it. */
+function taskDir(workDir: string, pid: number, startedAt: number, n: number): string {
+  return `${workDir}/task-${ID}-r${pid}.${startedAt.toString(36)}-0000000${n}`;
+}
+
+Deno.test("reapStaleTasks() removes what a dead runner left at any point of a task's set-up", async () => {
+  const workDir = await Deno.makeTempDir();
+  try {
+    const dead = await deadPid();
+    const startedAt = Date.now() - 60_000;
+    const record = (dir: string) => `${dir}.owner.json`;
+    const dirs = [1, 2, 3, 4, 5].map((n) => taskDir(workDir, dead, startedAt, n));
+    // Killed after making the directory (a record could not be read), with an empty or a
+    // partial record, with a whole one, and before the directory (a record and a temp file).
+    await Deno.mkdir(dirs[0]!);
+    await Deno.mkdir(dirs[1]!);
+    await Deno.writeTextFile(record(dirs[1]!), "");
+    await Deno.mkdir(dirs[2]!);
+    await Deno.writeTextFile(record(dirs[2]!), '{"runnerPid":');
+    await Deno.mkdir(dirs[3]!);
+    await Deno.writeTextFile(`${dirs[3]}/input`, "");
+    await Deno.writeTextFile(
+      record(dirs[3]!),
+      JSON.stringify({ runnerPid: dead, runnerStartedAt: startedAt }),
+    );
+    await Deno.writeTextFile(`${record(dirs[4]!)}.tmp-1234abcd`, '{"run');
+    // The previous runner in a restarted container: this very pid, another start time.
+    const before = taskDir(workDir, Deno.pid, startedAt, 6);
+    await Deno.mkdir(before);
+
+    assertEquals(await reapStaleTasks(workDir), 6);
+    assertEquals(await entries(workDir), []);
+  } finally {
+    await Deno.remove(workDir, { recursive: true });
+  }
+});
+
+Deno.test("reapStaleTasks() leaves live runners' tasks alone, with a record or without", async () => {
+  const workDir = await Deno.makeTempDir();
+  try {
+    await using other = liveProcess();
+    const startedAt = Date.now() - 60_000;
+    const bare = taskDir(workDir, other.pid, startedAt, 1);
+    const recorded = taskDir(workDir, other.pid, startedAt, 2);
+    await Deno.mkdir(bare);
+    await Deno.mkdir(recorded);
+    await Deno.writeTextFile(
+      `${recorded}.owner.json`,
+      JSON.stringify({ runnerPid: other.pid, runnerStartedAt: startedAt }),
+    );
+    const mine = `${workDir}/task-${ID}-${runnerTag()}-00000003`;
+    await Deno.mkdir(mine);
+    const unknown = `${workDir}/task-${ID}-abcdef`; // no record, no tag: not ours to judge
+    await Deno.mkdir(unknown);
+    const before = await entries(workDir);
+
+    assertEquals(await reapStaleTasks(workDir), 0);
+    assertEquals(await entries(workDir), before);
+  } finally {
+    await Deno.remove(workDir, { recursive: true });
+  }
+});
+
+Deno.test("reapStaleTasks() kills the task group a dead runner recorded, in either format", async (t) => {
+  const workDir = await Deno.makeTempDir();
+  const tasks = [1, 2].map(() => new Deno.Command("setsid", { args: ["sleep", "60"] }).spawn());
+  try {
+    const dead = await deadPid();
+    const [linked, recorded] = [1, 2].map((n) => taskDir(workDir, dead, Date.now(), n));
+    await t.step("the record a runner writes: a link to the group", async () => {
+      await Deno.mkdir(linked!);
+      await Deno.symlink(String(tasks[0]!.pid), `${linked}.owner`);
+    });
+    await t.step("an earlier version's JSON record", async () => {
+      await Deno.mkdir(recorded!);
+      await Deno.writeTextFile(
+        `${recorded}.owner.json`,
+        JSON.stringify({ runnerPid: 999_999_999, runnerStartedAt: 1, pgid: tasks[1]!.pid }),
+      );
+    });
+    assertEquals(await reapStaleTasks(workDir), 2);
+    for (const task of tasks) {
+      await task.status;
+      assert(!isAlive(task.pid));
+    }
+    assertEquals(await entries(workDir), []);
+  } finally {
+    for (const task of tasks) {
+      try {
+        task.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+      await task.status;
+    }
+    await Deno.remove(workDir, { recursive: true });
+  }
+});
+
+Deno.test("a runner SIGKILLed mid-task leaves nothing the next start does not reap", async () => {
+  const workDir = await Deno.makeTempDir();
+  try {
+    for (let round = 0; round < 3; round++) {
+      const runner = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--allow-all",
+          new URL("../../main.ts", import.meta.url).pathname,
+          "run",
+          fixture("behave.py"),
+          "--input-json",
+          JSON.stringify({ behave: { sleep: 60 } }),
+          "--work-dir",
+          workDir,
+        ],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      assert(
+        await eventually(async () => (await entries(workDir)).length >= 2, 15_000),
+        "the task's directory and record appear",
+      );
+      runner.kill("SIGKILL");
+      await runner.status;
+      assert(await reapStaleTasks(workDir) >= 1, `round ${round}`);
+      assertEquals(await entries(workDir), []);
+    }
+  } finally {
+    await Deno.remove(workDir, { recursive: true });
+  }
+});
+
+/** The live (not zombie) processes whose task directory lies in `workDir`. */
+function taskProcessesIn(workDir: string): number[] {
+  const lib = libc()!;
+  return listDir(lib, "/proc").map(Number).filter((pid) => {
+    if (!Number.isInteger(pid)) return false;
+    const dir = environValue(lib, pid, TASK_DIR_VARIABLE);
+    return dir?.startsWith(`${workDir}/`) === true && readStat(lib, pid)?.state !== "Z";
+  });
+}
+
+/** A `taskrunner run` of a task that starts a daemon (its own session) and waits. */
+function startRunner(workDir: string, pidFile: string): Deno.ChildProcess {
+  const inputFile = `${pidFile}.input`;
+  Deno.writeTextFileSync(inputFile, `${pidFile} wait\n`);
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-all",
+      new URL("../../main.ts", import.meta.url).pathname,
+      "run",
+      fixture("daemon.sh"),
+      "--input",
+      inputFile,
+      "--work-dir",
+      workDir,
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+}
+
+Deno.test("no task of a runner SIGKILLed at any instant of a task's start outlives the next start", async () => {
+  const workDir = await Deno.makeTempDir();
+  const scratch = await Deno.makeTempDir();
+  const runners: Deno.ChildProcess[] = [];
+  let leftBehind = 0;
+  try {
+    for (let batch = 0; batch < 2; batch++) {
+      // Runners side by side, each killed at a random instant from its task directory's
+      // appearance (before the spawn, between it and the record, the task's own start-up).
+      const batchRunners = Array.from({ length: 4 }, (_, i) => {
+        const runner = startRunner(workDir, `${scratch}/${i}-${batch}`);
+        runners.push(runner);
+        return runner;
+      });
+      await Promise.all(batchRunners.map(async (runner) => {
+        const tag = `-r${runner.pid}.`;
+        await eventually(
+          async () => (await entries(workDir)).some((name) => name.includes(tag)),
+          20_000,
+        );
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 300));
+        runner.kill("SIGKILL");
+        await runner.status;
+      }));
+      leftBehind += taskProcessesIn(workDir).length;
+    }
+    assert(leftBehind > 0, "the killed runners left task processes behind");
+    // The next runner's start.
+    await reapStaleTasks(workDir);
+    assertEquals(taskProcessesIn(workDir), [], "no task process is left");
+    assertEquals(await entries(workDir), []);
+  } finally {
+    for (const runner of runners) {
+      try {
+        runner.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+      await runner.status;
+    }
+    for (const pid of taskProcessesIn(workDir)) Deno.kill(pid, "SIGKILL");
+    await Deno.remove(workDir, { recursive: true });
+    await Deno.remove(scratch, { recursive: true });
+  }
+});
+
+Deno.test("reapStaleTasks() leaves the processes of a live runner's tasks alone", async () => {
+  const workDir = await Deno.makeTempDir();
+  const scratch = await Deno.makeTempDir();
+  const runner = startRunner(workDir, `${scratch}/task`);
+  try {
+    assert(
+      await eventually(() => taskProcessesIn(workDir).length >= 2, 20_000),
+      "the task and its daemon run",
+    );
+    const before = taskProcessesIn(workDir);
+    assertEquals(await reapStaleTasks(workDir), 0);
+    // Each one is still there (the task may have started more meanwhile: they are not asked).
+    const after = taskProcessesIn(workDir);
+    for (const pid of before) assert(after.includes(pid), `task process ${pid} was killed`);
+  } finally {
+    runner.kill("SIGKILL");
+    await runner.status;
+    await reapStaleTasks(workDir);
+    await Deno.remove(workDir, { recursive: true });
+    await Deno.remove(scratch, { recursive: true });
+  }
+});
+
+Deno.test("runTask() keeps a task directory inside the work dir whatever the task id", async () => {
+  const parent = await Deno.makeTempDir();
+  try {
+    const workDir = `${parent}/work`;
+    const result = await runTask(
+      {
+        id: "../../../escaped/id",
+        script: fixture("echo.sh"),
+        input: new TextEncoder().encode("x"),
+        timeoutMs: 20_000,
+      },
+      testEngineSettings({ workDir }),
+    );
+    assertEquals(result.outcome, "success");
+    await taskDirsRemoved(); // removed in the background, after the result
+    assertEquals(await entries(parent), ["work"]);
+    assertEquals(await entries(workDir), []);
+  } finally {
+    await Deno.remove(parent, { recursive: true });
+  }
+});
