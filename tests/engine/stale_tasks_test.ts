@@ -165,6 +165,15 @@ Deno.test("a runner SIGKILLed mid-task leaves nothing the next start does not re
 });
 
 /** The live (not zombie) processes whose task directory lies in `workDir`. */
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function taskProcessesIn(workDir: string): number[] {
   const lib = libc()!;
   return listDir(lib, "/proc").map(Number).filter((pid) => {
@@ -246,15 +255,18 @@ Deno.test("reapStaleTasks() leaves the processes of a live runner's tasks alone"
   const scratch = await Deno.makeTempDir();
   const runner = startRunner(workDir, `${scratch}/task`);
   try {
+    // Once the daemon's pid is written, the task and its daemon are all there is: the task's
+    // short-lived helpers (`mv`) are gone, and it execs `sleep` in its own pid.
     assert(
-      await eventually(() => taskProcessesIn(workDir).length >= 2, 20_000),
+      await eventually(
+        () => existsSync(`${scratch}/task`) && taskProcessesIn(workDir).length === 2,
+        20_000,
+      ),
       "the task and its daemon run",
     );
     const before = taskProcessesIn(workDir);
     assertEquals(await reapStaleTasks(workDir), 0);
-    // Each one is still there (the task may have started more meanwhile: they are not asked).
-    const after = taskProcessesIn(workDir);
-    for (const pid of before) assert(after.includes(pid), `task process ${pid} was killed`);
+    assertEquals(taskProcessesIn(workDir), before);
   } finally {
     runner.kill("SIGKILL");
     await runner.status;
