@@ -347,6 +347,7 @@ export class ResponsePublisher implements ResponseSink, AsyncDisposable {
           if ((error as Error | null)?.name === "IllegalOperationError") return;
           // The message itself cannot be sent (a routing key too long for AMQP, ...).
           this.#queue.shift();
+          this.#holds.dropProbe(item.routingKey, item);
           this.#endHold(item);
           item.fail(error);
           this.#settledOne();
@@ -429,7 +430,6 @@ export class ResponsePublisher implements ResponseSink, AsyncDisposable {
   // Returned or nacked: held at the front of its key, or given up if its time is over.
   #undelivered(item: Outgoing, reason: HoldReason): void {
     if (item.expired) {
-      this.#holds.dropProbe(item.routingKey, item);
       this.#abandon(item);
       return;
     }
@@ -481,6 +481,9 @@ export class ResponsePublisher implements ResponseSink, AsyncDisposable {
   }
 
   #abandon(item: Outgoing): void {
+    // A probe given up anywhere (queued, or out on a channel that closed) must not leave its
+    // key waiting behind a message that no longer exists: later responses get their try.
+    this.#holds.dropProbe(item.routingKey, item);
     const reason = item.hold?.reason;
     const heldMs = item.hold ? Date.now() - item.hold.since : 0;
     this.#endHold(item);
@@ -501,6 +504,7 @@ export class ResponsePublisher implements ResponseSink, AsyncDisposable {
   }
 
   #tooLarge(item: Outgoing, limit: number | undefined): void {
+    this.#holds.dropProbe(item.routingKey, item);
     this.#endHold(item);
     this.#observer.refused?.("too_large");
     this.#warnings.tooLarge.report({

@@ -163,13 +163,14 @@ function isRunnerAlive(owner: TaskOwner): boolean {
 }
 
 // Deno lets only a program with every permission read `/proc`, so ask the kernel instead:
-// SIGCONT changes nothing for a running process and fails only when there is none. A zombie
-// or a reused pid counts as alive, which errs on the side of leaving things be.
+// SIGCONT changes nothing for a running process; only ESRCH (NotFound) says there is none. A
+// process of another user (EPERM: a runner of another uid whose tasks run as ours) is alive, and
+// so are a zombie and a reused pid, which errs on the side of leaving things be.
 function isAlive(pid: number): boolean {
   try {
     Deno.kill(pid, "SIGCONT");
     return true;
-  } catch {
-    return false;
+  } catch (error) {
+    return !(error instanceof Deno.errors.NotFound);
   }
 }

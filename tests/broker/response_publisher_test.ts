@@ -152,6 +152,33 @@ Deno.test("ResponsePublisher gives a held response up after its own time limit, 
   assert(new UnroutableResponseError("x") instanceof Error);
 });
 
+Deno.test("ResponsePublisher: a probe given up while the exchange is gone leaves its key free for later responses", async () => {
+  await withPublisher(
+    { holdMs: 300 },
+    async ({ publisher, abandoned, channel, exchange, bind, received }) => {
+      assertEquals(await publisher.publish("k", encoder.encode("A"), { taskId: "a" }), "held");
+      // Its tries now fail on a missing exchange (the channel closes under them) until it is
+      // given up, out or queued.
+      await channel.deleteExchange(exchange);
+      assert(await eventually(() => abandoned() === 1, 10_000), "the held response given up");
+      await channel.assertExchange(exchange, "direct", SERVER_RESPONSE_EXCHANGE);
+      await bind("k");
+      // The server is back on the same key: a later response reaches it.
+      await publisher.publish("k", encoder.encode("B"), { taskId: "b" });
+      const got: string[] = [];
+      assert(
+        await eventually(async () => {
+          got.push(...await received());
+          return got.includes("B");
+        }, 10_000),
+        `the later response delivered (abandoned ${abandoned()}, held ${publisher.heldCount})`,
+      );
+      assertEquals(got, ["B"]);
+      assertEquals(abandoned(), 1, "only the first was given up");
+    },
+  );
+});
+
 Deno.test("ResponsePublisher: a nacked response is held alone, with no re-send storm and no duplicate elsewhere", async () => {
   await withPublisher({ holdMs: 60_000 }, async (context) => {
     const { publisher, channel, exchange, refused, received, logs, unrouted } = context;
