@@ -26,6 +26,13 @@ export { PublisherClosedError, ResponseTooLargeError, UnroutableResponseError };
  */
 export const RESPONSE_HOLD_MS = 5 * 60_000;
 
+/**
+ * Bytes of held responses past which a response that must be held no longer lets its caller
+ * go: it waits, holding its task slot, until it is delivered or given up. Without it, a server
+ * gone for good while its backlog runs would have its outputs kept in memory without bound.
+ */
+export const MAX_HELD_BYTES = 256 * 1024 * 1024;
+
 /** Backoff of publication after the broker refused the runner write access to the exchange. */
 const ACCESS_REFUSED_BACKOFF: Backoff = { initialMs: 500, maxMs: 5_000 };
 
@@ -100,6 +107,8 @@ export interface ResponsePublisherOptions {
   unroutedBackoff?: Backoff;
   /** How long a response may be held before it is given up; {@linkcode RESPONSE_HOLD_MS}. */
   holdMs?: number;
+  /** Held bytes past which a held response's caller waits; {@linkcode MAX_HELD_BYTES}. */
+  maxHeldBytes?: number;
 }
 
 /**
@@ -124,6 +133,8 @@ export class ResponsePublisher implements ResponseSink, AsyncDisposable {
   readonly #channel: ManagedChannel<ConfirmChannel>;
   readonly #observer: PublisherObserver;
   readonly #holdMs: number;
+  readonly #maxHeldBytes: number;
+  #heldBytes = 0;
   #queue: Outgoing[] = [];
   /** Sent and not yet confirmed, by message id. */
   #inFlight = new Map<string, Outgoing>();
@@ -153,6 +164,7 @@ export class ResponsePublisher implements ResponseSink, AsyncDisposable {
     this.#log = options.logger;
     this.#observer = options.observer ?? {};
     this.#holdMs = options.holdMs ?? RESPONSE_HOLD_MS;
+    this.#maxHeldBytes = options.maxHeldBytes ?? MAX_HELD_BYTES;
     const log = options.logger;
     this.#warnings = {
       unrouted: new RepeatedWarnings(
@@ -454,8 +466,11 @@ export class ResponsePublisher implements ResponseSink, AsyncDisposable {
       const timer = setTimeout(() => this.#expire(item), this.#holdMs);
       item.hold = { reason, since: Date.now(), timer };
       this.#heldCount++;
+      this.#heldBytes += item.content.length;
     }
-    item.settle("held");
+    // Over the bound, its caller waits (its request keeps its slot) until it is delivered or
+    // given up, as every caller did before holds let them go.
+    if (this.#heldBytes <= this.#maxHeldBytes) item.settle("held");
   }
 
   #endHold(item: Outgoing): void {
@@ -463,6 +478,7 @@ export class ResponsePublisher implements ResponseSink, AsyncDisposable {
     clearTimeout(item.hold.timer);
     item.hold = undefined;
     this.#heldCount--;
+    this.#heldBytes -= item.content.length;
     this.#observer.unrouted?.(this.heldCount);
   }
 

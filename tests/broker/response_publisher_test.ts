@@ -38,7 +38,7 @@ interface Context {
  * vhost) of the server's side; `publisherUrl` the publisher's, if another user's.
  */
 async function withPublisher(
-  options: { holdMs: number; url?: string; publisherUrl?: string },
+  options: { holdMs: number; maxHeldBytes?: number; url?: string; publisherUrl?: string },
   work: (context: Context) => Promise<void>,
 ): Promise<void> {
   const suffix = crypto.randomUUID().slice(0, 8);
@@ -69,6 +69,7 @@ async function withPublisher(
     logger,
     unroutedBackoff: { initialMs: 20, maxMs: 50 },
     holdMs: options.holdMs,
+    ...(options.maxHeldBytes !== undefined ? { maxHeldBytes: options.maxHeldBytes } : {}),
     observer: {
       unrouted: (count) => unrouted = count,
       abandoned: (count) => abandoned += count,
@@ -175,6 +176,26 @@ Deno.test("ResponsePublisher: a probe given up while the exchange is gone leaves
       );
       assertEquals(got, ["B"]);
       assertEquals(abandoned(), 1, "only the first was given up");
+    },
+  );
+});
+
+Deno.test("ResponsePublisher: past its bound of held bytes, a held response's caller waits for its delivery", async () => {
+  await withPublisher(
+    { holdMs: 60_000, maxHeldBytes: 150 },
+    async ({ publisher, unrouted, bind, received }) => {
+      const body = "x".repeat(100);
+      assertEquals(await publisher.publish("gone", encoder.encode(body)), "held");
+      let second: string | undefined;
+      const waiting = publisher.publish("gone", encoder.encode(body)).then((outcome) =>
+        second = outcome
+      );
+      assert(await eventually(() => unrouted() === 2, 10_000), "both held");
+      assertEquals(second, undefined, "over the bound, its caller is not let go");
+      await bind("gone");
+      await waiting;
+      assertEquals(second, "routed");
+      assertEquals(await received(), [body, body]);
     },
   );
 });
