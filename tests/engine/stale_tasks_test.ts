@@ -297,3 +297,56 @@ Deno.test("runTask() keeps a task directory inside the work dir whatever the tas
     await Deno.remove(parent, { recursive: true });
   }
 });
+
+Deno.test({
+  name: "reapStaleTasks() of another user takes a runner it may not signal (EPERM) for alive",
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    const workDir = await Deno.makeTempDir();
+    await Deno.chmod(workDir, 0o777);
+    const denoDir = await Deno.makeTempDir();
+    await Deno.chmod(denoDir, 0o777);
+    // A live runner of root, in a session of its own: a user's SIGCONT to it gets EPERM.
+    const runner = new Deno.Command("setsid", { args: ["sleep", "60"], stdout: "null" }).spawn();
+    const tag = `r${runner.pid}.${Date.now().toString(36)}`;
+    const taskDir = `${workDir}/task-eperm-${tag}-abc`;
+    // Its task, running as nobody in a session of its own.
+    const task = new Deno.Command("setpriv", {
+      args: [...NOBODY, "setsid", "env", `${TASK_DIR_VARIABLE}=${taskDir}`, "sleep", "60"],
+      stdout: "null",
+    }).spawn();
+    const script = `${denoDir}/reap.ts`;
+    await Deno.writeTextFile(
+      script,
+      `import { reapStaleTasks } from ${
+        JSON.stringify(new URL("../../src/task/stale_tasks.ts", import.meta.url).href)
+      };\nconsole.log(await reapStaleTasks(${JSON.stringify(workDir)}));\n`,
+    );
+    await Deno.chmod(script, 0o644);
+    try {
+      assert(await eventually(() => taskProcessesIn(workDir).length === 1, 10_000), "task runs");
+      // A runner of nobody starts and reaps: the task belongs to a runner alive as root.
+      const reaper = await new Deno.Command("setpriv", {
+        args: [...NOBODY, "env", `HOME=${denoDir}`, `DENO_DIR=${denoDir}`, Deno.execPath(), "run"]
+          .concat(["-A", "--no-config", "--no-lock", script]),
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const said = new TextDecoder().decode(reaper.stderr);
+      assert(reaper.success, said);
+      assertEquals(new TextDecoder().decode(reaper.stdout).trim(), "0", "no process killed");
+      assertEquals(taskProcessesIn(workDir), [task.pid], "the live runner's task runs on");
+    } finally {
+      for (const child of [task, runner]) {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+        await child.status;
+      }
+      await Deno.remove(workDir, { recursive: true });
+      await Deno.remove(denoDir, { recursive: true });
+    }
+  },
+});
+
+const NOBODY = ["--reuid=65534", "--regid=65534", "--clear-groups"];
