@@ -119,11 +119,9 @@ Deno.test({
           // setsid made the parent a group leader: its pid is the group's id.
           Deno.kill(-group.pid, start.signal);
           await log.waitFor("Shutting down");
-          // The forwarding parent always sends its copy; deno task's may merge with the
-          // group's before the runner sees it.
-          const copy = log.waitFor("Ignored a copy of the last signal", 1_000);
-          if (start.signal === "SIGINT") await copy;
-          else await copy.catch(() => {});
+          // The parent's copy may come while the group's is still pending, and the kernel then
+          // merges the two: one delivery, no copy to ignore. Either way, one drain below.
+          await log.waitFor("Ignored a copy of the last signal", 1_000).catch(() => {});
           await Deno.writeTextFile(release, "");
           assertEquals((await group.status).code, 0);
           await log.done;
