@@ -1,5 +1,10 @@
 import type { FailureReason } from "../observability/observers.ts";
-import { TaskInputTooLargeError, type TaskResult, TaskStartError } from "../task/mod.ts";
+import {
+  ScriptNotAllowedError,
+  TaskInputTooLargeError,
+  type TaskResult,
+  TaskStartError,
+} from "../task/mod.ts";
 
 export type { FailureReason };
 
@@ -29,8 +34,7 @@ export function failureOfResult(result: TaskResult): FailureReason | undefined {
  */
 export function failureOfStartError(error: unknown): FailureReason | undefined {
   if (error instanceof TaskInputTooLargeError) return "invalid";
-  if (error instanceof TaskStartError) {
-    return /\bnot allowed\b/.test(error.message) ? "not_allowed" : "not_found";
-  }
+  if (error instanceof ScriptNotAllowedError) return "not_allowed";
+  if (error instanceof TaskStartError) return "not_found";
   return undefined;
 }

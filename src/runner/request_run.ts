@@ -245,7 +245,8 @@ export class RequestRun {
     const response = error instanceof TaskStartError
       ? notStartedResponse(error)
       : failedResponse(`Task failed in the runner: ${errorMessage(error)}`);
-    if (error instanceof TaskStartError && error.message.includes("script not allowed")) {
+    const failure = failureOfStartError(error);
+    if (failure === "not_allowed") {
       this.#context.notAllowed.report({
         taskId: this.request.id,
         script: this.request.script,
@@ -254,7 +255,6 @@ export class RequestRun {
     } else {
       log.warn("Task not started", { error: response.output });
     }
-    const failure = failureOfStartError(error);
     await this.#finish(response, failure ? { failure } : {});
   }
 

@@ -10,6 +10,15 @@ export class TaskStartError extends Error {
   }
 }
 
+/** A script the allow-list refuses: told apart from a missing one by its class, not its text. */
+export class ScriptNotAllowedError extends TaskStartError {
+  /** @param detail what follows "script not allowed" in the message (`: why`), if anything */
+  constructor(script: string, detail = "") {
+    super(`Cannot start task "${script}": script not allowed${detail}`);
+    this.name = "ScriptNotAllowedError";
+  }
+}
+
 /** A task whose input is larger than the engine accepts: nothing was made, nothing was run. */
 export class TaskInputTooLargeError extends TaskStartError {
   /** The size of the input refused. */

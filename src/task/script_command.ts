@@ -6,7 +6,7 @@ import {
   matchesAny,
   realPathOf,
 } from "./allow_list.ts";
-import { TaskStartError } from "./errors.ts";
+import { ScriptNotAllowedError, TaskStartError } from "./errors.ts";
 
 /** How the pipe arguments are spelled: `--input_pipe` (every Terarium task) or `--input-pipe`. */
 export type PipeArgStyle = "underscore" | "hyphen";
@@ -52,9 +52,7 @@ export function resolveScriptCommand(
     ? AllowList.resolve(options.allowedScripts)
     : undefined;
   if (allowList && hasParentSegment(script)) {
-    throw new TaskStartError(
-      `Cannot start task "${script}": script not allowed: a path with a ".." segment is refused`,
-    );
+    throw new ScriptNotAllowedError(script, ': a path with a ".." segment is refused');
   }
   if (script.endsWith(".py")) {
     const file = allowedPath(script, resolve(script), allowList);
@@ -112,11 +110,11 @@ function allowedPath(
   const real = realPathOf(absolute);
   if (real === undefined) {
     if (allowList.allowsPath(absolute)) return absolute; // reported missing by the caller
-    throw new TaskStartError(`Cannot start task "${script}": script not allowed`);
+    throw new ScriptNotAllowedError(script);
   }
   if (!allowList.allowsPath(real)) {
     const why = real === absolute ? "" : ": its real path matches no allowed pattern";
-    throw new TaskStartError(`Cannot start task "${script}": script not allowed${why}`);
+    throw new ScriptNotAllowedError(script, why);
   }
   return real;
 }
@@ -134,15 +132,13 @@ function allowedOnPath(name: string, allowList: AllowList, path: string): string
   } catch (error) {
     // Whether a name that is not allowed exists on PATH is none of the requester's business.
     if (byName) throw error;
-    throw new TaskStartError(`Cannot start task "${name}": script not allowed`);
+    throw new ScriptNotAllowedError(name);
   }
   const real = realPathOf(found) ?? found;
   if (allowList.allowsPath(real)) return real;
-  if (!byName) throw new TaskStartError(`Cannot start task "${name}": script not allowed`);
+  if (!byName) throw new ScriptNotAllowedError(name);
   if (isInPathDirectory(real, path)) return real;
-  throw new TaskStartError(
-    `Cannot start task "${name}": script not allowed: "${found}" leads out of the PATH directories`,
-  );
+  throw new ScriptNotAllowedError(name, `: "${found}" leads out of the PATH directories`);
 }
 
 /**
