@@ -11,15 +11,17 @@
  *     deno run <perms> scripts/bench/bare_floor.ts <script> <workDir> <tasks> <concurrency>
  *
  * Prints one JSON line: `{ "seconds": <wall time of all tasks>, "samples": [<ms per task>],
- * "cpuMs": <CPU of the measured tasks> }`. The tasks' CPU is what the kernel counts for the
- * children this process has reaped (cutime + cstime): the task alone, not the starting of it.
+ * "cpuMs": <CPU of the measured tasks>, "ownCpuMs": <this process's own> }`. The tasks' CPU is
+ * what the kernel counts for the children this process has reaped (cutime + cstime): the task
+ * alone, not the starting of it. This process's own CPU is the starting of it, the cheapest way
+ * there is: the spawner's floor, which no runner in Deno can go under per task.
  *
  * @module
  */
 
 import { spawnDirect } from "../../src/task/direct_spawn.ts";
 import { requireLibc } from "../../src/os/libc.ts";
-import { childrenCpuMs } from "./proc.ts";
+import { childrenCpuMs, cpuMs } from "./proc.ts";
 import { type FloorArgs, type FloorFigures, floorMain, measureTasks } from "./floor_loop.ts";
 
 const LIBC = requireLibc();
@@ -67,6 +69,7 @@ async function bare(args: FloorArgs): Promise<FloorFigures> {
     (dir) => runOnce(args.script, dir),
     args.tasks,
     () => childrenCpuMs(Deno.pid),
+    () => cpuMs(Deno.pid),
   );
 }
 

@@ -22,6 +22,8 @@ export interface FloorFigures {
   samples: number[];
   /** CPU milliseconds of the measured tasks, when the floor can tell (see `measureTasks`). */
   cpuMs?: number;
+  /** The floor process's own CPU milliseconds over the measured tasks, when read apart. */
+  ownCpuMs?: number;
 }
 
 /**
@@ -32,12 +34,14 @@ export interface FloorFigures {
  * @param runOnce runs one task; its rejection fails the figure
  * @param cpuMs reads a CPU clock (in milliseconds) before and after the measured tasks; the
  *   difference is returned as `cpuMs`
+ * @param ownCpuMs another clock, read the same way, returned as `ownCpuMs`
  */
 export async function measureTasks<S>(
   slots: readonly S[],
   runOnce: (slot: S) => Promise<void>,
   tasks: number,
   cpuMs?: () => Promise<number | undefined>,
+  ownCpuMs?: () => Promise<number | undefined>,
 ): Promise<FloorFigures> {
   let samples: number[] = [];
   let next = 0;
@@ -55,14 +59,19 @@ export async function measureTasks<S>(
   next = 0;
   total = tasks;
   const cpuBefore = await cpuMs?.();
+  const ownBefore = await ownCpuMs?.();
   const start = performance.now();
   await Promise.all(slots.map(worker));
   const seconds = (performance.now() - start) / 1_000;
+  const ownAfter = await ownCpuMs?.();
   const cpuAfter = await cpuMs?.();
   return {
     seconds,
     samples,
     ...(cpuBefore !== undefined && cpuAfter !== undefined ? { cpuMs: cpuAfter - cpuBefore } : {}),
+    ...(ownBefore !== undefined && ownAfter !== undefined
+      ? { ownCpuMs: ownAfter - ownBefore }
+      : {}),
   };
 }
 

@@ -7,18 +7,12 @@
  * prefetch = concurrency), the cancellation queue looked up (passive) and consumed, `RUNNING`
  * and `SUCCESS` published (persistent, mandatory, on a confirm channel) to the response
  * exchange, the request acknowledged once `SUCCESS` is confirmed, and the cancellation queue
- * deleted.
+ * deleted. That side runs in a process of its own (`protocol_runner.ts`), whose CPU is read
+ * too: the broker client's floor.
  *
  * @module
  */
-import amqp from "amqplib";
-import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from "amqplib";
-import { Buffer } from "node:buffer";
-import {
-  buildTaskResponse,
-  encodeTaskResponse,
-  type ResponseEcho,
-} from "../../src/protocol/mod.ts";
+import { RUN_PERMISSIONS } from "../../src/permissions.ts";
 import { type BenchNames, benchNames, makeRequest, ServerSide } from "./broker.ts";
 import { cpuMs } from "./proc.ts";
 
@@ -27,6 +21,8 @@ export interface ProtocolFloor {
   tasks: number;
   /** RabbitMQ's CPU per task, in milliseconds. */
   brokerCpuMsPerTask: number;
+  /** The runner side's own CPU per task (amqplib doing the broker calls alone), in ms. */
+  clientCpuMsPerTask: number;
 }
 
 // Unmeasured tasks first: every channel open, the broker's code paths warm.
@@ -35,12 +31,12 @@ const TASK_TIMEOUT_MS = 60_000;
 
 /**
  * Runs `tasks` tasks through the protocol loop, `concurrency` at once, on private names, and
- * returns RabbitMQ's CPU per task.
+ * returns RabbitMQ's CPU per task and the runner side's.
  *
  * @param url the broker
  * @param beam the pid of the RabbitMQ node's Erlang VM (see `brokerPid`)
  * @param script the script named in the requests (never run)
- * @throws when the broker's CPU cannot be read, or a task gets no `SUCCESS`
+ * @throws when a CPU time cannot be read, or a task gets no `SUCCESS`
  */
 export async function protocolFloor(
   url: string,
@@ -49,7 +45,7 @@ export async function protocolFloor(
 ): Promise<ProtocolFloor> {
   const names = benchNames();
   await using server = await ServerSide.open(url, names);
-  await using runner = await ProtocolRunner.open(url, names, options.concurrency);
+  await using runner = await RunnerSide.spawn(url, names, options.concurrency);
   const run = async (count: number) => {
     const requests = Array.from(
       { length: count },
@@ -63,94 +59,74 @@ export async function protocolFloor(
     if (failed) throw new Error(`Protocol loop: a task ended in ${failed.status}`);
   };
   await run(WARM_UP);
-  const before = await cpuMs(beam);
+  const before = [await cpuMs(beam), await cpuMs(runner.pid)];
   await run(options.tasks);
-  const after = await cpuMs(beam);
-  if (before === undefined || after === undefined) {
-    throw new Error(`Protocol loop: cannot read the CPU time of RabbitMQ (pid ${beam})`);
+  const after = [await cpuMs(beam), await cpuMs(runner.pid)];
+  const [broker, client] = before.map((value, i) =>
+    value === undefined || after[i] === undefined ? undefined : (after[i]! - value) / options.tasks
+  );
+  if (broker === undefined || client === undefined) {
+    throw new Error(`Protocol loop: cannot read the CPU time of RabbitMQ or of its runner side`);
   }
-  return { tasks: options.tasks, brokerCpuMsPerTask: (after - before) / options.tasks };
+  return { tasks: options.tasks, brokerCpuMsPerTask: broker, clientCpuMsPerTask: client };
 }
 
-/** The runner's side of the protocol, with no task: its broker operations only. */
-class ProtocolRunner implements AsyncDisposable {
-  /** Rejects with the first failed broker operation. */
+/** `protocol_runner.ts` as a subprocess: consuming once spawned, stopped on dispose. */
+class RunnerSide implements AsyncDisposable {
+  readonly #child: Deno.ChildProcess;
+  readonly #stdout: ReadableStreamDefaultReader<string>;
+  /** Rejects if the process ends before it is stopped. */
   readonly failed: Promise<never>;
-  #fail: (error: unknown) => void = () => {};
-  readonly #model: ChannelModel;
-  readonly #names: BenchNames;
-  readonly #requests: Channel;
-  readonly #publisher: ConfirmChannel;
-  // A channel answers one call at a time: one per task running at once, as the runner has.
-  readonly #watches: Channel[];
-  #nextWatch = 0;
+  #stopping = false;
 
-  private constructor(
-    model: ChannelModel,
-    names: BenchNames,
-    channels: { requests: Channel; publisher: ConfirmChannel; watches: Channel[] },
-  ) {
-    this.#model = model;
-    this.#names = names;
-    this.#requests = channels.requests;
-    this.#publisher = channels.publisher;
-    this.#watches = channels.watches;
-    this.failed = new Promise((_, reject) => this.#fail = reject);
+  private constructor(child: Deno.ChildProcess) {
+    this.#child = child;
+    this.#stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    this.failed = child.status.then((status) => {
+      if (this.#stopping) return new Promise<never>(() => {});
+      throw new Error(`Protocol loop: its runner side exited (code ${status.code})`);
+    });
     this.failed.catch(() => {}); // reported when awaited
   }
 
-  static async open(url: string, names: BenchNames, concurrency: number): Promise<ProtocolRunner> {
-    const model = await amqp.connect(url);
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  static async spawn(url: string, names: BenchNames, concurrency: number): Promise<RunnerSide> {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        ...RUN_PERMISSIONS,
+        new URL("./protocol_runner.ts", import.meta.url).pathname,
+        url,
+        JSON.stringify(names),
+        String(concurrency),
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const side = new RunnerSide(child);
     try {
-      const requests = await model.createChannel();
-      const publisher = await model.createConfirmChannel();
-      const watches = await Promise.all(
-        Array.from({ length: concurrency }, () => model.createChannel()),
-      );
-      const runner = new ProtocolRunner(model, names, { requests, publisher, watches });
-      await requests.prefetch(concurrency);
-      await requests.consume(names.fullRequestQueue, (message) => {
-        if (message) runner.#run(message).catch((error) => runner.#fail(error));
-      }, { noAck: false });
-      return runner;
+      let seen = "";
+      while (!seen.includes("ready\n")) {
+        const { value, done } = await Promise.race([side.#stdout.read(), side.failed]);
+        if (done) throw new Error("Protocol loop: its runner side ended before it was ready");
+        seen += value;
+      }
     } catch (error) {
-      await model.close().catch(() => {});
+      child.kill("SIGKILL");
+      await side[Symbol.asyncDispose]();
       throw error;
     }
-  }
-
-  async #run(message: ConsumeMessage): Promise<void> {
-    const request = JSON.parse(message.content.toString("utf8")) as ResponseEcho & { id: string };
-    const watch = this.#watches[this.#nextWatch++ % this.#watches.length]!;
-    await watch.checkQueue(request.id);
-    const consumed = watch.consume(request.id, () => {}, { noAck: true });
-    const running = this.#publish(request, "RUNNING");
-    await this.#publish(request, "SUCCESS");
-    await running;
-    this.#requests.ack(message);
-    await consumed;
-    await watch.deleteQueue(request.id);
-  }
-
-  #publish(request: ResponseEcho, status: "RUNNING" | "SUCCESS"): Promise<void> {
-    const body = encodeTaskResponse(buildTaskResponse(request, { status }));
-    return new Promise((resolve, reject) => {
-      this.#publisher.publish(
-        this.#names.responseExchange,
-        this.#names.routingKey,
-        Buffer.from(body.buffer, body.byteOffset, body.byteLength),
-        {
-          contentType: "text/plain",
-          contentEncoding: "UTF-8",
-          persistent: true,
-          mandatory: true,
-        },
-        (error: unknown) => error ? reject(error) : resolve(),
-      );
-    });
+    return side;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
-    await this.#model.close().catch(() => {});
+    this.#stopping = true;
+    await this.#child.stdin.close().catch(() => {});
+    await this.#child.status;
+    await this.#stdout.cancel().catch(() => {});
   }
 }
