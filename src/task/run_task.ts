@@ -66,21 +66,24 @@ export async function runTask(
     hooks: options,
   });
 
-  await options.beforeStart;
-  // Cancelled while the pipes were being made: nothing was started.
-  if (options.signal?.aborted) return notStarted(options.signal, startedAt);
-  // Whatever happens from here on, the pipes are closed (after the group is gone, below).
+  // Whatever happens from here on, the pipes are closed (after the group is gone, below). Opened
+  // and the input handed over while the caller's `beforeStart` is on its way (a broker's round
+  // trip): none of it waits for the task, and a task that never starts only closes them.
   await using pipeIo = openPipeIo(readers, pipes, spec);
   const oomPath = settings.memoryEventsPath === undefined
     ? runnerMemoryEventsPath()
     : settings.memoryEventsPath;
   const oomBefore = oomPath === null ? undefined : readOomKillCount(oomPath);
+  await options.beforeStart;
+  // Cancelled while the pipes were being made: nothing was started.
+  if (options.signal?.aborted) return notStarted(options.signal, startedAt);
   await using group = await spawnTask(command, { id, pipes, settings, owner });
   logs.started(group.pid);
-  // Lets a runner restarted after a crash find this task's group and stop it.
-  writeTaskOwner(pipes.dir, group.pid);
   const logsDone = logs.follow(group, options.onLog);
   options.onStart?.(logs.running);
+  // Lets a runner restarted after a crash find this task's group and stop it (its processes
+  // carry the task's directory too: this record is for those that drop their environment).
+  writeTaskOwner(pipes.dir, group.pid);
 
   const exit = await awaitTaskExit(group, {
     timer,
