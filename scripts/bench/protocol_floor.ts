@@ -71,6 +71,41 @@ export async function protocolFloor(
   return { tasks: options.tasks, brokerCpuMsPerTask: broker, clientCpuMsPerTask: client };
 }
 
+/**
+ * The protocol's own latency: `count` requests one after another through the protocol loop
+ * (its runner side consuming one at a time), each from its publication to its `SUCCESS`'s
+ * arrival, after as many unmeasured; in milliseconds. What no runner of this protocol can
+ * add less than to a task's own time.
+ *
+ * @param url the broker
+ * @param options how many requests, and the script they name (never run)
+ */
+export async function protocolLatency(
+  url: string,
+  options: { count: number; script: string },
+): Promise<number[]> {
+  const names = benchNames();
+  await using server = await ServerSide.open(url, names);
+  await using runner = await RunnerSide.spawn(url, names, 1);
+  const samples: number[] = [];
+  for (let i = -options.count; i < options.count; i++) {
+    const request = makeRequest(
+      options.script,
+      new TextEncoder().encode("hello"),
+      names.routingKey,
+    );
+    const terminal = await Promise.race([
+      server.send(request, { timeoutMs: TASK_TIMEOUT_MS }),
+      runner.failed,
+    ]);
+    if (terminal.status !== "SUCCESS") {
+      throw new Error(`Protocol loop: a task ended in ${terminal.status}`);
+    }
+    if (i >= 0) samples.push(terminal.arrivedAt - terminal.publishedAt);
+  }
+  return samples;
+}
+
 /** `protocol_runner.ts` as a subprocess: consuming once spawned, stopped on dispose. */
 class RunnerSide implements AsyncDisposable {
   readonly #child: Deno.ChildProcess;
