@@ -22,7 +22,7 @@ import {
   type Target,
   target,
 } from "./figure.ts";
-import { readMemory, resetPeakRss } from "./proc.ts";
+import { brokerAtRest, brokerPid, readMemory, resetPeakRss } from "./proc.ts";
 import { receiveMemory } from "./receive_memory.ts";
 import type { RunnerProcess } from "./runner_process.ts";
 
@@ -83,10 +83,18 @@ export async function measurePayload(
   let before = 0;
   let reset = true;
   let intact = true;
+  // Each measurement starts on a broker at rest: after a large message RabbitMQ works on for
+  // seconds (garbage, the message store writing it), which the next one would pay for. And
+  // one unmeasured transfer first: the broker's and amqplib's paths warm.
+  const beam = await brokerPid();
+  await brokerAtRest(beam);
+  await brokerFloor(AMQP_URL, requestBytes, requestBytes);
   for (let run = 0; run < runs; run++) {
     for (let k = 0; k < floorsPerRun; k++) {
+      await brokerAtRest(beam);
       floorTimes.push(await brokerFloor(AMQP_URL, requestBytes, requestBytes));
     }
+    await brokerAtRest(beam);
     const request = makeRequest(ECHO, input, server.names.routingKey);
     // What the earlier figures left in the runner's heap, for comparison with the idle RSS.
     if (run === 0) before = (await readMemory(runner.pid)).rss;

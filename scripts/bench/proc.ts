@@ -80,6 +80,31 @@ export async function brokerPid(): Promise<number | undefined> {
   return pid > 0 ? pid : undefined;
 }
 
+// A broker using less than this share of a core is at rest (its own timers and statistics).
+const QUIET_CORE_SHARE = 0.1;
+const QUIET_SAMPLE_MS = 250;
+
+/**
+ * Waits until the broker is at rest: less than a tenth of a core over a quarter of a second
+ * (after a large message it keeps working for seconds: garbage collection, the message store
+ * writing persistent messages), at most `maxMs`. Nothing is waited for when `pid` is undefined.
+ *
+ * @returns whether it came to rest in time
+ */
+export async function brokerAtRest(pid: number | undefined, maxMs = 15_000): Promise<boolean> {
+  if (pid === undefined) return true;
+  const deadline = performance.now() + maxMs;
+  let before = await cpuMs(pid);
+  while (performance.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, QUIET_SAMPLE_MS));
+    const after = await cpuMs(pid);
+    if (before === undefined || after === undefined) return false;
+    if (after - before < QUIET_CORE_SHARE * QUIET_SAMPLE_MS) return true;
+    before = after;
+  }
+  return false;
+}
+
 /** The number of a process's open file descriptors, or undefined when it cannot be read. */
 export async function openFds(pid: number): Promise<number | undefined> {
   try {
