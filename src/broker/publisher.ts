@@ -141,7 +141,7 @@ export class ResponsePublisher implements ResponseSink, AsyncDisposable {
   readonly #holds: RouteHolds<Outgoing>;
   #nextId = 0;
   #pumping = false;
-  #idleWaiters: Array<() => void> = [];
+  #idleWaiters: Array<{ held: boolean; resolve: () => void }> = [];
   #closed = false;
   /** The broker's `max_message_size`, once a refusal told it. */
   #maxMessageSize: number | undefined;
@@ -311,10 +311,19 @@ export class ResponsePublisher implements ResponseSink, AsyncDisposable {
     });
   }
 
-  /** Resolves once no response is pending (delivered or given up). */
-  idle(): Promise<void> {
-    if (this.pending === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  /**
+   * Resolves once no response is pending (delivered or given up); with `held: false`, once
+   * none is pending but held ones, which only time or a server coming back delivers (a
+   * shutdown need not wait for them).
+   */
+  idle(options: { held?: boolean } = {}): Promise<void> {
+    const held = options.held ?? true;
+    if (this.#pendingCounting(held) === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push({ held, resolve }));
+  }
+
+  #pendingCounting(held: boolean): number {
+    return held ? this.pending : this.pending - this.#heldCount;
   }
 
   #pump(): void {
@@ -467,6 +476,7 @@ export class ResponsePublisher implements ResponseSink, AsyncDisposable {
       item.hold = { reason, since: Date.now(), timer };
       this.#heldCount++;
       this.#heldBytes += item.content.length;
+      this.#settledOne();
     }
     // Over the bound, its caller waits (its request keeps its slot) until it is delivered or
     // given up, as every caller did before holds let them go.
@@ -633,7 +643,13 @@ export class ResponsePublisher implements ResponseSink, AsyncDisposable {
   }
 
   #settledOne(): void {
-    if (this.pending === 0) { for (const waiter of this.#idleWaiters.splice(0)) waiter(); }
+    if (this.#idleWaiters.length === 0) return;
+    const waiting = this.#idleWaiters.filter((waiter) => this.#pendingCounting(waiter.held) > 0);
+    if (waiting.length === this.#idleWaiters.length) return;
+    for (const waiter of this.#idleWaiters) {
+      if (!waiting.includes(waiter)) waiter.resolve();
+    }
+    this.#idleWaiters = waiting;
   }
 
   /** Stops publishing; what is still queued or held is rejected. */
@@ -658,7 +674,7 @@ export class ResponsePublisher implements ResponseSink, AsyncDisposable {
     this.#queue = [];
     this.#inFlight.clear();
     this.#observer.unrouted?.(0);
-    for (const waiter of this.#idleWaiters.splice(0)) waiter();
+    for (const waiter of this.#idleWaiters.splice(0)) waiter.resolve();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

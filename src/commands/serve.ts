@@ -192,7 +192,9 @@ export async function serve(config: ServeConfig, options: ServeOptions): Promise
   await stopped.promise;
   await service.consumer.pause();
   await service.runner.drain(config.runner.drainSeconds * 1000, { force: forced.signal });
-  await settlesWithin(service.publisher.idle(), FINAL_PUBLISH_MS);
+  // Responses on their way get a last chance; held ones (no queue for them, or refused) are
+  // dropped by the close, which says so: they would keep the runner up for nothing.
+  await settlesWithin(service.publisher.idle({ held: false }), FINAL_PUBLISH_MS);
   await taskDirsRemoved();
 }
 
