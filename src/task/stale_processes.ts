@@ -25,7 +25,9 @@ const MAX_SCANS = 64;
  * no new one (a stopped process cannot fork; a child forked before its parent stopped shows up
  * in the next scan), then all killed at once. A process that cleared its environment cannot
  * be told and is left; so is every process where libc or `/proc` cannot be used (the owner
- * record's process group is then all there is).
+ * record's process group is then all there is), and every process in another PID namespace: a
+ * pid in its directory's name is its runner's pid in that namespace (a container's), which
+ * says nothing of the process with that pid here.
  *
  * @param isStale whether a task directory's name belongs to a dead runner
  * @returns how many processes were killed
@@ -49,11 +51,23 @@ export function killStaleTaskProcesses(isStale: (dirName: string) => boolean): n
 
 function staleTaskProcesses(lib: Libc, isStale: (dirName: string) => boolean): number[] {
   const pids: number[] = [];
+  const ours = pidNamespace("self");
   for (const name of listDir(lib, "/proc")) {
     const pid = Number(name);
     if (!Number.isInteger(pid) || pid <= 1 || pid === Deno.pid) continue;
     const dir = environValue(lib, pid, TASK_DIR_VARIABLE);
-    if (dir !== undefined && isStale(basename(dir))) pids.push(pid);
+    if (dir === undefined || !isStale(basename(dir))) continue;
+    // Looked at only for a task's process: most processes have no task directory.
+    if (pidNamespace(pid) === ours) pids.push(pid);
   }
   return pids;
+}
+
+/** The PID namespace a process is in (`pid:[<inode>]`), or undefined when it cannot be read. */
+function pidNamespace(pid: number | "self"): string | undefined {
+  try {
+    return Deno.readLinkSync(`/proc/${pid}/ns/pid`);
+  } catch {
+    return undefined;
+  }
 }

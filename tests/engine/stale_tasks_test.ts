@@ -350,3 +350,44 @@ Deno.test({
 });
 
 const NOBODY = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+
+Deno.test({
+  name: "reapStaleTasks() leaves a task in another PID namespace (a container's) alone",
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    const workDir = await Deno.makeTempDir();
+    // Named for a runner whose pid is dead here: in the container's namespace it may be alive,
+    // and this pid says nothing of it.
+    const tag = `r${await deadPid()}.${Date.now().toString(36)}`;
+    const start = (dir: string, namespace: boolean) =>
+      new Deno.Command(namespace ? "unshare" : "env", {
+        args: [
+          ...(namespace ? ["--pid", "--fork", "--mount-proc", "env"] : []),
+          `${TASK_DIR_VARIABLE}=${dir}`,
+          "sleep",
+          "60",
+        ],
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+    const contained = start(`${workDir}/task-ns-${tag}-aaa`, true);
+    const here = start(`${workDir}/task-here-${tag}-bbb`, false);
+    try {
+      assert(await eventually(() => taskProcessesIn(workDir).length === 2, 10_000), "both run");
+      const inNamespace = taskProcessesIn(workDir).find((pid) =>
+        environValue(libc()!, pid, TASK_DIR_VARIABLE)?.includes("task-ns-")
+      )!;
+      await reapStaleTasks(workDir);
+      assertEquals((await here.status).signal, "SIGKILL", "the task of this namespace is killed");
+      assert(isAlive(inNamespace), "the contained task runs on");
+    } finally {
+      for (const child of [contained, here]) {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+        await child.status;
+      }
+      await Deno.remove(workDir, { recursive: true });
+    }
+  },
+});
