@@ -16,6 +16,7 @@ export const O_RDWR = 2;
 export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
 export const EINTR = 4;
+export const ENOEXEC = 8;
 export const EAGAIN = 11;
 export const ECHILD = 10;
 export const POLLIN = 0x1;

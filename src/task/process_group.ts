@@ -1,7 +1,7 @@
 import { errorMessage, settlesWithin } from "../util/async.ts";
 import { directSpawnSupported, spawnDirect } from "./direct_spawn.ts";
 import { TaskStartError } from "./errors.ts";
-import { libc } from "../os/libc.ts";
+import { ENOEXEC, libc } from "../os/libc.ts";
 import { cannotRunText, type ScriptCommand } from "./script_command.ts";
 import { signalNumber } from "../os/signals.ts";
 import {
@@ -13,6 +13,9 @@ import {
   trackLeader,
   untrackLeader,
 } from "./subreaper.ts";
+
+// What runs a file the kernel cannot execute (no `#!`), as execvp and Java's ProcessBuilder do.
+const SHELL = "/bin/sh";
 
 /** Why a task process was stopped before it exited on its own. */
 export type StopReason = "cancelled" | "timeout" | "shutdown";
@@ -98,11 +101,16 @@ export class ProcessGroup implements AsyncDisposable {
     // must not look like orphans to another task's sweep.
     spawnStarted(options.taskId);
     try {
-      const child = await spawnDirect(lib, {
-        program: command.program,
-        args: command.args,
-        env,
-      });
+      let child = await spawnDirect(lib, { program: command.program, args: command.args, env });
+      // A file without `#!` that the kernel cannot execute runs under /bin/sh, as Java's
+      // ProcessBuilder (through execvp) runs it: a shell script that lacks its first line.
+      if (child === ENOEXEC) {
+        child = await spawnDirect(lib, {
+          program: SHELL,
+          args: [command.program, ...command.args],
+          env,
+        });
+      }
       if (typeof child === "number") {
         throw new TaskStartError(
           `Cannot start task "${command.program}": ${describeErrno(child)}`,

@@ -46,6 +46,21 @@ Deno.test("runTask() makes the work dir again when it went missing", async () =>
   }
 });
 
+Deno.test("runTask() runs a script without #! under /bin/sh, as Java's ProcessBuilder does", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const script = `${dir}/no-shebang`;
+    // echo.sh without its first line: the kernel answers ENOEXEC, execvp (Java) runs sh.
+    const body = (await Deno.readTextFile(fixture("echo.sh"))).split("\n").slice(1).join("\n")
+      .replace(`"\${0%/*}/_task_args.sh"`, JSON.stringify(fixture("_task_args.sh")));
+    await Deno.writeTextFile(script, body, { mode: 0o755 });
+    const result = await runTask(spec(script, new TextEncoder().encode("sh ran it")), settings);
+    assertEquals(outputOf(result), "sh ran it");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("runTask() echoes input to output and forwards each progress message", async () => {
   const progress: string[] = [];
   let started = 0;
@@ -208,14 +223,18 @@ Deno.test("runTask() refuses scripts it cannot start, before running anything", 
       await Deno.remove(file);
     }
   });
-  await t.step("a file the kernel cannot execute (the spawn's own error)", async () => {
-    const file = await Deno.makeTempFile();
+  await t.step("the spawn's own error, in Java's words", async () => {
+    const dir = await Deno.makeTempDir();
     try {
-      await Deno.chmod(file, 0o755); // empty: exec fails with ENOEXEC
-      const error = await assertRejects(() => runTask(spec(file), settings), TaskStartError);
-      assertEquals(error.javaText, `Cannot run program "${file}": error=8, Exec format error`);
+      // A directory on PATH whose entry is executable but cannot be executed: EACCES.
+      await Deno.mkdir(`${dir}/task-dir`, { mode: 0o755 });
+      const error = await assertRejects(
+        () => runTask(spec("task-dir"), testEngineSettings({ env: { PATH: dir } })),
+        TaskStartError,
+      );
+      assertMatch(error.javaText ?? "", /^Cannot run program "task-dir": error=13, /);
     } finally {
-      await Deno.remove(file);
+      await Deno.remove(dir, { recursive: true });
     }
   });
   await t.step("control characters", async () => {
