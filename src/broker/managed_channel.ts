@@ -122,9 +122,6 @@ export class ManagedChannel<C extends Channel> implements AsyncDisposable {
           this.#settingUp = undefined;
           this.#failures = 0;
           this.#setupFailing.recovered("Broker channel set up", { channel: this.#name });
-          // A channel the broker closed with an error works again: the next such close is
-          // logged at once, not counted into a minute that began long ago.
-          this.#closedByError.recovered("Broker channel reopened", { channel: this.#name });
           this.#handler.opened?.(channel);
           for (const waiter of this.#waiters.splice(0)) waiter(channel);
           return;

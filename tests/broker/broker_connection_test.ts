@@ -1,7 +1,6 @@
 import { assert, assertEquals, assertMatch, assertNotIncludes } from "../helpers/assert.ts";
 import { settlesWithin } from "../../src/util/async.ts";
 import { makeRequest, outputText, ServerSide } from "../helpers/broker_harness.ts";
-import { Buffer } from "node:buffer";
 import { eventually } from "../helpers/engine.ts";
 import { brokerCtl, freePort, get, uniqueNames } from "../helpers/ops_harness.ts";
 import { fixture, startRunner, type TestRunner } from "../helpers/serve_harness.ts";
@@ -307,40 +306,4 @@ Deno.test("BrokerConnection gives up a prepare that hangs when its connection di
   proxy.restore();
   assert(await settlesWithin(connected.promise, 20_000), "connected again");
   assertEquals(prepares, 2, "prepared again on the next connection");
-});
-
-Deno.test("ManagedChannel logs each close by the broker once it has reopened in between", async () => {
-  const url = new URL(AMQP_URL);
-  const endpoints = brokerEndpoints(AMQP_URL, {
-    username: decodeURIComponent(url.username),
-    password: decodeURIComponent(url.password),
-  });
-  const lines: string[] = [];
-  const logger = new Logger({ level: "info", sink: (line) => lines.push(line) });
-  await using broker = new BrokerConnection(endpoints, { logger });
-  let opened = Promise.withResolvers<Channel>();
-  await using channel = new ManagedChannel<Channel>(broker, {
-    name: "closes",
-    confirm: false,
-    logger,
-    handler: { setup: async () => {}, opened: (ch) => opened.resolve(ch) },
-  });
-  broker.start();
-  const missing = `no-such-exchange-${crypto.randomUUID()}`;
-  for (let close = 1; close <= 2; close++) {
-    const ch = await opened.promise;
-    opened = Promise.withResolvers<Channel>();
-    // The broker closes the channel (404): the managed channel reopens it after a pause.
-    ch.publish(missing, "key", Buffer.from([1]));
-    assert(
-      await eventually(
-        () => lines.filter((line) => line.includes("Broker channel closed")).length === close,
-        10_000,
-      ),
-      `close ${close} is logged, not counted into the first one's minute`,
-    );
-  }
-  await opened.promise;
-  assertEquals(lines.filter((line) => line.includes("Broker channel reopened")).length, 2);
-  assert(channel.current !== undefined);
 });
