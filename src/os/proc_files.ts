@@ -35,6 +35,16 @@ export function readProcFile(lib: Libc, path: string): Uint8Array | undefined {
   }
 }
 
+/**
+ * A symbolic link's target under `/proc` (e.g. `/proc/<pid>/ns/pid`), or undefined when it
+ * cannot be read. Through libc: Deno lets only a program with every permission read `/proc`.
+ */
+export function readProcLink(lib: Libc, path: string): string | undefined {
+  const buffer = new Uint8Array(256);
+  const n = Number(lib.readlink(cPath(path), buffer, BigInt(buffer.length)));
+  return n > 0 && n < buffer.length ? new TextDecoder().decode(buffer.subarray(0, n)) : undefined;
+}
+
 /** The names in a directory (without `.` and `..`), or [] when it cannot be read. */
 export function listDir(lib: Libc, path: string): string[] {
   const dir = lib.opendir(cPath(path));

@@ -9,7 +9,7 @@
  */
 import { basename } from "node:path";
 import { type Libc, libc } from "../os/libc.ts";
-import { environValue, listDir } from "../os/proc_files.ts";
+import { environValue, listDir, readProcLink } from "../os/proc_files.ts";
 
 /** The variable every task gets, holding its directory: whose task it is, even orphaned. */
 export const TASK_DIR_VARIABLE = "TASKRUNNER_TASK_DIR";
@@ -51,23 +51,15 @@ export function killStaleTaskProcesses(isStale: (dirName: string) => boolean): n
 
 function staleTaskProcesses(lib: Libc, isStale: (dirName: string) => boolean): number[] {
   const pids: number[] = [];
-  const ours = pidNamespace("self");
+  const ours = readProcLink(lib, "/proc/self/ns/pid");
   for (const name of listDir(lib, "/proc")) {
     const pid = Number(name);
     if (!Number.isInteger(pid) || pid <= 1 || pid === Deno.pid) continue;
     const dir = environValue(lib, pid, TASK_DIR_VARIABLE);
     if (dir === undefined || !isStale(basename(dir))) continue;
     // Looked at only for a task's process: most processes have no task directory.
-    if (pidNamespace(pid) === ours) pids.push(pid);
+    // Its PID namespace (`pid:[<inode>]`), unreadable only where ours is too.
+    if (readProcLink(lib, `/proc/${pid}/ns/pid`) === ours) pids.push(pid);
   }
   return pids;
-}
-
-/** The PID namespace a process is in (`pid:[<inode>]`), or undefined when it cannot be read. */
-function pidNamespace(pid: number | "self"): string | undefined {
-  try {
-    return Deno.readLinkSync(`/proc/${pid}/ns/pid`);
-  } catch {
-    return undefined;
-  }
 }
