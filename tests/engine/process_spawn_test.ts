@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { eventually, testEngineSettings } from "../helpers/engine.ts";
 import { fixture } from "../helpers/serve_harness.ts";
-import { runTask, type TaskEngineSettings, TaskStartError } from "../../src/task/mod.ts";
+import { runTask, type TaskEngineSettings } from "../../src/task/mod.ts";
 import type { SpawnMethod } from "../../src/task/process_group.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -60,16 +60,15 @@ Deno.test("runTask() behaves the same through posix_spawn and through Deno.Comma
   }
 });
 
-Deno.test("runTask() reports a program that cannot be executed without running anything", async () => {
+Deno.test("runTask() hands a file the kernel cannot execute to /bin/sh, as Java's ProcessBuilder does", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    // Executable bits but no valid format: only exec itself can tell.
+    // Executable bits but no valid format: exec says ENOEXEC, and execvp (Java) runs sh on it.
     const bad = `${dir}/not-a-program`;
-    await Deno.writeFile(bad, new Uint8Array([0, 1, 2, 3]), { mode: 0o755 });
-    const settings = testEngineSettings();
-    const error = await runTask(spec(bad, ""), settings).then(() => undefined, (e) => e);
-    assert(error instanceof TaskStartError, String(error));
-    assertMatch(error.message, /Cannot start task ".*not-a-program": .*exec format error/);
+    await Deno.writeFile(bad, new TextEncoder().encode("exit 3\n\u0001\u0002"), { mode: 0o755 });
+    const result = await runTask(spec(bad, ""), testEngineSettings());
+    assertEquals(result.outcome, "failure", JSON.stringify(result));
+    if (result.outcome === "failure") assertEquals(result.exitCode, 3, "sh ran it");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
