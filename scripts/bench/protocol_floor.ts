@@ -36,16 +36,17 @@ const TASK_TIMEOUT_MS = 60_000;
  * @param url the broker
  * @param beam the pid of the RabbitMQ node's Erlang VM (see `brokerPid`)
  * @param script the script named in the requests (never run)
+ * @param holdMs how long the runner side holds each request, as a task would (default 0)
  * @throws when a CPU time cannot be read, or a task gets no `SUCCESS`
  */
 export async function protocolFloor(
   url: string,
   beam: number,
-  options: { tasks: number; concurrency: number; script: string },
+  options: { tasks: number; concurrency: number; script: string; holdMs?: number },
 ): Promise<ProtocolFloor> {
   const names = benchNames();
   await using server = await ServerSide.open(url, names);
-  await using runner = await RunnerSide.spawn(url, names, options.concurrency);
+  await using runner = await RunnerSide.spawn(url, names, options.concurrency, options.holdMs);
   const run = async (count: number) => {
     const requests = Array.from(
       { length: count },
@@ -128,7 +129,12 @@ class RunnerSide implements AsyncDisposable {
     return this.#child.pid;
   }
 
-  static async spawn(url: string, names: BenchNames, concurrency: number): Promise<RunnerSide> {
+  static async spawn(
+    url: string,
+    names: BenchNames,
+    concurrency: number,
+    holdMs = 0,
+  ): Promise<RunnerSide> {
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",
@@ -137,6 +143,7 @@ class RunnerSide implements AsyncDisposable {
         url,
         JSON.stringify(names),
         String(concurrency),
+        String(holdMs),
       ],
       stdin: "piped",
       stdout: "piped",

@@ -8,7 +8,11 @@
  * Usage (from `protocol_floor.ts`):
  *
  *     deno run <perms> scripts/bench/protocol_runner.ts <amqp url> <names as JSON> <concurrency>
+ *                                                       [<hold ms>]
  *
+ * `hold ms` keeps each request that long between its `RUNNING` and its `SUCCESS`, as a task
+ * would: the loop then runs at a runner's pace, which changes what the broker spends per task
+ * (its schedulers spin a while after each burst of work).
  * Prints `ready` once it consumes, then works until its standard input closes; a failed broker
  * operation is printed to stderr and ends it with exit code 1.
  *
@@ -36,13 +40,17 @@ class ProtocolRunner implements AsyncDisposable {
   // A channel answers one call at a time: one per task running at once, as the runner has.
   readonly #watches: Channel[];
   #nextWatch = 0;
+  /** How long each request is held between its `RUNNING` and its `SUCCESS`, in ms. */
+  readonly #holdMs: number;
 
   private constructor(
     model: ChannelModel,
     names: BenchNames,
     channels: { requests: Channel; publisher: ConfirmChannel; watches: Channel[] },
+    holdMs: number,
   ) {
     this.#model = model;
+    this.#holdMs = holdMs;
     this.#names = names;
     this.#requests = channels.requests;
     this.#publisher = channels.publisher;
@@ -51,7 +59,12 @@ class ProtocolRunner implements AsyncDisposable {
     this.failed.catch(() => {}); // reported when awaited
   }
 
-  static async open(url: string, names: BenchNames, concurrency: number): Promise<ProtocolRunner> {
+  static async open(
+    url: string,
+    names: BenchNames,
+    options: { concurrency: number; holdMs: number },
+  ): Promise<ProtocolRunner> {
+    const { concurrency, holdMs } = options;
     const model = await amqp.connect(url);
     try {
       const requests = await model.createChannel();
@@ -59,7 +72,7 @@ class ProtocolRunner implements AsyncDisposable {
       const watches = await Promise.all(
         Array.from({ length: concurrency }, () => model.createChannel()),
       );
-      const runner = new ProtocolRunner(model, names, { requests, publisher, watches });
+      const runner = new ProtocolRunner(model, names, { requests, publisher, watches }, holdMs);
       await requests.prefetch(concurrency);
       await requests.consume(names.fullRequestQueue, (message) => {
         if (message) runner.#run(message).catch((error) => runner.#fail(error));
@@ -77,6 +90,7 @@ class ProtocolRunner implements AsyncDisposable {
     await watch.checkQueue(request.id);
     const consumed = watch.consume(request.id, () => {}, { noAck: true });
     const running = this.#publish(request, "RUNNING");
+    if (this.#holdMs > 0) await new Promise((resolve) => setTimeout(resolve, this.#holdMs));
     await this.#publish(request, "SUCCESS");
     await running;
     this.#requests.ack(message);
@@ -108,11 +122,14 @@ class ProtocolRunner implements AsyncDisposable {
 }
 
 async function main(): Promise<void> {
-  const [url, namesJson, concurrency] = Deno.args;
+  const [url, namesJson, concurrency, holdMs] = Deno.args;
   if (!url || !namesJson || !concurrency) {
     throw new TypeError("Usage: protocol_runner.ts <amqp url> <names as JSON> <concurrency>");
   }
-  await using runner = await ProtocolRunner.open(url, JSON.parse(namesJson), Number(concurrency));
+  await using runner = await ProtocolRunner.open(url, JSON.parse(namesJson), {
+    concurrency: Number(concurrency),
+    holdMs: Number(holdMs ?? 0),
+  });
   console.log("ready");
   // Until the benchmark closes our standard input.
   const stdinClosed = (async () => {

@@ -43,6 +43,7 @@ export interface ThroughputValues {
   /** The ceiling's, when RabbitMQ runs here and the bare tasks' CPU time was read. */
   bareCpuMsPerTask?: number;
   protocolBrokerCpuMsPerTask?: number;
+  protocolFullSpeedBrokerCpuMsPerTask?: number;
   /** The runner's floor, per task: the bare floor's spawning plus amqplib's broker calls. */
   spawnerCpuMsPerTask?: number;
   protocolClientCpuMsPerTask?: number;
@@ -107,9 +108,9 @@ export async function measureThroughput(
           pct(ceiling.rate / bareRate)
         } of bare (${CORES} cores / (bare task ${
           ceiling.bareCpuMs.toFixed(2)
-        } ms + RabbitMQ protocol ${ceiling.protocolCpuMs.toFixed(2)} ms CPU per task)), runner at ${
-          pct(rate / ceiling.rate)
-        } of it`
+        } ms + RabbitMQ protocol ${ceiling.protocolCpuMs.toFixed(2)} ms CPU per task at its pace; ${
+          ceiling.fullSpeedProtocolCpuMs.toFixed(2)
+        } ms at full speed)), runner at ${pct(rate / ceiling.rate)} of it`
         : ` | ceiling not measured (${
           beam ? "no CPU time of the bare tasks" : "RabbitMQ not local"
         })`) +
@@ -143,6 +144,7 @@ export async function measureThroughput(
         ? {
           bareCpuMsPerTask: round(ceiling.bareCpuMs, 2),
           protocolBrokerCpuMsPerTask: round(ceiling.protocolCpuMs, 2),
+          protocolFullSpeedBrokerCpuMsPerTask: round(ceiling.fullSpeedProtocolCpuMs, 2),
           protocolClientCpuMsPerTask: round(ceiling.clientCpuMs, 2),
           protocolTasks: plan.protocolTasks,
           ceilingTasksPerSecond: round(ceiling.rate),
@@ -164,8 +166,10 @@ interface Ceiling {
   rate: number;
   /** CPU per bare task, in milliseconds. */
   bareCpuMs: number;
-  /** RabbitMQ's CPU per task of the protocol loop, in milliseconds. */
+  /** RabbitMQ's CPU per task of the protocol loop at the ceiling's pace, in milliseconds. */
   protocolCpuMs: number;
+  /** The same at full speed (the loop holding nothing), in milliseconds. */
+  fullSpeedProtocolCpuMs: number;
   /** The protocol loop's runner side's own CPU per task (amqplib alone), in milliseconds. */
   clientCpuMs: number;
 }
@@ -173,6 +177,10 @@ interface Ceiling {
 /**
  * The throughput ceiling from the bare floor's CPU per task and RabbitMQ's CPU per task in the
  * protocol loop; undefined when either cannot be measured (RabbitMQ not on this machine).
+ * RabbitMQ's CPU per task depends on the pace (its schedulers spin a while after each burst of
+ * work: at a runner's pace a task costs it half as much again as at full speed), so the loop
+ * runs twice: at full speed, which gives a first ceiling, then at that ceiling's pace (each
+ * request held as long as a task would hold its slot there), whose figures are the ceiling's.
  */
 async function protocolCeiling(
   bare: FloorFigures,
@@ -181,17 +189,20 @@ async function protocolCeiling(
   protocolTasks: number,
 ): Promise<Ceiling | undefined> {
   if (beam === undefined || bare.cpuMs === undefined) return undefined;
-  const { brokerCpuMsPerTask, clientCpuMsPerTask } = await protocolFloor(AMQP_URL, beam, {
-    tasks: protocolTasks,
-    concurrency: CONCURRENCY,
-    script: ECHO,
-  });
   const bareCpuMs = bare.cpuMs / bareTasks;
+  const loop = { tasks: protocolTasks, concurrency: CONCURRENCY, script: ECHO };
+  const fullSpeed = await protocolFloor(AMQP_URL, beam, loop);
+  const first = CORES / ((bareCpuMs + fullSpeed.brokerCpuMsPerTask) / 1_000);
+  const paced = await protocolFloor(AMQP_URL, beam, {
+    ...loop,
+    holdMs: Math.round(CONCURRENCY / first * 1_000),
+  });
   return {
-    rate: CORES / ((bareCpuMs + brokerCpuMsPerTask) / 1_000),
+    rate: CORES / ((bareCpuMs + paced.brokerCpuMsPerTask) / 1_000),
     bareCpuMs,
-    protocolCpuMs: brokerCpuMsPerTask,
-    clientCpuMs: clientCpuMsPerTask,
+    protocolCpuMs: paced.brokerCpuMsPerTask,
+    fullSpeedProtocolCpuMs: fullSpeed.brokerCpuMsPerTask,
+    clientCpuMs: paced.clientCpuMsPerTask,
   };
 }
 
