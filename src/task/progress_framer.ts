@@ -1,5 +1,11 @@
 import { concatBytes } from "../util/bytes.ts";
-import { isJsonWhitespace, OPEN_BRACE, OPEN_BRACKET } from "../util/json_bytes.ts";
+import {
+  BACKSLASH,
+  isJsonWhitespace,
+  OPEN_BRACE,
+  OPEN_BRACKET,
+  QUOTE,
+} from "../util/json_bytes.ts";
 import { JsonDocScanner, SCAN } from "../util/json_walk.ts";
 
 /** Default bound on one progress message; a longer one is dropped, never cut. */
@@ -141,6 +147,8 @@ export class ProgressFramer {
 /** Whether a progress message is the `done` sentinel: a JSON object with a `done` key. */
 export function isDoneMessage(message: Uint8Array): boolean {
   if (message[0] !== OPEN_BRACE) return false;
+  // Parsed only when it may have the key: every progress message of every task passes here.
+  if (!mayHaveDoneKey(message)) return false;
   try {
     const value = JSON.parse(new TextDecoder().decode(message));
     return typeof value === "object" && value !== null && !Array.isArray(value) &&
@@ -148,6 +156,27 @@ export function isDoneMessage(message: Uint8Array): boolean {
   } catch {
     return false;
   }
+}
+
+const DONE_KEY: readonly number[] = [QUOTE, 0x64, 0x6f, 0x6e, 0x65, QUOTE]; // "done"
+
+/**
+ * Whether an object's bytes may hold a `done` key: without a backslash, a key is spelt as it
+ * reads, so `"done"` is among the bytes; with one, it may be escaped (`"do\u006ee"`).
+ */
+function mayHaveDoneKey(message: Uint8Array): boolean {
+  if (message.includes(BACKSLASH)) return true;
+  for (let at = message.indexOf(QUOTE); at >= 0; at = message.indexOf(QUOTE, at + 1)) {
+    if (bytesAt(message, at, DONE_KEY)) return true;
+  }
+  return false;
+}
+
+function bytesAt(haystack: Uint8Array, at: number, needle: readonly number[]): boolean {
+  for (let i = 0; i < needle.length; i++) {
+    if (haystack[at + i] !== needle[i]) return false;
+  }
+  return true;
 }
 
 function trim(bytes: Uint8Array): Uint8Array {

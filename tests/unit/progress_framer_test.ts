@@ -231,10 +231,15 @@ Deno.test("isDoneMessage() is true only for a JSON object with a done key", asyn
     assert(done('{"done":false}'), '{"done":false} counts');
     assert(done('{"done":null,"result":1}'));
     assert(done('{"progress":1,"done":{}}'));
+    assert(done('{"do\\u006ee":true}'), "a key spelt with an escape");
+    assert(done('{"p":"\\"","done":1}'), "after an escaped quote");
   });
   await t.step("anything else", () => {
     assert(!done('["done"]'));
     assert(!done('{"notdone":1}'));
+    assert(!done('{"progress":"done"}'), "a value, not a key");
+    assert(!done('{"progress":"\\u0064one"}'), "an escaped value, not a key");
+    assert(!done('{"at":1765000000.123,"progress":0.5}'));
     assert(!done('{"nested":{"done":true}}'));
     assert(!done('{"done":'));
     assert(!done("done"));
