@@ -3,6 +3,7 @@ import type { ChannelModel } from "amqplib";
 import { whenAborted } from "../util/abort.ts";
 import { errorMessage } from "../util/async.ts";
 import { type BrokerEndpoint, connectOptions, maskUsername } from "../config/amqp_url.ts";
+import { corkMuxerPasses } from "./corked_writes.ts";
 import { handshakeRefusal } from "./handshake_refusal.ts";
 
 /** How a connection is opened. */
@@ -57,7 +58,9 @@ export async function connectEndpoint(
     );
   });
   try {
-    return await Promise.race([attempt, aborted]);
+    const model = await Promise.race([attempt, aborted]);
+    corkMuxerPasses(model);
+    return model;
   } catch (error) {
     // A connection that comes up after all is not wanted any more.
     attempt.then((model) => model.close().catch(() => {}), () => {});
