@@ -33,7 +33,7 @@ import {
   type TaskResult,
   TaskStartError,
 } from "../task/mod.ts";
-import { whenAborted } from "../util/abort.ts";
+import { eitherAborted, whenAborted } from "../util/abort.ts";
 import { errorMessage, yieldToEventLoop } from "../util/async.ts";
 import { CancellationLink } from "./cancellation_link.ts";
 import { failureOfResult, failureOfStartError, type FailureReason } from "./failure_reason.ts";
@@ -187,7 +187,7 @@ export class RequestRun {
     const taskLog = new TaskLogLimiter(this.#context.taskLog ?? DEFAULT_TASK_LOG_LIMITS);
     try {
       const result = await runTask(spec, this.#context.engine, {
-        signal: AbortSignal.any([cancellation.signal, this.#shutdown.signal]),
+        signal: eitherAborted(cancellation.signal, this.#shutdown.signal),
         beforeStart: cancellation.watched,
         onStart: (running) => {
           observer.taskStarted?.(request.script);

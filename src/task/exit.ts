@@ -24,12 +24,13 @@ export async function awaitTaskExit(
   const timeout = timer.signal;
   let first: Deno.CommandStatus | StopReason;
   {
-    using stopped = whenAborted(signal ? AbortSignal.any([signal, timeout]) : timeout);
+    // Two waits raced, not one on AbortSignal.any (weak references and sets, for each task).
+    using timedOut = whenAborted(timeout);
+    using stopped = signal ? whenAborted(signal) : undefined;
     first = await Promise.race([
       group.status,
-      stopped.promise.then((): StopReason =>
-        timeout.aborted ? "timeout" : stopReasonOf(signal?.reason)
-      ),
+      timedOut.promise.then((): StopReason => "timeout"),
+      ...(stopped ? [stopped.promise.then(() => stopReasonOf(signal?.reason))] : []),
     ]);
   }
   timer[Symbol.dispose](); // the task has ended: its reading and waiting are no activity

@@ -1,5 +1,5 @@
 import { assertEquals } from "../helpers/assert.ts";
-import { whenAborted } from "../../src/util/abort.ts";
+import { eitherAborted, whenAborted } from "../../src/util/abort.ts";
 import { onStopSignals } from "../../src/util/stop_signals.ts";
 
 // Settled or not once every pending callback has run.
@@ -28,6 +28,28 @@ Deno.test("whenAborted() resolves with the reason once the signal aborts", async
     wait[Symbol.dispose]();
     controller.abort("late");
     assertEquals(await stateOf(wait.promise), "pending");
+  });
+});
+
+Deno.test("eitherAborted() aborts with the reason of the first signal to abort", async (t) => {
+  await t.step("the first", () => {
+    const [a, b] = [new AbortController(), new AbortController()];
+    const either = eitherAborted(a.signal, b.signal);
+    assertEquals(either.aborted, false);
+    a.abort("cancelled");
+    b.abort("shutdown");
+    assertEquals(either.reason, "cancelled");
+  });
+  await t.step("the second", () => {
+    const [a, b] = [new AbortController(), new AbortController()];
+    const either = eitherAborted(a.signal, b.signal);
+    b.abort("shutdown");
+    assertEquals([either.aborted, either.reason], [true, "shutdown"]);
+  });
+  await t.step("at once when one has already", () => {
+    const b = new AbortController();
+    assertEquals(eitherAborted(b.signal, AbortSignal.abort("gone")).reason, "gone");
+    assertEquals(eitherAborted(AbortSignal.abort("first"), AbortSignal.abort("x")).reason, "first");
   });
 });
 
