@@ -7,7 +7,7 @@
  * @module
  */
 import { fdPoller } from "../os/fd_poller.ts";
-import { FdStream } from "../os/fd_stream.ts";
+import { FdReader } from "../os/fd_reader.ts";
 import {
   cPath,
   ECHILD,
@@ -38,8 +38,8 @@ export interface DirectChild {
   pid: number;
   /** Resolves once the child has exited and been reaped. */
   status: Promise<Deno.CommandStatus>;
-  stdout: FdStream;
-  stderr: FdStream;
+  stdout: FdReader;
+  stderr: FdReader;
 }
 
 let supported: boolean | undefined;
@@ -113,8 +113,8 @@ export async function spawnDirect(
   return {
     pid: childPid,
     status: watchExit(lib, childPid),
-    stdout: new FdStream(out.read, lib),
-    stderr: new FdStream(err.read, lib),
+    stdout: new FdReader(out.read, lib),
+    stderr: new FdReader(err.read, lib),
   };
 }
 

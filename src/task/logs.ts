@@ -1,6 +1,7 @@
-import { forEachLine, MAX_LINE_CHARS } from "./lines.ts";
+import { LineSplitter, MAX_LINE_CHARS } from "./lines.ts";
 import { OutputTail } from "./output_tail.ts";
 import type { RunningTask, TaskHooks } from "./contract.ts";
+import type { OutputReader } from "./process_group.ts";
 
 /**
  * What a task printed on stdout and stderr, kept up to a bound, and the view of the running
@@ -60,18 +61,16 @@ export class TaskLogs {
    * `onLog`; resolves once both have ended (never rejects).
    */
   follow(
-    process: { stdout: ReadableStream<Uint8Array>; stderr: ReadableStream<Uint8Array> },
+    process: { stdout: OutputReader; stderr: OutputReader },
     onLog: TaskHooks["onLog"],
   ): Promise<void> {
-    const read = (
-      name: "stdout" | "stderr",
-      stream: ReadableStream<Uint8Array>,
-      tail: OutputTail,
-    ) =>
-      forEachLine(stream, (line) => {
+    const read = (name: "stdout" | "stderr", output: OutputReader, tail: OutputTail) => {
+      const lines = new LineSplitter((line) => {
         tail.append(line);
         onLog?.(name, line, this.running);
       }, { maxLineChars: this.#maxLineChars });
+      return output((chunk) => lines.push(chunk)).finally(() => lines.end());
+    };
     return Promise.all([
       read("stdout", process.stdout, this.#stdout),
       read("stderr", process.stderr, this.#stderr),

@@ -1,6 +1,7 @@
 import { errorMessage, settlesWithin } from "../util/async.ts";
 import { directSpawnSupported, spawnDirect } from "./direct_spawn.ts";
 import { TaskStartError } from "./errors.ts";
+import { forEachChunk } from "./lines.ts";
 import { ENOEXEC, libc } from "../os/libc.ts";
 import { cannotRunText, type ScriptCommand } from "./script_command.ts";
 import { signalNumber } from "../os/signals.ts";
@@ -37,12 +38,18 @@ export interface SpawnOptions {
   method?: SpawnMethod;
 }
 
+/**
+ * A child's stdout or stderr, read to its end (or until the output is closed): each chunk
+ * passed on as it is read.
+ */
+export type OutputReader = (onChunk: (chunk: Uint8Array) => void) => Promise<void>;
+
 /** The running child, whichever way it was started. */
 interface Child {
   pid: number;
   status: Promise<Deno.CommandStatus>;
-  stdout: ReadableStream<Uint8Array>;
-  stderr: ReadableStream<Uint8Array>;
+  stdout: OutputReader;
+  stderr: OutputReader;
   /** Stops reading stdout and stderr (a daemon may hold them open). */
   closeOutput(): void;
 }
@@ -121,8 +128,8 @@ export class ProcessGroup implements AsyncDisposable {
         {
           pid: child.pid,
           status: child.status,
-          stdout: child.stdout.readable,
-          stderr: child.stderr.readable,
+          stdout: (onChunk) => child.stdout.readAll(onChunk),
+          stderr: (onChunk) => child.stderr.readAll(onChunk),
           closeOutput: () => {
             child.stdout.close();
             child.stderr.close();
@@ -137,12 +144,12 @@ export class ProcessGroup implements AsyncDisposable {
   }
 
   /** The child's stdout. */
-  get stdout(): ReadableStream<Uint8Array> {
+  get stdout(): OutputReader {
     return this.#child.stdout;
   }
 
   /** The child's stderr. */
-  get stderr(): ReadableStream<Uint8Array> {
+  get stderr(): OutputReader {
     return this.#child.stderr;
   }
 
@@ -234,8 +241,8 @@ function spawnCommand(command: ScriptCommand, options: SpawnOptions): Child {
     return {
       pid: child.pid,
       status: child.status,
-      stdout: child.stdout,
-      stderr: child.stderr,
+      stdout: (onChunk) => forEachChunk(child.stdout, onChunk),
+      stderr: (onChunk) => forEachChunk(child.stderr, onChunk),
       closeOutput: () => {},
     };
   } catch (error) {

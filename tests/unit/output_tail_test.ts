@@ -1,4 +1,4 @@
-import { forEachLine, MAX_LINE_CHARS } from "../../src/task/lines.ts";
+import { forEachLine, LineSplitter, MAX_LINE_CHARS } from "../../src/task/lines.ts";
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { DEFAULT_LOG_TAIL_BYTES, OutputTail } from "../../src/task/output_tail.ts";
 
@@ -111,4 +111,17 @@ Deno.test("forEachLine() keeps the pieces of a long line within maxLineChars", a
     maxLineChars: 3,
   });
   assertEquals(lines, ["abc", "def", "g", "hi"]);
+});
+
+Deno.test("LineSplitter splits bytes pushed as they come, a character split across pushes", () => {
+  const lines: string[] = [];
+  const splitter = new LineSplitter((line) => lines.push(line));
+  const bytes = new TextEncoder().encode("héllo\r\nwörld\rlast");
+  // Split inside "é" (2 bytes), inside the CRLF, and inside "ö".
+  for (const [from, to] of [[0, 2], [2, 7], [7, 11], [11, 16], [16, bytes.length]]) {
+    splitter.push(bytes.subarray(from, to));
+  }
+  assertEquals(lines, ["héllo", "wörld"]);
+  splitter.end();
+  assertEquals(lines, ["héllo", "wörld", "last"]);
 });
