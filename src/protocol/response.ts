@@ -87,12 +87,7 @@ export function encodeTaskResponse(response: TaskResponse): Uint8Array {
  * @param echo the request fields to pass back
  * @param update status, output (text, bytes or chunks of bytes) and stdout/stderr so far
  */
-export function encodeResponse(
-  echo: ResponseEcho,
-  update: Omit<ResponseUpdate, "output"> & {
-    output?: Uint8Array | readonly Uint8Array[] | string | null;
-  },
-): Uint8Array {
+export function encodeResponse(echo: ResponseEcho, update: EncodableUpdate): Uint8Array {
   const { output, ...rest } = update;
   const raw = echo.additionalProperties instanceof RawJson ? echo.additionalProperties : undefined;
   const chunks = output instanceof Uint8Array
@@ -138,6 +133,107 @@ export function encodeResponse(
     }
   });
   return bytes;
+}
+
+/** A response's update as the runner gives it: output as text, bytes or the chunks a task wrote. */
+export type EncodableUpdate = Omit<ResponseUpdate, "output"> & {
+  output?: Uint8Array | readonly Uint8Array[] | string | null;
+};
+
+/** The bytes of a response around what changes from one response of a request to the next. */
+interface ResponseFrame {
+  /** `{"id":…,"script":…,"status":` */
+  head: Uint8Array;
+  /** `,"additionalProperties":…,"projectId":…,"userId":…,"stdout":` */
+  middle: Uint8Array;
+  /** `,"requestSHA256":…,"routingKey":…,"useCache":…}` */
+  tail: Uint8Array;
+}
+
+/**
+ * Encodes the responses of one request as {@linkcode encodeResponse} does, byte for byte, but
+ * the request's fields, the same in each response, are written once, on the first: each
+ * progress message of a task (a thousand running tasks send a thousand a second) then writes
+ * only its status, output and stdout/stderr, with no copy of the request's fields to build and
+ * serialise again. A large output still takes `encodeResponse`'s spliced route.
+ */
+export class ResponseEncoder {
+  /** The request fields the responses pass back. */
+  readonly echo: ResponseEcho;
+  /** Null where the fields cannot be written apart (a value JSON.stringify leaves out). */
+  #frame: ResponseFrame | null | undefined;
+
+  /** @param echo the request fields to pass back (not changed afterwards) */
+  constructor(echo: ResponseEcho) {
+    this.echo = echo;
+  }
+
+  /** The response's UTF-8 JSON bytes. */
+  encode(update: EncodableUpdate): Uint8Array {
+    const output = update.output;
+    const chunks = output instanceof Uint8Array ? [output] : Array.isArray(output) ? output : [];
+    const size = chunks.reduce((total, chunk) => total + chunk.length, 0);
+    this.#frame ??= frameOf(this.echo);
+    if (size >= SPLICE_OUTPUT_BYTES || this.#frame === null) {
+      return encodeResponse(this.echo, update);
+    }
+    const base64 = encodeOutput(
+      joinOutput(output, Array.isArray(output) ? output : undefined, size),
+    );
+    // Status and base64 are ASCII: their JSON is as many bytes as characters.
+    const status = `${JSON.stringify(update.status)},"output":${
+      base64 === null ? "null" : `"${base64}"`
+    }`;
+    const logs = encoder.encode(
+      `${JSON.stringify(update.stdout ?? "")},"stderr":${JSON.stringify(update.stderr ?? "")}`,
+    );
+    const { head, middle, tail } = this.#frame;
+    const bytes = new Uint8Array(
+      head.length + status.length + middle.length + logs.length + tail.length,
+    );
+    bytes.set(head);
+    let offset = head.length;
+    offset += encoder.encodeInto(status, bytes.subarray(offset)).written;
+    bytes.set(middle, offset);
+    offset += middle.length;
+    bytes.set(logs, offset);
+    bytes.set(tail, offset + logs.length);
+    return bytes;
+  }
+}
+
+// The request's part of its responses, cut out of one response's JSON at the keys that follow
+// each part (a key's quotes inside a value are escaped, so each is found where it is a key).
+function frameOf(echo: ResponseEcho): ResponseFrame | null {
+  const raw = echo.additionalProperties instanceof RawJson ? echo.additionalProperties : undefined;
+  const response = buildTaskResponse(raw ? { ...echo, additionalProperties: null } : echo, {
+    status: "RUNNING",
+    output: null,
+  });
+  const properties = raw ? "null" : JSON.stringify(response.additionalProperties);
+  if (properties === undefined) return null;
+  const json = JSON.stringify(response);
+  const statusAt = json.indexOf('"status":') + '"status":'.length;
+  const middleAt = json.indexOf(',"additionalProperties":');
+  const stdoutAt = json.indexOf(',"stdout":') + ',"stdout":'.length;
+  const tailAt = json.indexOf(',"requestSHA256":');
+  const middle = json.slice(middleAt, stdoutAt);
+  if (!raw) {
+    return {
+      head: encoder.encode(json.slice(0, statusAt)),
+      middle: encoder.encode(middle),
+      tail: encoder.encode(json.slice(tailAt)),
+    };
+  }
+  const [before, after] = [
+    `,"additionalProperties":`,
+    middle.slice(`,"additionalProperties":null`.length),
+  ];
+  return {
+    head: encoder.encode(json.slice(0, statusAt)),
+    middle: concatBytes([encoder.encode(before), raw.bytes, encoder.encode(after)]),
+    tail: encoder.encode(json.slice(tailAt)),
+  };
 }
 
 // The output as one value for buildTaskResponse: chunks joined, text or null as given.

@@ -10,25 +10,28 @@ import {
   ResponseTooLargeError,
   UnroutableResponseError,
 } from "../protocol/publish_errors.ts";
-import { encodeResponse, type ResponseEcho } from "../protocol/response.ts";
+import { type EncodableUpdate, type ResponseEcho, ResponseEncoder } from "../protocol/response.ts";
 
 /**
- * Encodes a response to the request `echo` and publishes it to the request's routing key.
+ * Encodes a response to a request and publishes it to the request's routing key.
  *
  * @param sink where responses go
- * @param echo the request's fields the response repeats (id, routing key, script…)
+ * @param request the request's fields the response repeats (id, routing key, script…), or the
+ * request's encoder, which writes them once for all its responses
  * @param update the response's status and output
  * @param encoded runs once the response is encoded, before it is published
  */
 export async function publishResponse(
   sink: ResponseSink,
-  echo: ResponseEcho,
-  update: Parameters<typeof encodeResponse>[1],
+  request: ResponseEcho | ResponseEncoder,
+  update: EncodableUpdate,
   encoded?: () => Promise<void>,
 ): Promise<"routed" | "held"> {
   // Async, so that a response that cannot be encoded rejects instead of throwing.
+  const encoder = request instanceof ResponseEncoder ? request : new ResponseEncoder(request);
+  const echo = encoder.echo;
   const routingKey = typeof echo.routingKey === "string" ? echo.routingKey : "";
-  const content = encodeResponse(echo, update);
+  const content = encoder.encode(update);
   await encoded?.();
   return await sink.publish(routingKey, content, {
     ...(typeof echo.id === "string" ? { taskId: echo.id } : {}),

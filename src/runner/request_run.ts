@@ -19,7 +19,7 @@ import type { CancellationSource, Delivery, ResponseSink } from "../protocol/por
 import { ProgressResponses } from "../protocol/progress_responses.ts";
 import { PublisherClosedError, ResponseTooLargeError } from "../protocol/publish_errors.ts";
 import type { TaskRequest } from "../protocol/request.ts";
-import type { encodeResponse } from "../protocol/response.ts";
+import { type EncodableUpdate, ResponseEncoder } from "../protocol/response.ts";
 import {
   failedResponse,
   notStartedResponse,
@@ -75,6 +75,8 @@ export class RequestRun {
   readonly #deliveries: Delivery[];
   /** Aborted on shutdown: the task stops and its request goes back to the queue. */
   readonly #shutdown = new AbortController();
+  /** Writes the request's fields once for all its responses. */
+  #encoder: ResponseEncoder | undefined;
   /** Runs of this request lost with their runner: at the limit, it is not run again. */
   readonly #lostRuns: number;
   /** When the first delivery arrived (ms since the epoch). */
@@ -445,11 +447,9 @@ export class RequestRun {
     this.#context.settled(this, true);
   }
 
-  #publish(
-    update: Parameters<typeof encodeResponse>[1],
-    encoded?: () => Promise<void>,
-  ): Promise<"routed" | "held"> {
-    return publishResponse(this.#context.publisher, this.request, update, encoded);
+  #publish(update: EncodableUpdate, encoded?: () => Promise<void>): Promise<"routed" | "held"> {
+    this.#encoder ??= new ResponseEncoder(this.request);
+    return publishResponse(this.#context.publisher, this.#encoder, update, encoded);
   }
 }
 

@@ -8,6 +8,12 @@ import {
   parseTaskRequest,
 } from "../../src/protocol/mod.ts";
 import { isTerminalStatus, TASK_STATUSES } from "../../src/protocol/status.ts";
+import { RawJson } from "../../src/protocol/raw_json.ts";
+import {
+  type EncodableUpdate,
+  type ResponseEcho,
+  ResponseEncoder,
+} from "../../src/protocol/response.ts";
 
 const ID = "0b6f2c1e-4d3a-4f5b-9c8d-7e6f5a4b3c2d";
 const PROJECT_ID = "11111111-2222-4333-8444-555555555555";
@@ -335,4 +341,37 @@ Deno.test("encodeResponse() passes additionalProperties back byte for byte", asy
       null,
     );
   });
+});
+
+Deno.test("ResponseEncoder writes every response byte for byte as encodeResponse() does", () => {
+  const raw = new RawJson(new TextEncoder().encode('{"n":9007199254740993,"f":1.0,"s":"é\\""}'));
+  const echoes: ResponseEcho[] = [
+    { id: ID, script: "echo.sh", routingKey: "rk", additionalProperties: raw, useCache: false },
+    {
+      id: ID,
+      script: 'odd "name" ,"status":',
+      routingKey: ',"stdout":',
+      projectId: PROJECT_ID,
+      userId: "ü",
+      requestSHA256: "ab",
+      additionalProperties: { output: "", nested: [1, null, "x"] },
+    },
+    { additionalProperties: undefined, useCache: "yes" },
+    { id: 7, script: null, additionalProperties: null },
+  ];
+  const updates: EncodableUpdate[] = [
+    { status: "RUNNING", output: null },
+    { status: "RUNNING", output: new TextEncoder().encode('{"progress":0.5}'), stdout: "a\n" },
+    { status: "SUCCESS", output: "text é", stdout: '"quoted"\n', stderr: "ü\u2028\n" },
+    { status: "FAILED", output: [new Uint8Array([1, 2]), new Uint8Array([3, 4, 5])] },
+    { status: "SUCCESS", output: new Uint8Array(70_000).fill(7) },
+    { status: "CANCELLING" },
+  ];
+  for (const echo of echoes) {
+    const encoder = new ResponseEncoder(echo);
+    for (const update of updates) {
+      const expected = new TextDecoder().decode(encodeResponse(echo, update));
+      assertEquals(new TextDecoder().decode(encoder.encode(update)), expected);
+    }
+  }
 });
