@@ -43,6 +43,7 @@ RUN case "${TARGETARCH:-amd64}" in \
     esac \
  && deno compile --frozen \
       --allow-read --allow-write --allow-run --allow-net --allow-env --allow-ffi --allow-sys \
+      --v8-flags=--max-semi-space-size=8 \
       --target "${target}" \
       --output /taskrunner main.ts
 

@@ -22,7 +22,7 @@
  * @module
  */
 
-import { RUN_PERMISSIONS } from "../src/permissions.ts";
+import { RUN_PERMISSIONS, RUN_V8_FLAGS } from "../src/permissions.ts";
 
 /** Targets this script knows how to build. */
 export const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"] as const;
@@ -112,6 +112,7 @@ async function compile(root: string, target: Target, outDir: string): Promise<st
   const args = [
     "compile",
     ...RUN_PERMISSIONS,
+    ...RUN_V8_FLAGS,
     "--target",
     target,
     "--output",

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { RUN_PERMISSIONS } from "../../src/permissions.ts";
+import { RUN_PERMISSIONS, RUN_V8_FLAGS } from "../../src/permissions.ts";
 import type { BenchNames } from "./broker.ts";
 
 /** Options of {@linkcode RunnerProcess.spawn}. */
@@ -44,6 +44,8 @@ export class RunnerProcess implements AsyncDisposable {
     const args = [
       "run",
       ...RUN_PERMISSIONS,
+      // As shipped; a V8 flag in denoFlags (BENCH_V8_FLAGS) comes later and wins.
+      ...RUN_V8_FLAGS,
       ...(options.denoFlags ?? []),
       main,
       "serve",
