@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { RUN_PERMISSIONS } from "../../src/permissions.ts";
+import { RUN_PERMISSIONS, RUN_V8_FLAGS } from "../../src/permissions.ts";
 import { concatBytes } from "../../src/util/bytes.ts";
 import { AMQP_URL, type TestNames } from "./broker_harness.ts";
 import { TEST_PYTHON } from "./engine.ts";
@@ -88,14 +88,14 @@ export class CliChild implements AsyncDisposable {
   readonly #done: Promise<CliResult>;
 
   /**
-   * Starts `main.ts` with `args` and the permissions of `deno task start`.
+   * Starts `main.ts` with `args` and the permissions and V8 flags of `deno task start`.
    *
    * @param args arguments after `main.ts`
    * @param options `stdin` bytes, extra environment
    */
   constructor(args: string[], options: CliOptions = {}) {
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...RUN_PERMISSIONS, "main.ts", ...args],
+      args: ["run", ...RUN_PERMISSIONS, ...RUN_V8_FLAGS, "main.ts", ...args],
       cwd: options.cwd ?? ROOT,
       clearEnv: true,
       env: cliEnv(options.env ?? {}),
