@@ -21,19 +21,22 @@ export function readProcFile(lib: Libc, path: string): Uint8Array | undefined {
   const fd = lib.open(cPath(path), O_RDONLY | O_CLOEXEC, 0);
   if (fd < 0) return undefined;
   try {
+    // One buffer for every read: a scan of /proc at start-up reads a file per process.
+    readBuffer ??= new Uint8Array(READ_BYTES);
     const parts: Uint8Array[] = [];
-    const buffer = new Uint8Array(READ_BYTES);
     while (true) {
-      const n = Number(lib.read(fd, buffer, BigInt(buffer.length)));
+      const n = Number(lib.read(fd, readBuffer, BigInt(readBuffer.length)));
       if (n < 0) return undefined;
       if (n === 0) break;
-      parts.push(buffer.slice(0, n));
+      parts.push(readBuffer.slice(0, n));
     }
-    return concatBytes(parts);
+    return parts.length === 1 ? parts[0] : concatBytes(parts);
   } finally {
     lib.close(fd);
   }
 }
+
+let readBuffer: Uint8Array | undefined;
 
 /** The names in a directory (without `.` and `..`), or [] when it cannot be read. */
 export function listDir(lib: Libc, path: string): string[] {
@@ -123,12 +126,22 @@ function preadAll(lib: Libc, fd: number): Uint8Array | undefined {
 export function environValue(lib: Libc, pid: number, name: string): string | undefined {
   const bytes = readProcFile(lib, `/proc/${pid}/environ`);
   if (!bytes) return undefined;
+  // Searched in place, not split into entries: the reaper looks into every process's.
+  const text = decoder.decode(bytes);
   const prefix = `${name}=`;
-  for (const entry of new TextDecoder().decode(bytes).split("\0")) {
-    if (entry.startsWith(prefix)) return entry.slice(prefix.length);
+  let start: number;
+  if (text.startsWith(prefix)) {
+    start = prefix.length;
+  } else {
+    const entry = text.indexOf(`\0${prefix}`);
+    if (entry < 0) return undefined;
+    start = entry + 1 + prefix.length;
   }
-  return undefined;
+  const end = text.indexOf("\0", start);
+  return text.slice(start, end < 0 ? undefined : end);
 }
+
+const decoder = new TextDecoder();
 
 /**
  * The number of this process's open file descriptors (the one used to count them not
