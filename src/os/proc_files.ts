@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { cPath, type Libc, libc, O_CLOEXEC, O_RDONLY } from "./libc.ts";
+import { cPath, type Libc, libc, O_CLOEXEC, O_RDONLY, type ProcLibc } from "./libc.ts";
 import { concatBytes } from "../util/bytes.ts";
 
 const READ_BYTES = 16 * 1024;
@@ -17,7 +17,7 @@ const MAX_PID_ENTRY_BYTES = 8;
 const DIRENT_NAME_OFFSET = 19;
 
 /** A file's bytes, or undefined when it cannot be read (the process is gone). */
-export function readProcFile(lib: Libc, path: string): Uint8Array | undefined {
+export function readProcFile(lib: ProcLibc, path: string): Uint8Array | undefined {
   const fd = lib.open(cPath(path), O_RDONLY | O_CLOEXEC, 0);
   if (fd < 0) return undefined;
   try {
@@ -39,7 +39,7 @@ export function readProcFile(lib: Libc, path: string): Uint8Array | undefined {
 let readBuffer: Uint8Array | undefined;
 
 /** The names in a directory (without `.` and `..`), or [] when it cannot be read. */
-export function listDir(lib: Libc, path: string): string[] {
+export function listDir(lib: ProcLibc, path: string): string[] {
   const dir = lib.opendir(cPath(path));
   if (!dir) return [];
   const names: string[] = [];
@@ -64,7 +64,7 @@ export interface ProcStat {
 }
 
 /** A process's state, parent, group and session, or undefined when it is gone. */
-export function readStat(lib: Libc, pid: number): ProcStat | undefined {
+export function readStat(lib: ProcLibc, pid: number): ProcStat | undefined {
   const bytes = readProcFile(lib, `/proc/${pid}/stat`);
   if (!bytes) return undefined;
   const text = new TextDecoder().decode(bytes);
@@ -123,7 +123,7 @@ function preadAll(lib: Libc, fd: number): Uint8Array | undefined {
 }
 
 /** The value of one variable in a process's initial environment, if readable and present. */
-export function environValue(lib: Libc, pid: number, name: string): string | undefined {
+export function environValue(lib: ProcLibc, pid: number, name: string): string | undefined {
   const bytes = readProcFile(lib, `/proc/${pid}/environ`);
   if (!bytes) return undefined;
   // Searched in place, not split into entries: the reaper looks into every process's.
