@@ -39,8 +39,7 @@ export function springProperty(variable: string): string {
  * ```
  */
 export function isSpellingOf(name: string, variable: string): boolean {
-  const property = springProperty(variable);
-  return uniform(name) === uniform(property) || legacy(name) === legacy(property);
+  return spellingTest(variable)(name);
 }
 
 /**
@@ -51,13 +50,42 @@ export function findSpellings(
   env: Record<string, string | undefined>,
   variable: string,
 ): FoundVariable[] {
+  const isSpelling = spellingTest(variable);
   const found: FoundVariable[] = [];
   for (const [name, value] of Object.entries(env)) {
-    if (value === undefined || value === "" || !isSpellingOf(name, variable)) continue;
+    if (value === undefined || value === "" || !isSpelling(name)) continue;
     if (name === variable) found.unshift({ name, value });
     else found.push({ name, value });
   }
   return found;
+}
+
+/**
+ * The test of {@linkcode isSpellingOf} for one variable, its property's forms made once: a
+ * runner's start-up looks each setting up among every variable of its environment.
+ */
+function spellingTest(variable: string): (name: string) => boolean {
+  const property = springProperty(variable);
+  const uniformProperty = uniform(property);
+  const legacyProperty = legacy(property);
+  const first = uniformProperty.charCodeAt(0);
+  return (name) =>
+    mayStartAs(name, first) &&
+    (uniform(name) === uniformProperty || legacy(name) === legacyProperty);
+}
+
+const DASH = 0x2d;
+
+/**
+ * Whether a name may have a form that starts with the character `first` (lower case): most
+ * names (PATH, HOME, ...) are told apart by their first character alone, before any form is
+ * made. A leading dash (dropped by the uniform form), or a character beyond ASCII (whose
+ * lower case is not one bit away), is left to the full test.
+ */
+function mayStartAs(name: string, first: number): boolean {
+  if (Number.isNaN(first)) return true;
+  const code = name.charCodeAt(0);
+  return code === first || code === (first ^ 0x20) || code === DASH || code > 0x7f;
 }
 
 /**

@@ -28,15 +28,31 @@ const F_SETPIPE_SZ = 1031;
 // The same number on x86_64 and aarch64 (the syscall table shared since Linux 5.1).
 const SYS_PIDFD_OPEN = 434;
 
-const SYMBOLS = {
-  // Making a FIFO is one quick call, made in place (a pool thread's hop costs more).
-  mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
+/**
+ * What a runner asks of libc before it consumes: `prctl` on itself, and the reads and kills of
+ * the stale-task reaper's `/proc` scan. Bound apart, as {@linkcode procLibc}: Deno compiles a
+ * call stub for every symbol it binds (some 0.15 ms each), and start-up need not wait for the
+ * engine's, which its first task binds.
+ */
+const PROC_SYMBOLS = {
   open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  close: { parameters: ["i32"], result: "i32" },
+  kill: { parameters: ["i32", "i32"], result: "i32" },
+  prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
+  opendir: { parameters: ["buffer"], result: "pointer" },
+  readdir: { parameters: ["pointer"], result: "pointer" },
+  closedir: { parameters: ["pointer"], result: "i32" },
+  readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+const SYMBOLS = {
+  ...PROC_SYMBOLS,
+  // Making a FIFO is one quick call, made in place (a pool thread's hop costs more).
+  mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-  close: { parameters: ["i32"], result: "i32" },
-  readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
   fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   eventfd: { parameters: ["u32", "i32"], result: "i32" },
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
@@ -60,12 +76,7 @@ const SYMBOLS = {
   posix_spawn_file_actions_adddup2: { parameters: ["buffer", "i32", "i32"], result: "i32" },
   syscall: { parameters: ["i64", "i64", "i64"], result: "i64" },
   waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32" },
-  kill: { parameters: ["i32", "i32"], result: "i32" },
   getsid: { parameters: ["i32"], result: "i32" },
-  prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
-  opendir: { parameters: ["buffer"], result: "pointer" },
-  readdir: { parameters: ["pointer"], result: "pointer" },
-  closedir: { parameters: ["pointer"], result: "i32" },
   inotify_init1: { parameters: ["i32"], result: "i32" },
   inotify_add_watch: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   inotify_rm_watch: { parameters: ["i32", "i32"], result: "i32" },
@@ -80,14 +91,22 @@ const SYMBOLS = {
   // The runner's, not the engine's (src/os/release_memory.ts): on a pool thread, as it
   // walks every arena of the allocator.
   malloc_trim: { parameters: ["usize"], result: "i32", nonblocking: true },
-  __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded library's functions. */
 export type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
+/** The functions of {@linkcode procLibc}; {@linkcode Libc} has them all too. */
+export type ProcLibc = Deno.DynamicLibrary<typeof PROC_SYMBOLS>["symbols"];
+
 /** libc through FFI, or null when FFI is not permitted or there is no glibc. */
 export const libc: () => Libc | null = lazyLibc(SYMBOLS);
+
+/**
+ * The calls a runner makes before it consumes (see `PROC_SYMBOLS`), bound on their own, or
+ * null when FFI is not permitted or there is no glibc.
+ */
+export const procLibc: () => ProcLibc | null = lazyLibc(PROC_SYMBOLS);
 
 /** libc, or an error that says why the engine cannot work without it. */
 export function requireLibc(): Libc {
@@ -101,7 +120,7 @@ export function requireLibc(): Libc {
 }
 
 /** The calling thread's errno; read it right after the failed call. */
-export function errno(lib: Libc): number {
+export function errno(lib: ProcLibc): number {
   const pointer = lib.__errno_location();
   return pointer ? new Deno.UnsafePointerView(pointer).getInt32() : 0;
 }

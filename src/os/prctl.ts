@@ -1,17 +1,18 @@
 /**
- * `prctl(2)` through FFI, for what the runner asks of the kernel about itself. It goes through
- * the one libc binding of the process (`src/os/libc.ts`), which the engine's subreaper also
- * uses for `prctl`.
+ * `prctl(2)` through FFI, for what the runner asks of the kernel about itself at start-up. It
+ * goes through the binding of the calls made before consuming (`procLibc` of
+ * `src/os/libc.ts`), not the engine's whole one (the subreaper's `prctl`), which the first task
+ * binds.
  *
  * @module
  */
 
-import { errno, libc } from "./libc.ts";
+import { errno, procLibc } from "./libc.ts";
 
 const PR_SET_DUMPABLE = 4;
 
 function call(option: number, arg: number): number {
-  const lib = libc();
+  const lib = procLibc();
   if (!lib) throw new Error("Cannot call libc through FFI (needs --allow-ffi and glibc)");
   const result = lib.prctl(option, BigInt(arg), 0n, 0n, 0n);
   if (result < 0) throw new Error(`prctl(${option}) failed with errno ${errno(lib)}`);

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { cPath, type Libc, libc, O_CLOEXEC, O_RDONLY } from "./libc.ts";
+import { cPath, type Libc, libc, O_CLOEXEC, O_RDONLY, type ProcLibc } from "./libc.ts";
 import { concatBytes } from "../util/bytes.ts";
 
 const READ_BYTES = 16 * 1024;
@@ -17,36 +17,39 @@ const MAX_PID_ENTRY_BYTES = 8;
 const DIRENT_NAME_OFFSET = 19;
 
 /** A file's bytes, or undefined when it cannot be read (the process is gone). */
-export function readProcFile(lib: Libc, path: string): Uint8Array | undefined {
+export function readProcFile(lib: ProcLibc, path: string): Uint8Array | undefined {
   const fd = lib.open(cPath(path), O_RDONLY | O_CLOEXEC, 0);
   if (fd < 0) return undefined;
   try {
+    // One buffer for every read: a scan of /proc at start-up reads a file per process.
+    readBuffer ??= new Uint8Array(READ_BYTES);
     const parts: Uint8Array[] = [];
-    const buffer = new Uint8Array(READ_BYTES);
     while (true) {
-      const n = Number(lib.read(fd, buffer, BigInt(buffer.length)));
+      const n = Number(lib.read(fd, readBuffer, BigInt(readBuffer.length)));
       if (n < 0) return undefined;
       if (n === 0) break;
-      parts.push(buffer.slice(0, n));
+      parts.push(readBuffer.slice(0, n));
     }
-    return concatBytes(parts);
+    return parts.length === 1 ? parts[0] : concatBytes(parts);
   } finally {
     lib.close(fd);
   }
 }
 
+let readBuffer: Uint8Array | undefined;
+
 /**
  * A symbolic link's target under `/proc` (e.g. `/proc/<pid>/ns/pid`), or undefined when it
  * cannot be read. Through libc: Deno lets only a program with every permission read `/proc`.
  */
-export function readProcLink(lib: Libc, path: string): string | undefined {
+export function readProcLink(lib: ProcLibc, path: string): string | undefined {
   const buffer = new Uint8Array(256);
   const n = Number(lib.readlink(cPath(path), buffer, BigInt(buffer.length)));
   return n > 0 && n < buffer.length ? new TextDecoder().decode(buffer.subarray(0, n)) : undefined;
 }
 
 /** The names in a directory (without `.` and `..`), or [] when it cannot be read. */
-export function listDir(lib: Libc, path: string): string[] {
+export function listDir(lib: ProcLibc, path: string): string[] {
   const dir = lib.opendir(cPath(path));
   if (!dir) return [];
   const names: string[] = [];
@@ -71,7 +74,7 @@ export interface ProcStat {
 }
 
 /** A process's state, parent, group and session, or undefined when it is gone. */
-export function readStat(lib: Libc, pid: number): ProcStat | undefined {
+export function readStat(lib: ProcLibc, pid: number): ProcStat | undefined {
   const bytes = readProcFile(lib, `/proc/${pid}/stat`);
   if (!bytes) return undefined;
   const text = new TextDecoder().decode(bytes);
@@ -130,15 +133,25 @@ function preadAll(lib: Libc, fd: number): Uint8Array | undefined {
 }
 
 /** The value of one variable in a process's initial environment, if readable and present. */
-export function environValue(lib: Libc, pid: number, name: string): string | undefined {
+export function environValue(lib: ProcLibc, pid: number, name: string): string | undefined {
   const bytes = readProcFile(lib, `/proc/${pid}/environ`);
   if (!bytes) return undefined;
+  // Searched in place, not split into entries: the reaper looks into every process's.
+  const text = decoder.decode(bytes);
   const prefix = `${name}=`;
-  for (const entry of new TextDecoder().decode(bytes).split("\0")) {
-    if (entry.startsWith(prefix)) return entry.slice(prefix.length);
+  let start: number;
+  if (text.startsWith(prefix)) {
+    start = prefix.length;
+  } else {
+    const entry = text.indexOf(`\0${prefix}`);
+    if (entry < 0) return undefined;
+    start = entry + 1 + prefix.length;
   }
-  return undefined;
+  const end = text.indexOf("\0", start);
+  return text.slice(start, end < 0 ? undefined : end);
 }
+
+const decoder = new TextDecoder();
 
 /**
  * The number of this process's open file descriptors (the one used to count them not

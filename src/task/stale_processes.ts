@@ -8,7 +8,7 @@
  * @module
  */
 import { basename } from "node:path";
-import { type Libc, libc } from "../os/libc.ts";
+import { type ProcLibc, procLibc } from "../os/libc.ts";
 import { environValue, listDir, readProcLink } from "../os/proc_files.ts";
 
 /** The variable every task gets, holding its directory: whose task it is, even orphaned. */
@@ -33,7 +33,7 @@ const MAX_SCANS = 64;
  * @returns how many processes were killed
  */
 export function killStaleTaskProcesses(isStale: (dirName: string) => boolean): number {
-  const lib = libc();
+  const lib = procLibc();
   if (!lib) return 0;
   const stopped = new Set<number>();
   for (let scan = 0; scan < MAX_SCANS; scan++) {
@@ -49,7 +49,7 @@ export function killStaleTaskProcesses(isStale: (dirName: string) => boolean): n
   return killed;
 }
 
-function staleTaskProcesses(lib: Libc, isStale: (dirName: string) => boolean): number[] {
+function staleTaskProcesses(lib: ProcLibc, isStale: (dirName: string) => boolean): number[] {
   const pids: number[] = [];
   const ours = readProcLink(lib, "/proc/self/ns/pid");
   for (const name of listDir(lib, "/proc")) {

@@ -32,6 +32,9 @@ Deno.test("isSpellingOf() accepts what Spring's relaxed binding accepts, and onl
         ["TERARIUM_DURABLE-QUEUES", "TERARIUM_DURABLE_QUEUES"],
         ["TERARIUM_MQ-ADDRESSES", "TERARIUM_MQ_ADDRESSES"],
         ["TERARIUM_MQ-PASSWORD", "TERARIUM_MQ_PASSWORD"],
+        // Dashes are dropped wherever they are, a leading one too.
+        ["-TERARIUM_MQPASSWORD", "TERARIUM_MQ_PASSWORD"],
+        ["--terarium.mq-password", "TERARIUM_MQ_PASSWORD"],
       ]
     ) {
       assert(isSpellingOf(name!, variable!), `${name} is a spelling of ${variable}`);
@@ -45,6 +48,10 @@ Deno.test("isSpellingOf() accepts what Spring's relaxed binding accepts, and onl
         ["TERARIUM_TASKRUNNER_DURABLE_QUEUES", "TERARIUM_DURABLE_QUEUES"],
         ["TERARIUM_MQ_PASSWORD_FILE", "TERARIUM_MQ_PASSWORD"],
         ["XTERARIUM_MQ_PASSWORD", "TERARIUM_MQ_PASSWORD"],
+        [".TERARIUM_MQ_PASSWORD", "TERARIUM_MQ_PASSWORD"],
+        ["_TERARIUM_MQ_PASSWORD", "TERARIUM_MQ_PASSWORD"],
+        ["-", "TERARIUM_MQ_PASSWORD"],
+        ["", "TERARIUM_MQ_PASSWORD"],
       ]
     ) {
       assert(!isSpellingOf(name!, variable!), `${name} is not a spelling of ${variable}`);
