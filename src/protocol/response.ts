@@ -90,11 +90,7 @@ export function encodeTaskResponse(response: TaskResponse): Uint8Array {
 export function encodeResponse(echo: ResponseEcho, update: EncodableUpdate): Uint8Array {
   const { output, ...rest } = update;
   const raw = echo.additionalProperties instanceof RawJson ? echo.additionalProperties : undefined;
-  const chunks = output instanceof Uint8Array
-    ? [output]
-    : Array.isArray(output)
-    ? output
-    : undefined;
+  const chunks = outputChunks(output);
   const size = chunks?.reduce((total, chunk) => total + chunk.length, 0) ?? 0;
   const spliced = chunks !== undefined && size >= SPLICE_OUTPUT_BYTES;
   const joined = spliced ? "" : joinOutput(output, chunks, size);
@@ -171,15 +167,13 @@ export class ResponseEncoder {
   /** The response's UTF-8 JSON bytes. */
   encode(update: EncodableUpdate): Uint8Array {
     const output = update.output;
-    const chunks = output instanceof Uint8Array ? [output] : Array.isArray(output) ? output : [];
-    const size = chunks.reduce((total, chunk) => total + chunk.length, 0);
+    const chunks = outputChunks(output);
+    const size = chunks?.reduce((total, chunk) => total + chunk.length, 0) ?? 0;
     this.#frame ??= frameOf(this.echo);
     if (size >= SPLICE_OUTPUT_BYTES || this.#frame === null) {
       return encodeResponse(this.echo, update);
     }
-    const base64 = encodeOutput(
-      joinOutput(output, Array.isArray(output) ? output : undefined, size),
-    );
+    const base64 = encodeOutput(joinOutput(output, chunks, size));
     // Status and base64 are ASCII: their JSON is as many bytes as characters.
     const status = `${JSON.stringify(update.status)},"output":${
       base64 === null ? "null" : `"${base64}"`
@@ -218,22 +212,24 @@ function frameOf(echo: ResponseEcho): ResponseFrame | null {
   const stdoutAt = json.indexOf(',"stdout":') + ',"stdout":'.length;
   const tailAt = json.indexOf(',"requestSHA256":');
   const middle = json.slice(middleAt, stdoutAt);
-  if (!raw) {
-    return {
-      head: encoder.encode(json.slice(0, statusAt)),
-      middle: encoder.encode(middle),
-      tail: encoder.encode(json.slice(tailAt)),
-    };
-  }
-  const [before, after] = [
-    `,"additionalProperties":`,
-    middle.slice(`,"additionalProperties":null`.length),
-  ];
   return {
     head: encoder.encode(json.slice(0, statusAt)),
-    middle: concatBytes([encoder.encode(before), raw.bytes, encoder.encode(after)]),
+    // Raw properties: their exact bytes where the JSON has the null put in their place.
+    middle: raw
+      ? concatBytes([
+        encoder.encode(',"additionalProperties":'),
+        raw.bytes,
+        encoder.encode(middle.slice(`,"additionalProperties":null`.length)),
+      ])
+      : encoder.encode(middle),
     tail: encoder.encode(json.slice(tailAt)),
   };
+}
+
+// The output as the chunks of bytes it is made of; undefined for text or none.
+function outputChunks(output: EncodableUpdate["output"]): readonly Uint8Array[] | undefined {
+  if (output instanceof Uint8Array) return [output];
+  return Array.isArray(output) ? output : undefined;
 }
 
 // The output as one value for buildTaskResponse: chunks joined, text or null as given.

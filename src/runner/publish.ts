@@ -10,7 +10,12 @@ import {
   ResponseTooLargeError,
   UnroutableResponseError,
 } from "../protocol/publish_errors.ts";
-import { type EncodableUpdate, type ResponseEcho, ResponseEncoder } from "../protocol/response.ts";
+import {
+  type EncodableUpdate,
+  encodeResponse,
+  type ResponseEcho,
+  ResponseEncoder,
+} from "../protocol/response.ts";
 
 /**
  * Encodes a response to a request and publishes it to the request's routing key.
@@ -28,10 +33,13 @@ export async function publishResponse(
   encoded?: () => Promise<void>,
 ): Promise<"routed" | "held"> {
   // Async, so that a response that cannot be encoded rejects instead of throwing.
-  const encoder = request instanceof ResponseEncoder ? request : new ResponseEncoder(request);
-  const echo = encoder.echo;
+  // A lone response (a request refused before it ran) is encoded as it is: an encoder pays off
+  // over a request's many responses only.
+  const echo = request instanceof ResponseEncoder ? request.echo : request;
   const routingKey = typeof echo.routingKey === "string" ? echo.routingKey : "";
-  const content = encoder.encode(update);
+  const content = request instanceof ResponseEncoder
+    ? request.encode(update)
+    : encodeResponse(request, update);
   await encoded?.();
   return await sink.publish(routingKey, content, {
     ...(typeof echo.id === "string" ? { taskId: echo.id } : {}),
