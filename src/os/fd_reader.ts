@@ -1,11 +1,9 @@
 import { type FdPoller, fdPoller } from "./fd_poller.ts";
 import { EAGAIN, EINTR, errno, type Libc, POLLIN, requireLibc } from "./libc.ts";
-import { readScratch } from "./read_scratch.ts";
+import { BYTES_BEFORE_YIELD, readScratch } from "./read_scratch.ts";
 import { yieldToEventLoop } from "../util/async.ts";
 
 const READ_BYTES = 64 * 1024;
-// Read at most this much before letting other work run (broker heartbeats, other tasks).
-const BYTES_BEFORE_YIELD = 4 * 1024 * 1024;
 
 /**
  * The read end of a pipe (non-blocking), read through the shared {@linkcode FdPoller} and

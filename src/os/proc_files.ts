@@ -7,6 +7,7 @@
  */
 import { cPath, type Libc, libc, O_CLOEXEC, O_RDONLY, type ProcLibc } from "./libc.ts";
 import { concatBytes } from "../util/bytes.ts";
+import { readScratch } from "./read_scratch.ts";
 
 const READ_BYTES = 16 * 1024;
 // The main thread's children, one pid in at most 8 bytes each: room for 512 in one read.
@@ -21,8 +22,8 @@ export function readProcFile(lib: ProcLibc, path: string): Uint8Array | undefine
   const fd = lib.open(cPath(path), O_RDONLY | O_CLOEXEC, 0);
   if (fd < 0) return undefined;
   try {
-    // One buffer for every read: a scan of /proc at start-up reads a file per process.
-    readBuffer ??= new Uint8Array(READ_BYTES);
+    // The engine's one read buffer: a scan of /proc at start-up reads a file per process.
+    const readBuffer = readScratch(READ_BYTES);
     const parts: Uint8Array[] = [];
     while (true) {
       const n = Number(lib.read(fd, readBuffer, BigInt(readBuffer.length)));
@@ -35,8 +36,6 @@ export function readProcFile(lib: ProcLibc, path: string): Uint8Array | undefine
     lib.close(fd);
   }
 }
-
-let readBuffer: Uint8Array | undefined;
 
 /**
  * A symbolic link's target under `/proc` (e.g. `/proc/<pid>/ns/pid`), or undefined when it

@@ -7,6 +7,12 @@
  */
 
 const SCRATCH_BYTES = 1024 * 1024;
+
+/**
+ * How much a pipe's reader reads before it lets other work run (broker heartbeats, other
+ * tasks), however fast its writer fills the pipe.
+ */
+export const BYTES_BEFORE_YIELD = 4 * 1024 * 1024;
 let scratch: Uint8Array | undefined;
 
 /**

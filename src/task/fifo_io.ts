@@ -16,7 +16,7 @@ import {
   requireLibc,
 } from "../os/libc.ts";
 import { type OpenWatch, openWatcher } from "../os/open_watcher.ts";
-import { readScratch } from "../os/read_scratch.ts";
+import { BYTES_BEFORE_YIELD, readScratch } from "../os/read_scratch.ts";
 
 /** Receives what a {@linkcode FifoReader} reads. */
 export interface FifoSink {
@@ -35,8 +35,6 @@ export interface FifoSink {
 
 // Pipes hold 64 KiB by default; a larger one means fewer wake-ups for large outputs.
 const PIPE_BYTES = 1024 * 1024;
-// Read at most this much before letting other work run (broker heartbeats, other tasks).
-const BYTES_BEFORE_YIELD = 4 * 1024 * 1024;
 const POLLHUP = 0x10;
 const POLL_ONE_BYTES = 8;
 

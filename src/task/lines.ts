@@ -75,23 +75,6 @@ export class LineSplitter {
   }
 }
 
-/**
- * Reads a byte stream as text lines, as {@linkcode LineSplitter} splits them.
- *
- * @param stream the child's stdout or stderr
- * @param onLine called for each line
- * @param options the bound on a line's length
- */
-export async function forEachLine(
-  stream: ReadableStream<Uint8Array>,
-  onLine: (line: string) => void,
-  options: LineOptions = {},
-): Promise<void> {
-  const lines = new LineSplitter(onLine, options);
-  await forEachChunk(stream, (chunk) => lines.push(chunk));
-  lines.end();
-}
-
 /** Passes each chunk of a byte stream on, until it ends. */
 export async function forEachChunk(
   stream: ReadableStream<Uint8Array>,

@@ -1,4 +1,20 @@
-import { forEachLine, LineSplitter, MAX_LINE_CHARS } from "../../src/task/lines.ts";
+import {
+  forEachChunk,
+  type LineOptions,
+  LineSplitter,
+  MAX_LINE_CHARS,
+} from "../../src/task/lines.ts";
+
+/** A byte stream read as lines, as a task's stdout is read when it comes as a stream. */
+async function forEachLine(
+  stream: ReadableStream<Uint8Array>,
+  onLine: (line: string) => void,
+  options: LineOptions = {},
+): Promise<void> {
+  const lines = new LineSplitter(onLine, options);
+  await forEachChunk(stream, (chunk) => lines.push(chunk));
+  lines.end();
+}
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { DEFAULT_LOG_TAIL_BYTES, OutputTail } from "../../src/task/output_tail.ts";
 
