@@ -13,7 +13,13 @@
  * @module
  */
 import { RUN_PERMISSIONS } from "../../src/permissions.ts";
-import { type BenchNames, benchNames, makeRequest, ServerSide } from "./broker.ts";
+import {
+  type BenchNames,
+  benchNames,
+  type BenchResponse,
+  makeRequest,
+  ServerSide,
+} from "./broker.ts";
 import { cpuMs } from "./proc.ts";
 
 /** What the protocol loop measured. */
@@ -48,16 +54,9 @@ export async function protocolFloor(
   await using server = await ServerSide.open(url, names);
   await using runner = await RunnerSide.spawn(url, names, options.concurrency, options.holdMs);
   const run = async (count: number) => {
-    const requests = Array.from(
-      { length: count },
-      () => makeRequest(options.script, new TextEncoder().encode("hello"), names.routingKey),
+    await Promise.all(
+      Array.from({ length: count }, () => sendOne(server, runner, options.script)),
     );
-    const terminals = await Promise.race([
-      Promise.all(requests.map((request) => server.send(request, { timeoutMs: TASK_TIMEOUT_MS }))),
-      runner.failed,
-    ]);
-    const failed = terminals.find((terminal) => terminal.status !== "SUCCESS");
-    if (failed) throw new Error(`Protocol loop: a task ended in ${failed.status}`);
   };
   await run(WARM_UP);
   const before = [await cpuMs(beam), await cpuMs(runner.pid)];
@@ -90,21 +89,27 @@ export async function protocolLatency(
   await using runner = await RunnerSide.spawn(url, names, 1);
   const samples: number[] = [];
   for (let i = -options.count; i < options.count; i++) {
-    const request = makeRequest(
-      options.script,
-      new TextEncoder().encode("hello"),
-      names.routingKey,
-    );
-    const terminal = await Promise.race([
-      server.send(request, { timeoutMs: TASK_TIMEOUT_MS }),
-      runner.failed,
-    ]);
-    if (terminal.status !== "SUCCESS") {
-      throw new Error(`Protocol loop: a task ended in ${terminal.status}`);
-    }
+    const terminal = await sendOne(server, runner, options.script);
     if (i >= 0) samples.push(terminal.arrivedAt - terminal.publishedAt);
   }
   return samples;
+}
+
+/** One request through the loop: its terminal response, which must be `SUCCESS`. */
+async function sendOne(
+  server: ServerSide,
+  runner: RunnerSide,
+  script: string,
+): Promise<BenchResponse> {
+  const request = makeRequest(script, new TextEncoder().encode("hello"), server.names.routingKey);
+  const terminal = await Promise.race([
+    server.send(request, { timeoutMs: TASK_TIMEOUT_MS }),
+    runner.failed,
+  ]);
+  if (terminal.status !== "SUCCESS") {
+    throw new Error(`Protocol loop: a task ended in ${terminal.status}`);
+  }
+  return terminal;
 }
 
 /** `protocol_runner.ts` as a subprocess: consuming once spawned, stopped on dispose. */
